@@ -1,1 +1,21 @@
-pub fn x(){}
+//! SeaORM entities of Agora: one module per table, shared by the server and the migrations' tests.
+//!
+//! Ids are `i64` everywhere (BIGINT on PostgreSQL, the rowid on SQLite); times are UTC.
+
+pub mod chat_room;
+pub mod message;
+pub mod post;
+pub mod profile;
+pub mod revoked_token;
+pub mod room_member;
+pub mod user;
+
+pub mod prelude {
+    pub use super::chat_room::Entity as ChatRoom;
+    pub use super::message::Entity as Message;
+    pub use super::post::Entity as Post;
+    pub use super::profile::Entity as Profile;
+    pub use super::revoked_token::Entity as RevokedToken;
+    pub use super::room_member::Entity as RoomMember;
+    pub use super::user::Entity as User;
+}

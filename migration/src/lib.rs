@@ -1,1 +1,16 @@
-pub fn x(){}
+//! Schema migrations of Agora, run on every start (`agora serve`) or alone (`agora migrate`).
+//!
+//! One change per statement, because SeaQuery cannot alter several things at once on SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

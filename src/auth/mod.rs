@@ -1,0 +1,137 @@
+//! Who is calling: passwords, tokens, and the identity of a request.
+//!
+//! Every transport (GraphQL over HTTP or WebSocket, legacy REST, the legacy chat socket) turns
+//! its credentials into a [`Viewer`] with [`authenticate`], so the rules of SimpleJWT's
+//! `JWTAuthentication` are written once.
+
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+
+use sea_orm::{DatabaseConnection, EntityTrait};
+
+pub use password::PasswordHasher;
+pub use throttle::Throttle;
+pub use tokens::{TokenKind, TokenProblem, TokenService};
+
+/// Why a caller is not authenticated, with SimpleJWT's wording (`detail`, `code`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("Authentication credentials were not provided.")]
+    NoCredentials,
+    #[error("Authorization header must contain two space-delimited values")]
+    BadHeader,
+    /// An access token that failed a check.
+    #[error("Given token not valid for any token type")]
+    BadAccessToken(TokenProblem),
+    /// A refresh token that failed a check (refresh, revoke).
+    #[error("{}", .0.message())]
+    BadRefreshToken(TokenProblem),
+    #[error("Token contained no recognizable user identification")]
+    NoUserId,
+    #[error("User not found")]
+    UserNotFound,
+    #[error("User is inactive")]
+    UserInactive,
+    /// Sign-in with a wrong username or password.
+    #[error("No active account found with the given credentials")]
+    BadCredentials,
+    /// A valid refresh token whose user is gone or inactive.
+    #[error("No active account found for the given token.")]
+    NoAccountForToken,
+}
+
+impl AuthError {
+    /// SimpleJWT's `code`, where its body has one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::NoCredentials | AuthError::BadCredentials => None,
+            AuthError::BadHeader => Some("bad_authorization_header"),
+            AuthError::BadAccessToken(_) | AuthError::BadRefreshToken(_) | AuthError::NoUserId => {
+                Some("token_not_valid")
+            }
+            AuthError::UserNotFound => Some("user_not_found"),
+            AuthError::UserInactive => Some("user_inactive"),
+            AuthError::NoAccountForToken => Some("no_active_account"),
+        }
+    }
+}
+
+/// The identity of one request, resolved once by the transport.
+#[derive(Debug, Clone)]
+pub enum Viewer {
+    Anonymous,
+    User(entity::user::Model),
+    /// Credentials were sent but refused: protected operations report this, open ones ignore it.
+    Refused(AuthError),
+}
+
+impl Viewer {
+    /// The signed-in user, or why there is none.
+    pub fn require(&self) -> Result<&entity::user::Model, AuthError> {
+        match self {
+            Viewer::User(user) => Ok(user),
+            Viewer::Anonymous => Err(AuthError::NoCredentials),
+            Viewer::Refused(err) => Err(err.clone()),
+        }
+    }
+
+    pub fn from_result(result: Result<Option<entity::user::Model>, AuthError>) -> Self {
+        match result {
+            Ok(Some(user)) => Viewer::User(user),
+            Ok(None) => Viewer::Anonymous,
+            Err(err) => Viewer::Refused(err),
+        }
+    }
+}
+
+/// The token of an `Authorization` header, as SimpleJWT reads it: another scheme (or none) is
+/// "no credentials"; `Bearer` must be followed by exactly one value.
+pub fn bearer_token(header: Option<&str>) -> Result<Option<&str>, AuthError> {
+    let Some(header) = header else { return Ok(None) };
+    let parts: Vec<&str> = header.split_whitespace().collect();
+    match parts.as_slice() {
+        [] => Ok(None),
+        [scheme, ..] if *scheme != "Bearer" => Ok(None),
+        [_, token] => Ok(Some(token)),
+        _ => Err(AuthError::BadHeader),
+    }
+}
+
+/// The active user an access token names. `None` token: anonymous.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    tokens: &TokenService,
+    token: Option<&str>,
+) -> Result<Option<entity::user::Model>, AuthError> {
+    let Some(token) = token else { return Ok(None) };
+    let verified = tokens.verify(token, TokenKind::Access).map_err(AuthError::BadAccessToken)?;
+    let user_id = verified.user_id.ok_or(AuthError::NoUserId)?;
+    let user = entity::user::Entity::find_by_id(user_id)
+        .one(db)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "user lookup failed");
+            AuthError::UserNotFound
+        })?
+        .ok_or(AuthError::UserNotFound)?;
+    if !user.is_active {
+        return Err(AuthError::UserInactive);
+    }
+    Ok(Some(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_parsing_follows_simplejwt() {
+        assert_eq!(bearer_token(None), Ok(None));
+        assert_eq!(bearer_token(Some("Token abc")), Ok(None));
+        assert_eq!(bearer_token(Some("bearer abc")), Ok(None));
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok(Some("abc")));
+        assert_eq!(bearer_token(Some("Bearer")), Err(AuthError::BadHeader));
+        assert_eq!(bearer_token(Some("Bearer a b")), Err(AuthError::BadHeader));
+    }
+}

@@ -1,0 +1,77 @@
+//! Validation rules of the domain, with Django REST Framework's messages word for word, because
+//! legacy clients show them to people. GraphQL and the legacy layer both reach them through the
+//! services, so each rule is written once.
+
+mod email;
+mod password;
+
+pub use email::is_valid_email;
+pub use password::password_problems;
+
+use std::sync::LazyLock;
+
+pub const BLANK: &str = "This field may not be blank.";
+pub const USERNAME_MAX: usize = 150;
+pub const EMAIL_MAX: usize = 254;
+pub const PASSWORD_MAX: usize = 128;
+pub const POST_TITLE_MAX: usize = 255;
+pub const POST_CONTENT_MAX: usize = 10_000;
+pub const MESSAGE_MAX: usize = 4_000;
+pub const BIO_MAX: usize = 500;
+
+pub fn too_long(max: usize) -> String {
+    format!("Ensure this field has no more than {max} characters.")
+}
+
+/// DRF's `CharField`: surrounding whitespace trimmed, then blank, length and NUL checks.
+/// Returns the trimmed value or every problem with it.
+pub fn clean_text(raw: &str, max: usize, allow_blank: bool) -> Result<String, Vec<String>> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return if allow_blank { Ok(String::new()) } else { Err(vec![BLANK.to_owned()]) };
+    }
+    let mut problems = Vec::new();
+    if value.chars().count() > max {
+        problems.push(too_long(max));
+    }
+    if value.contains('\0') {
+        problems.push("Null characters are not allowed.".to_owned());
+    }
+    if problems.is_empty() { Ok(value.to_owned()) } else { Err(problems) }
+}
+
+static USERNAME_RE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"^[\w.@+\-]+$").expect("valid regex"));
+
+/// Django's `UnicodeUsernameValidator`: letters (Unicode), digits and `@.+-_`.
+pub fn is_valid_username(name: &str) -> bool {
+    USERNAME_RE.is_match(name)
+}
+
+pub const USERNAME_INVALID: &str =
+    "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.";
+pub const EMAIL_INVALID: &str = "Enter a valid email address.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(clean_text("  hi \n", 5, false), Ok("hi".to_owned()));
+        assert_eq!(clean_text("   ", 5, false), Err(vec![BLANK.to_owned()]));
+        assert_eq!(clean_text("   ", 5, true), Ok(String::new()));
+        assert_eq!(clean_text("éééééé", 5, false), Err(vec![too_long(5)]));
+        assert_eq!(clean_text("ééééé", 5, false), Ok("ééééé".to_owned()));
+    }
+
+    #[test]
+    fn usernames_follow_django() {
+        for ok in ["alice", "a.b@c+d-e_f", "Łukasz", "名前", "user1"] {
+            assert!(is_valid_username(ok), "{ok}");
+        }
+        for bad in ["a b", "a/b", "a!", "", "tab\t"] {
+            assert!(!is_valid_username(bad), "{bad}");
+        }
+    }
+}

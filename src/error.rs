@@ -1,0 +1,112 @@
+//! The one error type of the business layer, and the field-error collection behind
+//! `BAD_USER_INPUT`.
+//!
+//! Services return [`AppError`]; it is mapped once to GraphQL (`graphql::error`) and, through the
+//! GraphQL error codes, once to Django REST Framework bodies (`legacy::errors`). Infrastructure
+//! errors are logged where they are converted and never reach a client in detail.
+
+use crate::auth::AuthError;
+
+/// Every problem with every invalid field of one input, in the order the fields were checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(Vec<(String, Vec<String>)>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one problem with `field`; problems of one field stay together, in order.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        let message = message.into();
+        match self.0.iter_mut().find(|(name, _)| name == field) {
+            Some((_, messages)) => messages.push(message),
+            None => self.0.push((field.to_owned(), vec![message])),
+        }
+    }
+
+    /// Records the outcome of validating one field, keeping the valid value.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, Vec<String>>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(messages) => {
+                for message in messages {
+                    self.add(field, message);
+                }
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|(name, _)| name == field)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(f, m)| (f.as_str(), m.as_slice()))
+    }
+
+    /// `Ok(())` when nothing was recorded, else the whole collection as an error.
+    pub fn into_result(self) -> Result<(), AppError> {
+        if self.is_empty() { Ok(()) } else { Err(AppError::Invalid(self)) }
+    }
+
+    /// An error about one field.
+    pub fn single(field: &str, message: impl Into<String>) -> AppError {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        AppError::Invalid(errors)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No, expired or malformed credentials.
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// Signed in, but not allowed.
+    #[error("You do not have permission to perform this action.")]
+    Forbidden,
+    /// The named thing does not exist, or is hidden from the caller.
+    #[error("Not found.")]
+    NotFound,
+    /// Invalid input: every problem with every field.
+    #[error("Invalid input.")]
+    Invalid(FieldErrors),
+    /// Too many attempts; retry after this many seconds.
+    #[error("Request was throttled. Expected available in {0} seconds.")]
+    Throttled(u64),
+    /// Anything else. The detail is logged where it happens, never shown.
+    #[error("Internal server error.")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        tracing::error!(error = %err, "database error");
+        AppError::Internal(err.into())
+    }
+}
+
+impl From<sea_orm::TransactionError<AppError>> for AppError {
+    fn from(err: sea_orm::TransactionError<AppError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(app) => app,
+        }
+    }
+}
+
+impl AppError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        let err = err.into();
+        tracing::error!(error = %err, "internal error");
+        AppError::Internal(err)
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

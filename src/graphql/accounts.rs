@@ -1,0 +1,144 @@
+//! Accounts in GraphQL: `register`, `tokenAuth`, `refreshToken`, `revokeToken`, `me`, `users`,
+//! `user`, and the `User` and `Profile` types.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use entity::{profile, user};
+
+use super::error::GqlResultExt;
+use super::{ClientAddr, TotalCount, cursor, loaders, state, viewer};
+use crate::media::MediaStore;
+use crate::service::accounts;
+
+pub struct User(pub user::Model);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn username(&self) -> &str {
+        &self.0.username
+    }
+
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+
+    async fn profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Profile> {
+        let found = loaders::of(ctx).load_one(loaders::ProfileOf(self.0.id)).await.gql(ctx)?;
+        // Every user has one (created with the account); an absent row reads as the default.
+        Ok(Profile(found.unwrap_or_else(|| profile::Model {
+            id: 0,
+            user_id: self.0.id,
+            image: profile::DEFAULT_IMAGE.to_owned(),
+            bio: String::new(),
+        })))
+    }
+}
+
+pub struct Profile(pub profile::Model);
+
+#[Object]
+impl Profile {
+    /// URL path of the avatar, e.g. /media/user_images/default.jpg.
+    async fn image(&self) -> String {
+        MediaStore::url(&self.0.image)
+    }
+
+    async fn bio(&self) -> &str {
+        &self.0.bio
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct TokenPair {
+    access: String,
+    refresh: String,
+}
+
+#[derive(SimpleObject)]
+pub struct AccessToken {
+    access: String,
+}
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    username: String,
+    email: String,
+    password: String,
+}
+
+pub type UserConnection = Connection<String, User, TotalCount>;
+
+const USER_CURSOR: &str = "user";
+
+#[derive(Default)]
+pub struct AccountsQuery;
+
+#[Object]
+impl AccountsQuery {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        Ok(User(viewer(ctx).require().gql(ctx)?.clone()))
+    }
+
+    /// Users ordered by id; `search` keeps usernames that start with it (case-insensitive).
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<UserConnection> {
+        viewer(ctx).require().gql(ctx)?;
+        let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
+        let page = accounts::list(state(ctx), search.as_deref(), first, after).await.gql(ctx)?;
+        let mut connection = UserConnection::with_additional_fields(
+            page.has_previous,
+            page.has_next,
+            TotalCount { total_count: page.total_count as i64 },
+        );
+        connection
+            .edges
+            .extend(page.items.into_iter().map(|u| Edge::new(cursor::encode_id(USER_CURSOR, u.id), User(u))));
+        Ok(connection)
+    }
+
+    async fn user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<Option<User>> {
+        viewer(ctx).require().gql(ctx)?;
+        Ok(accounts::find_by_username(state(ctx), &username).await.gql(ctx)?.map(User))
+    }
+}
+
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Open: no token needed.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> async_graphql::Result<User> {
+        let registration =
+            accounts::Registration { username: input.username, email: input.email, password: input.password };
+        let client = ctx.data_opt::<ClientAddr>().and_then(|c| c.0);
+        Ok(User(accounts::register(state(ctx), client, registration).await.gql(ctx)?))
+    }
+
+    /// Open: exchanges credentials for an access and a refresh token.
+    async fn token_auth(&self, ctx: &Context<'_>, username: String, password: String) -> async_graphql::Result<TokenPair> {
+        let client = ctx.data_opt::<ClientAddr>().and_then(|c| c.0);
+        let pair = accounts::sign_in(state(ctx), client, &username, &password).await.gql(ctx)?;
+        Ok(TokenPair { access: pair.access, refresh: pair.refresh })
+    }
+
+    /// Open: a new access token for a valid refresh token.
+    async fn refresh_token(&self, ctx: &Context<'_>, refresh: String) -> async_graphql::Result<AccessToken> {
+        Ok(AccessToken { access: accounts::refresh(state(ctx), &refresh).await.gql(ctx)? })
+    }
+
+    /// Revokes a refresh token (sign out); true when it was valid.
+    async fn revoke_token(&self, ctx: &Context<'_>, refresh: String) -> async_graphql::Result<bool> {
+        accounts::revoke(state(ctx), &refresh).await.gql(ctx)
+    }
+}

@@ -1,0 +1,77 @@
+//! DataLoaders: every relation crossed in a list is fetched in one batched query.
+//!
+//! One [`Loaders`] per request (never shared: a cache would leak between users, and these
+//! loaders do not cache at all, they only batch).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{profile, user};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+
+use crate::error::AppError;
+
+pub struct Db(pub DatabaseConnection);
+
+pub type Loaders = DataLoader<Db>;
+
+pub fn loaders(db: DatabaseConnection) -> Loaders {
+    DataLoader::new(Db(db), tokio::spawn)
+}
+
+/// Error type of the loaders: cloneable, detail already logged.
+#[derive(Clone, Debug)]
+pub struct LoadError;
+
+impl From<sea_orm::DbErr> for LoadError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        let _ = AppError::from(err);
+        LoadError
+    }
+}
+
+impl From<LoadError> for AppError {
+    fn from(_: LoadError) -> Self {
+        AppError::Internal(anyhow::anyhow!("batched load failed"))
+    }
+}
+
+/// A user by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserId(pub i64);
+
+impl Loader<UserId> for Db {
+    type Value = user::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, user::Model>, LoadError> {
+        let rows = user::Entity::find()
+            .filter(user::Column::Id.is_in(keys.iter().map(|k| k.0)))
+            .all(&self.0)
+            .await?;
+        Ok(rows.into_iter().map(|u| (UserId(u.id), u)).collect())
+    }
+}
+
+/// The profile of a user id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileOf(pub i64);
+
+impl Loader<ProfileOf> for Db {
+    type Value = profile::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[ProfileOf]) -> Result<HashMap<ProfileOf, profile::Model>, LoadError> {
+        let rows = profile::Entity::find()
+            .filter(profile::Column::UserId.is_in(keys.iter().map(|k| k.0)))
+            .all(&self.0)
+            .await?;
+        Ok(rows.into_iter().map(|p| (ProfileOf(p.user_id), p)).collect())
+    }
+}
+
+/// Shared by resolvers: the loaders of this request.
+pub fn of<'a>(ctx: &async_graphql::Context<'a>) -> &'a Arc<Loaders> {
+    ctx.data_unchecked::<Arc<Loaders>>()
+}

@@ -1,0 +1,76 @@
+//! The GraphQL schema: the core every transport goes through.
+//!
+//! One `MergedObject` per domain over the services; per-request data is the caller's
+//! [`Viewer`], its address (for throttling) and a fresh set of DataLoaders. Limits: depth,
+//! complexity and (by configuration) introspection.
+
+pub mod accounts;
+pub mod cursor;
+pub mod error;
+pub mod loaders;
+pub mod scalars;
+pub mod transport;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Request, Schema, SimpleObject};
+
+use crate::auth::Viewer;
+use crate::state::AppState;
+
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountsQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(accounts::AccountsMutation);
+
+pub type Subscription = EmptySubscription;
+
+pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
+
+/// Deepest query accepted (the contract's deepest useful path is about 8 levels).
+pub const MAX_DEPTH: usize = 12;
+/// Highest complexity accepted (each field counts 1; lists count their page size).
+pub const MAX_COMPLEXITY: usize = 5_000;
+
+/// The address of the caller, for throttling.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+/// `totalCount` of every connection.
+#[derive(SimpleObject)]
+pub struct TotalCount {
+    pub total_count: i64,
+}
+
+pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
+    if let Some(state) = state {
+        if !state.settings.introspection {
+            builder = builder.disable_introspection();
+        }
+        builder = builder.data(state);
+    }
+    builder.finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(None).sdl()
+}
+
+/// Attaches what every resolver may need to a request.
+pub fn prepare(request: Request, state: &AppState, viewer: Viewer, client: Option<IpAddr>) -> Request {
+    request.data(viewer).data(ClientAddr(client)).data(Arc::new(loaders::loaders(state.db.clone())))
+}
+
+pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {
+    ctx.data_unchecked::<Arc<AppState>>()
+}
+
+pub fn viewer<'a>(ctx: &Context<'a>) -> &'a Viewer {
+    ctx.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
+}

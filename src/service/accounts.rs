@@ -1,0 +1,226 @@
+//! Accounts: registration, sign-in, token refresh and revocation, user lookups.
+
+use std::net::IpAddr;
+
+use chrono::{SubsecRound, Utc};
+use entity::{profile, revoked_token, user};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::auth::{AuthError, TokenKind};
+use crate::domain::{self, BLANK};
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::service::page::{Page, page_size};
+use crate::state::AppState;
+
+pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
+pub const EMAIL_TAKEN: &str = "A user with that email already exists.";
+
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// `lower(column) = lower(value)`: the same function as the unique indexes.
+fn ci_equals(column: user::Column, value: &str) -> sea_orm::sea_query::SimpleExpr {
+    Expr::expr(Func::lower(Expr::col(column))).eq(Func::lower(Expr::val(value.to_owned())))
+}
+
+async fn taken(state: &AppState, column: user::Column, value: &str) -> AppResult<bool> {
+    Ok(user::Entity::find().filter(ci_equals(column, value)).count(&state.db).await? > 0)
+}
+
+/// Creates a user and an empty profile in one transaction. Every invalid field is reported.
+pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registration) -> AppResult<user::Model> {
+    state.auth_throttle.check(client).map_err(AppError::Throttled)?;
+    let mut errors = FieldErrors::new();
+
+    let username = input.username.trim();
+    if username.is_empty() {
+        errors.add("username", BLANK);
+    } else {
+        if !domain::is_valid_username(username) {
+            errors.add("username", domain::USERNAME_INVALID);
+        }
+        if taken(state, user::Column::Username, username).await? {
+            errors.add("username", USERNAME_TAKEN);
+        }
+        if username.chars().count() > domain::USERNAME_MAX {
+            errors.add("username", domain::too_long(domain::USERNAME_MAX));
+        }
+    }
+
+    let email = input.email.trim();
+    if email.is_empty() {
+        errors.add("email", BLANK);
+    } else {
+        if taken(state, user::Column::Email, email).await? {
+            errors.add("email", EMAIL_TAKEN);
+        }
+        if email.chars().count() > domain::EMAIL_MAX {
+            errors.add("email", domain::too_long(domain::EMAIL_MAX));
+        }
+        if !domain::is_valid_email(email) {
+            errors.add("email", domain::EMAIL_INVALID);
+        }
+    }
+
+    let password = input.password.trim();
+    if password.is_empty() {
+        errors.add("password", BLANK);
+    } else if password.chars().count() > domain::PASSWORD_MAX {
+        errors.add("password", domain::too_long(domain::PASSWORD_MAX));
+    } else {
+        for problem in domain::password_problems(password, Some(&input.username), Some(&input.email)) {
+            errors.add("password", problem);
+        }
+    }
+    errors.into_result()?;
+
+    let hash = state.passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
+    let now = Utc::now().trunc_subsecs(6);
+    let txn = crate::db::begin_write(&state.db).await?;
+    let created = user::ActiveModel {
+        username: Set(username.to_owned()),
+        email: Set(email.to_owned()),
+        password_hash: Set(hash),
+        is_active: Set(true),
+        date_joined: Set(now),
+        last_login: Set(None),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await;
+    let user = match created {
+        Ok(user) => user,
+        // Lost a race against an identical sign-up: the unique index decides.
+        Err(err) if crate::db::is_unique_violation(&err) => {
+            let mut errors = FieldErrors::new();
+            if taken(state, user::Column::Email, email).await? {
+                errors.add("email", EMAIL_TAKEN);
+            }
+            if errors.is_empty() || taken(state, user::Column::Username, username).await? {
+                errors.add("username", USERNAME_TAKEN);
+            }
+            return Err(AppError::Invalid(errors));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    profile::ActiveModel {
+        user_id: Set(user.id),
+        image: Set(profile::DEFAULT_IMAGE.to_owned()),
+        bio: Set(String::new()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Exchanges credentials for a token pair. A wrong username costs the same as a wrong password.
+pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, password: &str) -> AppResult<TokenPair> {
+    let mut errors = FieldErrors::new();
+    let username = username.trim();
+    let password = password.trim();
+    if username.is_empty() {
+        errors.add("username", BLANK);
+    }
+    if password.is_empty() {
+        errors.add("password", BLANK);
+    }
+    errors.into_result()?;
+    state.auth_throttle.check(client).map_err(AppError::Throttled)?;
+
+    let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?;
+    let hash = found.as_ref().map(|u| u.password_hash.clone());
+    let matches = state.passwords.verify(password.to_owned(), hash).await.map_err(AppError::internal)?;
+    let user = match found {
+        Some(user) if matches && user.is_active => user,
+        _ => return Err(AuthError::BadCredentials.into()),
+    };
+    user::Entity::update_many()
+        .col_expr(user::Column::LastLogin, Expr::value(Utc::now().trunc_subsecs(6)))
+        .filter(user::Column::Id.eq(user.id))
+        .exec(&state.db)
+        .await?;
+    Ok(TokenPair {
+        access: state.tokens.issue(TokenKind::Access, user.id).token,
+        refresh: state.tokens.issue(TokenKind::Refresh, user.id).token,
+    })
+}
+
+/// A new access token for a valid, unrevoked refresh token of an active user.
+pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
+    let refresh = refresh.trim();
+    if refresh.is_empty() {
+        return Err(FieldErrors::single("refresh", BLANK));
+    }
+    let token = state.tokens.verify(refresh, TokenKind::Refresh).map_err(AuthError::BadRefreshToken)?;
+    if revoked_token::Entity::find_by_id(token.jti.clone()).one(&state.db).await?.is_some() {
+        return Err(AuthError::BadRefreshToken(crate::auth::TokenProblem::Revoked).into());
+    }
+    let user_id = token.user_id.ok_or(AuthError::NoUserId)?;
+    match user::Entity::find_by_id(user_id).one(&state.db).await? {
+        Some(user) if user.is_active => Ok(state.tokens.issue(TokenKind::Access, user.id).token),
+        _ => Err(AuthError::NoAccountForToken.into()),
+    }
+}
+
+/// Revokes a refresh token (sign-out). False when the token was not valid to begin with.
+pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
+    let Ok(token) = state.tokens.verify(refresh.trim(), TokenKind::Refresh) else { return Ok(false) };
+    let Some(user_id) = token.user_id else { return Ok(false) };
+    let expires_at = chrono::DateTime::from_timestamp(token.exp, 0).unwrap_or_else(Utc::now);
+    let inserted = revoked_token::Entity::insert(revoked_token::ActiveModel {
+        jti: Set(token.jti),
+        user_id: Set(user_id),
+        expires_at: Set(expires_at),
+    })
+    .on_conflict_do_nothing()
+    .exec(&state.db)
+    .await?;
+    // Rows of tokens that have expired anyway are no longer needed.
+    revoked_token::Entity::delete_many()
+        .filter(revoked_token::Column::ExpiresAt.lt(Utc::now()))
+        .exec(&state.db)
+        .await?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(_)))
+}
+
+pub async fn find_by_username(state: &AppState, username: &str) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?)
+}
+
+/// Users by id; `search` keeps usernames starting with it, case-insensitively.
+pub async fn list(
+    state: &AppState,
+    search: Option<&str>,
+    first: Option<i32>,
+    after_id: Option<i64>,
+) -> AppResult<Page<user::Model>> {
+    let limit = page_size("first", first)?;
+    let mut filter = Condition::all();
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        filter = filter.add(
+            Expr::expr(Func::lower(Expr::col(user::Column::Username)))
+                .like(LikeExpr::new(format!("{}%", escaped.to_lowercase())).escape('\\')),
+        );
+    }
+    let total = user::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let mut query = user::Entity::find().filter(filter).order_by_asc(user::Column::Id);
+    if let Some(after) = after_id {
+        query = query.filter(user::Column::Id.gt(after));
+    }
+    let rows = query.limit(limit + 1).all(&state.db).await?;
+    Ok(Page::from_overfetch(rows, limit, after_id.is_some(), total))
+}

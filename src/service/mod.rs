@@ -1,0 +1,5 @@
+//! The business rules, over SeaORM: one module per domain. Resolvers call these and nothing
+//! else writes to the database, so every transport gets the same rules.
+
+pub mod accounts;
+pub mod page;

@@ -1,0 +1,145 @@
+//! Builds the application from settings (connect, migrate, wire the router) and runs it until
+//! a shutdown signal: `main` and the integration tests both go through [`Application`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::services::ServeDir;
+
+use crate::bus::{self, BusConfig};
+use crate::config::Settings;
+use crate::graphql::{self, AgoraSchema, transport};
+use crate::state::AppState;
+
+/// Shutdown signal and the long-lived tasks (WebSockets) to wait for.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// What every handler gets: the shared state, the schema and the lifecycle.
+#[derive(Clone)]
+pub struct AppContext {
+    pub state: Arc<AppState>,
+    pub schema: AgoraSchema,
+    pub lifecycle: Lifecycle,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    context: AppContext,
+}
+
+impl Application {
+    /// Connects to the database (running migrations) and the bus, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let secret = secret_key(&settings)?;
+        let db = crate::db::connect(&settings.database_url(), settings.db_pool)
+            .await
+            .context("cannot connect to the database")?;
+        crate::db::migrate(&db).await.context("migrations failed")?;
+        let bus = bus::connect(&BusConfig {
+            redis_url: settings.redis_url.clone(),
+            channel_prefix: settings.redis_channel.clone(),
+            capacity: 1024,
+        })
+        .await?;
+        tokio::fs::create_dir_all(settings.media_dir()).await.context("cannot create the media folder")?;
+        let listener = TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot bind {}", settings.bind))?;
+        let state = Arc::new(AppState::new(settings, db, &secret, bus));
+        let schema = graphql::build_schema(Some(state.clone()));
+        Ok(Self { listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn context(&self) -> &AppContext {
+        &self.context
+    }
+
+    /// Serves until `signal` completes, then stops accepting, closes WebSockets with 1001,
+    /// finishes in-flight requests and returns.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let addr = self.local_addr();
+        let lifecycle = self.context.lifecycle.clone();
+        tracing::info!("GraphQL endpoint:     http://{addr}/graphql");
+        tracing::info!("GraphiQL playground:  http://{addr}/graphiql");
+        tracing::info!("Subscriptions:        ws://{addr}/graphql/ws");
+        tracing::info!("Legacy REST base:     http://{addr}/accounts/api/ , /profiles/api/ , /messenger/api/");
+        tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
+        tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
+        let app = router(self.context);
+        let stopping = lifecycle.shutdown.clone();
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = signal => {}
+                    _ = stopping.cancelled() => {}
+                }
+                tracing::info!("shutting down: closing WebSockets, draining requests");
+                stopping.cancel();
+            })
+            .await?;
+        lifecycle.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), lifecycle.tasks.wait()).await;
+        Ok(())
+    }
+}
+
+/// The key that signs tokens: configured, or generated once and kept in the data folder.
+fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = settings.secret_key.as_ref().filter(|k| !k.is_empty()) {
+        return Ok(key.as_bytes().to_vec());
+    }
+    let path = settings.data_dir.join("secret_key");
+    if let Ok(key) = std::fs::read_to_string(&path)
+        && !key.trim().is_empty()
+    {
+        return Ok(key.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let key = hex::encode(bytes);
+    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::warn!(
+        "AGORA_SECRET_KEY is not set: generated a signing key in {} (set AGORA_SECRET_KEY in production, \
+         the same for every process)",
+        path.display()
+    );
+    Ok(key.into_bytes())
+}
+
+fn router(context: AppContext) -> Router {
+    let media = ServeDir::new(context.state.media.root());
+    Router::new()
+        .route("/graphql", get(transport::graphql_http).post(transport::graphql_http))
+        .route("/graphql/ws", get(transport::graphql_ws))
+        .route("/graphiql", get(transport::graphiql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest_service("/media", media)
+        .with_state(context)
+}
+
+/// Ready when the database and (when configured) Redis answer.
+async fn readyz(State(ctx): State<AppContext>) -> impl IntoResponse {
+    let db = crate::db::ping(&ctx.state.db).await;
+    let bus = ctx.state.bus.ready().await;
+    let status = if db && bus { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(serde_json::json!({"database": db, "bus": bus})))
+}

@@ -1,0 +1,85 @@
+//! WebSocket plumbing shared by GraphQL subscriptions and the legacy chat socket: bounded
+//! buffers, pings to idle connections, dropping dead ones, and close code 1001 on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use futures_channel::mpsc;
+use futures_util::{SinkExt, Stream, StreamExt};
+
+use crate::startup::Lifecycle;
+
+/// Largest frame a client may send; chat messages are at most 4,000 characters.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Per-connection read buffer (axum's default of 128 KiB would cost ~1.3 GB per 10,000 sockets).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Frames queued for one connection before its writer pushes back.
+const OUTGOING_QUEUE: usize = 64;
+
+/// Bounds what one connection may cost.
+pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+}
+
+/// Splits a socket into a sender of frames and a stream of received frames, with a writer
+/// task that pings every `every`, closes a connection silent for two periods, and closes with
+/// 1001 (going away) when `shutdown` fires. Dropping the sender closes the socket normally.
+pub fn keepalive(
+    socket: WebSocket,
+    every: Duration,
+    lifecycle: &Lifecycle,
+) -> (mpsc::Sender<Message>, impl Stream<Item = Result<Message, axum::Error>> + Send + 'static) {
+    let (mut sink, stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
+    let started = Instant::now();
+    let last_seen = Arc::new(AtomicU64::new(0));
+    let seen = last_seen.clone();
+    let stream = stream.inspect(move |_| seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed));
+
+    let shutdown = lifecycle.shutdown.clone();
+    lifecycle.tasks.spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                outgoing = rx.next() => match outgoing {
+                    Some(frame) => {
+                        let closing = matches!(frame, Message::Close(_));
+                        if sink.send(frame).await.is_err() || closing {
+                            break;
+                        }
+                    }
+                    None => {
+                        let _ = sink.send(close(close_code::NORMAL, "")).await;
+                        break;
+                    }
+                },
+                _ = ticker.tick() => {
+                    let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
+                    if silent > 2 * every.as_millis() as u64 {
+                        tracing::debug!("closing a WebSocket that stopped answering pings");
+                        let _ = sink.send(close(close_code::AWAY, "ping timeout")).await;
+                        break;
+                    }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                    break;
+                }
+            }
+        }
+        let _ = sink.close().await;
+    });
+    (tx, stream)
+}
+
+pub fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+}
