@@ -57,7 +57,8 @@ impl Application {
         })
         .await?;
         tokio::fs::create_dir_all(settings.media_dir()).await.context("cannot create the media folder")?;
-        let listener = TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot bind {}", settings.bind))?;
+        let listener =
+            TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot bind {}", settings.bind))?;
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
         Ok(Self { listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })

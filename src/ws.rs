@@ -20,10 +20,7 @@ const OUTGOING_QUEUE: usize = 64;
 
 /// Bounds what one connection may cost.
 pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
-    upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+    upgrade.read_buffer_size(READ_BUFFER_BYTES).max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES)
 }
 
 /// Splits a socket into a sender of frames and a stream of received frames, with a writer

@@ -75,15 +75,8 @@ enum RevokedTokens {
 }
 
 /// A foreign key that deletes the row with its parent.
-fn cascade(
-    from: (impl IntoIden, impl IntoIden),
-    to: (impl IntoIden, impl IntoIden),
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(from.0, from.1)
-        .to(to.0, to.1)
-        .on_delete(ForeignKeyAction::Cascade)
-        .take()
+fn cascade(from: (impl IntoIden, impl IntoIden), to: (impl IntoIden, impl IntoIden)) -> ForeignKeyCreateStatement {
+    ForeignKey::create().from(from.0, from.1).to(to.0, to.1).on_delete(ForeignKeyAction::Cascade).take()
 }
 
 #[async_trait::async_trait]
@@ -105,10 +98,8 @@ impl MigrationTrait for Migration {
             .await?;
         // Case-insensitive uniqueness is an index on lower(...), never a check-then-insert.
         let db = manager.get_connection();
-        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_username_lower ON users (lower(username))")
-            .await?;
-        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_email_lower ON users (lower(email))")
-            .await?;
+        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_username_lower ON users (lower(username))").await?;
+        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_email_lower ON users (lower(email))").await?;
 
         manager
             .create_table(
@@ -246,11 +237,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("ix_messages_author")
-                    .table(Messages::Table)
-                    .col(Messages::AuthorId)
-                    .take(),
+                Index::create().name("ix_messages_author").table(Messages::Table).col(Messages::AuthorId).take(),
             )
             .await?;
 

@@ -95,11 +95,7 @@ fn hash_now(password: &str) -> String {
     let argon = argon2(M_COST, T_COST, P_COST).expect("valid argon2 parameters");
     let mut out = [0u8; HASH_LEN];
     assert!(compute(&argon, password, &salt, &mut out), "argon2 accepts these inputs");
-    format!(
-        "$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}",
-        B64.encode(salt),
-        B64.encode(out)
-    )
+    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", B64.encode(salt), B64.encode(out))
 }
 
 fn verify_now(password: &str, phc: &str) -> bool {
@@ -124,8 +120,7 @@ fn verify_now(password: &str, phc: &str) -> bool {
     }
     let Some(argon) = argon2(m, t, p) else { return false };
     let mut out = [0u8; HASH_LEN];
-    compute(&argon, password, &salt, &mut out)
-        && out.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    compute(&argon, password, &salt, &mut out) && out.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]

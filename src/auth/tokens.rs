@@ -146,12 +146,13 @@ impl TokenService {
 
     /// Checks signature, algorithm, expiry, id and type, in SimpleJWT's order.
     pub fn verify(&self, token: &str, expected: TokenKind) -> Result<VerifiedToken, TokenProblem> {
-        let data = jsonwebtoken::decode::<ReadClaims>(token, &self.decoding, &self.validation).map_err(|err| {
-            match err.kind() {
-                ErrorKind::ExpiredSignature => TokenProblem::Expired,
-                _ => TokenProblem::Invalid,
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<ReadClaims>(token, &self.decoding, &self.validation).map_err(|err| {
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => TokenProblem::Expired,
+                    _ => TokenProblem::Invalid,
+                }
+            })?;
         let claims = data.claims;
         let exp = match claims.exp {
             None => return Err(TokenProblem::NoExp),
@@ -229,12 +230,11 @@ mod tests {
         assert_eq!(s.verify(&forge(h, ok.clone(), b"secret"), TokenKind::Access).unwrap().user_id, Some(1));
         assert_eq!(s.verify(&forge(h, ok.clone(), b"other"), TokenKind::Access).unwrap_err(), TokenProblem::Invalid);
         let hs512 = r#"{"alg":"HS512","typ":"JWT"}"#;
-        assert_eq!(s.verify(&forge(hs512, ok.clone(), b"secret"), TokenKind::Access).unwrap_err(), TokenProblem::Invalid);
-        let none = format!(
-            "{}.{}.",
-            B64URL.encode(r#"{"alg":"none","typ":"JWT"}"#),
-            B64URL.encode(ok.to_string())
+        assert_eq!(
+            s.verify(&forge(hs512, ok.clone(), b"secret"), TokenKind::Access).unwrap_err(),
+            TokenProblem::Invalid
         );
+        let none = format!("{}.{}.", B64URL.encode(r#"{"alg":"none","typ":"JWT"}"#), B64URL.encode(ok.to_string()));
         assert_eq!(s.verify(&none, TokenKind::Access).unwrap_err(), TokenProblem::Invalid);
         assert_eq!(s.verify("garbage", TokenKind::Access).unwrap_err(), TokenProblem::Invalid);
         let expired = serde_json::json!({"token_type":"access","exp":now-1,"iat":now-301,"jti":"ab","user_id":"1"});

@@ -44,10 +44,22 @@ mod tests {
 
     #[test]
     fn accepts_and_refuses_like_django() {
-        for ok in ["a@example.com", "first.last+tag@sub.example.co", "x@localhost", "u@[127.0.0.1]", "ü@bücher.de"] {
+        for ok in ["a@example.com", "first.last+tag@sub.example.co", "x@localhost", "u@[127.0.0.1]", "u@bücher.de"] {
             assert!(is_valid_email(ok), "{ok}");
         }
-        for bad in ["", "plain", "a@b", "a@b.c", "a@@b.com", "a b@c.com", ".a@b.com", "a@-b.com", "a@b.com-", "123"] {
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "a@b.c",
+            "a@@b.com",
+            "a b@c.com",
+            ".a@b.com",
+            "a@-b.com",
+            "a@b.com-",
+            "123",
+            "ü@example.com",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }

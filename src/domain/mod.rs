@@ -40,8 +40,7 @@ pub fn clean_text(raw: &str, max: usize, allow_blank: bool) -> Result<String, Ve
     if problems.is_empty() { Ok(value.to_owned()) } else { Err(problems) }
 }
 
-static USERNAME_RE: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"^[\w.@+\-]+$").expect("valid regex"));
+static USERNAME_RE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r"^[\w.@+\-]+$").expect("valid regex"));
 
 /// Django's `UnicodeUsernameValidator`: letters (Unicode), digits and `@.+-_`.
 pub fn is_valid_username(name: &str) -> bool {

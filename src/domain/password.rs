@@ -17,9 +17,7 @@ pub fn password_problems(password: &str, username: Option<&str>, email: Option<&
         }
     }
     if password.chars().count() < MIN_LENGTH {
-        problems.push(format!(
-            "This password is too short. It must contain at least {MIN_LENGTH} characters."
-        ));
+        problems.push(format!("This password is too short. It must contain at least {MIN_LENGTH} characters."));
     }
     if !password.is_empty() && password.chars().all(char::is_numeric) {
         problems.push("This password is entirely numeric.".to_owned());

@@ -126,7 +126,12 @@ impl AccountsMutation {
     }
 
     /// Open: exchanges credentials for an access and a refresh token.
-    async fn token_auth(&self, ctx: &Context<'_>, username: String, password: String) -> async_graphql::Result<TokenPair> {
+    async fn token_auth(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+    ) -> async_graphql::Result<TokenPair> {
         let client = ctx.data_opt::<ClientAddr>().and_then(|c| c.0);
         let pair = accounts::sign_in(state(ctx), client, &username, &password).await.gql(ctx)?;
         Ok(TokenPair { access: pair.access, refresh: pair.refresh })

@@ -42,9 +42,7 @@ fn field_error(field: &str, messages: &[String]) -> async_graphql::Error {
 pub fn to_graphql(ctx: &Context<'_>, err: AppError) -> async_graphql::Error {
     match err {
         AppError::Unauthenticated(err) => auth_error(&err),
-        AppError::Forbidden => {
-            async_graphql::Error::new(err.to_string()).extend_with(|_, e| e.set("code", FORBIDDEN))
-        }
+        AppError::Forbidden => async_graphql::Error::new(err.to_string()).extend_with(|_, e| e.set("code", FORBIDDEN)),
         AppError::NotFound => async_graphql::Error::new(err.to_string()).extend_with(|_, e| e.set("code", NOT_FOUND)),
         AppError::Throttled(seconds) => async_graphql::Error::new(err.to_string()).extend_with(|_, e| {
             e.set("code", TOO_MANY_REQUESTS);
@@ -60,8 +58,9 @@ pub fn to_graphql(ctx: &Context<'_>, err: AppError) -> async_graphql::Error {
             }
             last
         }
-        AppError::Internal(_) => async_graphql::Error::new("Internal server error.")
-            .extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR)),
+        AppError::Internal(_) => {
+            async_graphql::Error::new("Internal server error.").extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR))
+        }
     }
 }
 

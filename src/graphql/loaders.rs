@@ -46,10 +46,7 @@ impl Loader<UserId> for Db {
     type Error = LoadError;
 
     async fn load(&self, keys: &[UserId]) -> Result<HashMap<UserId, user::Model>, LoadError> {
-        let rows = user::Entity::find()
-            .filter(user::Column::Id.is_in(keys.iter().map(|k| k.0)))
-            .all(&self.0)
-            .await?;
+        let rows = user::Entity::find().filter(user::Column::Id.is_in(keys.iter().map(|k| k.0))).all(&self.0).await?;
         Ok(rows.into_iter().map(|u| (UserId(u.id), u)).collect())
     }
 }

@@ -49,10 +49,7 @@ pub async fn graphiql(State(ctx): State<AppContext>) -> Html<String> {
 
 /// The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
 fn token_from_init(payload: &serde_json::Value) -> Result<Option<String>, auth::AuthError> {
-    let header = payload
-        .get("Authorization")
-        .or_else(|| payload.get("authorization"))
-        .and_then(|v| v.as_str());
+    let header = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
     if let Some(header) = header {
         return auth::bearer_token(Some(header)).map(|t| t.map(str::to_owned));
     }

@@ -1,0 +1,213 @@
+//! `spawn_app()` and the small clients the tests share.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use agora::config::Settings;
+use agora::startup::{AppContext, Application};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse battery";
+/// The secret of the test servers, so tests can mint tokens the way the legacy service did.
+pub const SECRET: &str = "test-secret-key-for-agora-integration-tests";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub context: AppContext,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name for this test run (users, databases, channels).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh database: a new PostgreSQL database when `TEST_DATABASE_URL` is set, else `None`
+/// (an SQLite file in the app's temporary folder).
+pub async fn fresh_database() -> Option<String> {
+    let server = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    use sea_orm::ConnectionTrait;
+    let admin = sea_orm::Database::connect(&server).await.expect("TEST_DATABASE_URL reachable");
+    let name = unique("agora_t");
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    let (base, _) = server.rsplit_once('/').expect("database URL with a path");
+    Some(format!("{base}/{name}"))
+}
+
+pub fn test_settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
+    let mut settings = Settings::from_env();
+    settings.data_dir = dir.to_path_buf();
+    settings.media_dir = None;
+    settings.database_url = database_url;
+    settings.bind = "127.0.0.1:0".into();
+    settings.secret_key = Some(SECRET.into());
+    settings.redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+    settings.redis_channel = unique("agora_test");
+    settings.auth_rate_per_minute = 0;
+    settings.db_pool = 4;
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose settings `adjust` may change.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(dir.path(), fresh_database().await);
+    adjust(&mut settings);
+    start(settings, dir).await
+}
+
+pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
+    let database_url = settings.database_url();
+    let app = Application::build(settings).await.expect("application builds");
+    let addr = app.local_addr();
+    let context = app.context().clone();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let server = tokio::spawn(app.run(async move { signal.cancelled().await }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        context,
+        database_url,
+        shutdown,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+
+    /// A GraphQL request over HTTP POST; returns the whole response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self.client.post(self.url("/graphql")).json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert_eq!(response.status(), 200, "GraphQL answers 200");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Like [`gql`], asserting there were no errors; returns `data`.
+    pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.gql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn register(&self, username: &str) -> i64 {
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($u: String!, $e: String!, $p: String!) { register(input: {username: $u, email: $e, password: $p}) { id } }",
+                json!({"u": username, "e": format!("{username}@example.com"), "p": PASSWORD}),
+            )
+            .await;
+        data["register"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub async fn sign_in(&self, username: &str) -> (String, String) {
+        let data = self
+            .gql_ok(
+                None,
+                "mutation($u: String!, $p: String!) { tokenAuth(username: $u, password: $p) { access refresh } }",
+                json!({"u": username, "p": PASSWORD}),
+            )
+            .await;
+        let pair = &data["tokenAuth"];
+        (pair["access"].as_str().unwrap().to_owned(), pair["refresh"].as_str().unwrap().to_owned())
+    }
+
+    /// Registers and signs in a user whose name starts with `prefix`.
+    pub async fn user(&self, prefix: &str) -> TestUser {
+        let username = unique(prefix);
+        let id = self.register(&username).await;
+        let (access, refresh) = self.sign_in(&username).await;
+        TestUser { id, username, access, refresh }
+    }
+}
+
+/// The error codes of a GraphQL response, in order.
+pub fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// `{field: messages}` of the BAD_USER_INPUT errors of a response, in order.
+pub fn field_errors(body: &Value) -> Vec<(String, Vec<String>)> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter(|e| e["extensions"]["code"] == "BAD_USER_INPUT")
+                .map(|e| {
+                    let field = e["extensions"]["field"].as_str().unwrap().to_owned();
+                    let messages = e["extensions"]["messages"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| m.as_str().unwrap().to_owned())
+                        .collect();
+                    (field, messages)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Signs claims with the test secret, as the legacy Django service (SimpleJWT) would.
+pub fn mint(header: &str, claims: Value, secret: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let message = format!("{}.{}", b64.encode(header), b64.encode(claims.to_string()));
+    let alg = if header.contains("HS512") { jsonwebtoken::Algorithm::HS512 } else { jsonwebtoken::Algorithm::HS256 };
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, alg).unwrap();
+    format!("{message}.{signature}")
+}
+
+pub const JWT_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary: every test starts the real server on an ephemeral port with a
+//! fresh database (SQLite; PostgreSQL when `TEST_DATABASE_URL` is set; the Redis bus when
+//! `TEST_REDIS_URL` is set) and talks to it over real HTTP and WebSocket.
+
+mod helpers;
+
+mod accounts;
+mod schema;
