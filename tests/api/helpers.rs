@@ -40,12 +40,32 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A fresh database: a new PostgreSQL database when `TEST_DATABASE_URL` is set, else `None`
-/// (an SQLite file in the app's temporary folder).
+/// (an SQLite file in the app's temporary folder). Test databases are named with their
+/// creation time; those of runs older than an hour are dropped once per test process.
 pub async fn fresh_database() -> Option<String> {
     let server = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
     use sea_orm::ConnectionTrait;
     let admin = sea_orm::Database::connect(&server).await.expect("TEST_DATABASE_URL reachable");
-    let name = unique("agora_t");
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CLEANED
+        .get_or_init(|| async {
+            let rows = admin
+                .query_all_raw(sea_orm::Statement::from_string(
+                    admin.get_database_backend(),
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'agora\\_t\\_%'",
+                ))
+                .await
+                .unwrap_or_default();
+            for row in rows {
+                let name: String = row.try_get("", "datname").unwrap_or_default();
+                let created: i64 = name.split('_').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+                if now() - created > 3600 {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            }
+        })
+        .await;
+    let name = format!("agora_t_{}_{}", now(), unique(""));
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     let (base, _) = server.rsplit_once('/').expect("database URL with a path");
     Some(format!("{base}/{name}"))
