@@ -10,8 +10,10 @@
 //! That is also why publishing never fails the caller.
 
 mod local;
+mod redis;
 
 pub use self::local::LocalBus;
+pub use self::redis::RedisBus;
 
 use std::sync::Arc;
 
@@ -90,14 +92,12 @@ impl Default for BusConfig {
 /// logged and a background task keeps retrying), but fails fast on a
 /// malformed URL.
 pub async fn connect(config: &BusConfig) -> anyhow::Result<Arc<dyn EventBus>> {
-    if config
-        .redis_url
-        .as_deref()
-        .is_some_and(|url| !url.trim().is_empty())
-    {
-        anyhow::bail!("the Redis event bus is not implemented yet");
-    }
-    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new(config.capacity));
+    let bus: Arc<dyn EventBus> = match config.redis_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            Arc::new(RedisBus::connect(url, &config.channel_prefix, config.capacity).await?)
+        }
+        _ => Arc::new(LocalBus::new(config.capacity)),
+    };
     tracing::info!(kind = bus.kind(), "chat event bus ready");
     Ok(bus)
 }
