@@ -10,8 +10,11 @@
 //!   were delivered already). redis-rs does not resubscribe a dropped
 //!   pub/sub connection (and `ConnectionManager` carries no pub/sub at
 //!   all), so the task reconnects itself, with exponential backoff.
-//! - Publishing goes through a `ConnectionManager` with short timeouts so a
-//!   Redis outage costs a caller at most about a second, never an error.
+//! - Publishing goes through a `ConnectionManager` with short timeouts (and
+//!   a fresh one after a timeout) so a Redis outage costs a caller at most
+//!   about a second, never an error. Failures are logged once per outage.
+//! - A heartbeat PING on the pub/sub connection notices a peer that went
+//!   silent without closing the socket.
 //! - Pub/sub is at-most-once: events published while a subscriber
 //!   connection is down are lost for that process; clients catch up from
 //!   the database.
@@ -41,16 +44,36 @@ const READY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connecting and subscribing the pub/sub connection (redis-rs applies no
 /// timeout of its own there).
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long `connect` waits for the first subscription, so a server that
-/// starts serving does not miss the first events of other processes.
+/// How long `connect` waits for the first subscribe attempt to finish, so a
+/// server that starts serving does not miss the first events of other
+/// processes (a refused connection ends the wait at once).
 const STARTUP_WAIT: Duration = Duration::from_secs(2);
 /// Reconnect delays of the pub/sub connection.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A closed socket ends the message stream at once, but a silently dead
-/// peer (network partition) would not; periodic PINGs detect that.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// peer (network partition, frozen server) would not; periodic PINGs on the
+/// subscriber connection detect that.
+const HEARTBEAT: Heartbeat = Heartbeat {
+    every: Duration::from_secs(15),
+    timeout: Duration::from_secs(3),
+};
+
+#[derive(Clone, Copy, Debug)]
+struct Heartbeat {
+    every: Duration,
+    timeout: Duration,
+}
+
+/// State of the subscriber connection, published by the background task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// First attempt still running.
+    Connecting,
+    Subscribed,
+    /// Between attempts after a failure or a lost connection.
+    Down,
+}
 
 /// What travels over Redis. `origin` lets a bus skip its own events.
 #[derive(Serialize)]
@@ -71,11 +94,11 @@ struct IncomingEnvelope {
 /// receivers then see `RecvError::Closed`.
 pub struct RedisBus {
     local: broadcast::Sender<Arc<ChatEvent>>,
-    publisher: ConnectionManager,
+    publisher: Publisher,
     channel: String,
     origin: String,
     /// Whether the background task currently holds a confirmed subscription.
-    subscribed: watch::Receiver<bool>,
+    link: watch::Receiver<Link>,
     /// Consecutive failed publishes; only the first of an outage is a
     /// warning, so an outage does not flood the log.
     failed_publishes: AtomicU64,
@@ -84,20 +107,21 @@ pub struct RedisBus {
 
 impl RedisBus {
     /// Validates `url` (fails fast when malformed), starts the subscriber
-    /// task and waits briefly for its first subscription. Succeeds when Redis
-    /// is unreachable: the task logs a warning and keeps retrying.
+    /// task and waits (at most 2 s) for its first subscribe attempt. Succeeds
+    /// when Redis is unreachable: the task logs a warning and keeps retrying.
     pub async fn connect(url: &str, channel_prefix: &str, capacity: usize) -> anyhow::Result<Self> {
+        Self::connect_with(url, channel_prefix, capacity, HEARTBEAT).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        channel_prefix: &str,
+        capacity: usize,
+        heartbeat: Heartbeat,
+    ) -> anyhow::Result<Self> {
         // The URL is left out of errors and logs: it may carry a password.
         let client = Client::open(url).context("invalid Redis URL for the chat event bus")?;
-        let publisher_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            // One attempt per reconnect; `publish` retries once itself and a
-            // later publish triggers the next attempt.
-            .set_number_of_retries(0);
-        // Lazy: connecting now would fail while Redis is down.
-        let publisher = client
-            .get_connection_manager_lazy(publisher_config)
+        let publisher = Publisher::new(client.clone())
             .context("cannot set up the Redis connection for the chat event bus")?;
 
         let prefix = match channel_prefix.trim() {
@@ -107,7 +131,7 @@ impl RedisBus {
         let channel = format!("{prefix}:chat");
         let origin = uuid::Uuid::new_v4().simple().to_string();
         let (local, _) = broadcast::channel(capacity.max(1));
-        let (state_tx, subscribed) = watch::channel(false);
+        let (link_tx, link) = watch::channel(Link::Connecting);
 
         let listener = tokio::spawn(
             Listener {
@@ -115,7 +139,8 @@ impl RedisBus {
                 channel: channel.clone(),
                 origin: origin.clone(),
                 local: local.clone(),
-                state: state_tx,
+                link: link_tx,
+                heartbeat,
             }
             .run(),
         );
@@ -125,11 +150,15 @@ impl RedisBus {
             publisher,
             channel,
             origin,
-            subscribed,
+            link,
             failed_publishes: AtomicU64::new(0),
             listener,
         };
-        bus.wait_subscribed(STARTUP_WAIT).await;
+        // Wait for the first attempt, so a server that starts serving does
+        // not miss the first events of other processes; an unreachable Redis
+        // (already logged by the task) does not delay startup further.
+        let mut link = bus.link.clone();
+        let _ = timeout(STARTUP_WAIT, link.wait_for(|l| *l != Link::Connecting)).await;
         Ok(bus)
     }
 
@@ -140,23 +169,85 @@ impl RedisBus {
 
     /// Whether events of other processes are being received right now.
     pub fn is_subscribed(&self) -> bool {
-        *self.subscribed.borrow()
+        *self.link.borrow() == Link::Subscribed
     }
 
     /// Waits until the subscription is (re)established; false on timeout.
     pub async fn wait_subscribed(&self, limit: Duration) -> bool {
-        let mut state = self.subscribed.clone();
-        matches!(timeout(limit, state.wait_for(|s| *s)).await, Ok(Ok(_)))
+        let mut link = self.link.clone();
+        let subscribed = link.wait_for(|l| *l == Link::Subscribed);
+        matches!(timeout(limit, subscribed).await, Ok(Ok(_)))
+    }
+}
+
+/// The shared connection for PUBLISH and PING.
+///
+/// A `ConnectionManager` reconnects by itself only when its connection is
+/// closed or fails with an I/O error; a command that merely times out keeps
+/// the connection. A silently dead one (Redis failed over to another
+/// address, network partition) would then time out every command until TCP
+/// gives up many minutes later, so after a timeout the manager is replaced
+/// by a fresh one.
+struct Publisher {
+    client: Client,
+    /// Generation (to replace a dead manager only once) and manager.
+    current: std::sync::Mutex<(u64, ConnectionManager)>,
+}
+
+impl Publisher {
+    fn new(client: Client) -> RedisResult<Self> {
+        let manager = Self::manager(&client)?;
+        Ok(Self {
+            client,
+            current: std::sync::Mutex::new((0, manager)),
+        })
     }
 
-    /// Runs `cmd` on the shared connection. After Redis restarted, the first
-    /// command fails on the stale connection (or on the failed reconnect
-    /// from the outage) and makes the manager reconnect; retrying once lets
-    /// that command succeed. For PUBLISH a rare duplicate is possible and is
-    /// dropped by subscribers through `room_seq`.
+    /// Lazy: connecting now would fail while Redis is down.
+    fn manager(client: &Client) -> RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            // One attempt per reconnect: `query` retries once itself, and the
+            // next command starts the next attempt.
+            .set_number_of_retries(0);
+        client.get_connection_manager_lazy(config)
+    }
+
+    fn get(&self) -> (u64, ConnectionManager) {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, generation: u64) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.0 != generation {
+            return; // someone else replaced it already
+        }
+        match Self::manager(&self.client) {
+            Ok(manager) => *current = (generation + 1, manager),
+            Err(err) => tracing::debug!(error = %err, "cannot replace the Redis connection"),
+        }
+    }
+
+    /// Runs `cmd`, retrying once on connection trouble: after Redis
+    /// restarted, the first command fails on the stale connection (or on the
+    /// failed reconnect from the outage) and makes the manager reconnect.
+    /// For PUBLISH a rare duplicate is possible; subscribers drop it through
+    /// `room_seq`.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        let mut conn = self.publisher.clone();
+        let (generation, mut conn) = self.get();
         match cmd.query_async(&mut conn).await {
+            Err(err) if err.is_timeout() => {
+                self.replace(generation);
+                let (_, mut conn) = self.get();
+                cmd.query_async(&mut conn).await
+            }
             Err(err) if err.is_io_error() || err.is_unrecoverable_error() => {
                 cmd.query_async(&mut conn).await
             }
@@ -192,7 +283,7 @@ impl EventBus for RedisBus {
         };
         let mut publish = ::redis::cmd("PUBLISH");
         publish.arg(&self.channel).arg(payload);
-        let outcome = match timeout(PUBLISH_TIMEOUT, self.query::<i64>(&publish)).await {
+        let outcome = match timeout(PUBLISH_TIMEOUT, self.publisher.query::<i64>(&publish)).await {
             Ok(Ok(_receivers)) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err("timed out".to_owned()),
@@ -232,7 +323,7 @@ impl EventBus for RedisBus {
     /// would not see messages sent through other processes.
     async fn ready(&self) -> bool {
         let ping = ::redis::cmd("PING");
-        let pong = timeout(READY_TIMEOUT, self.query::<String>(&ping)).await;
+        let pong = timeout(READY_TIMEOUT, self.publisher.query::<String>(&ping)).await;
         matches!(pong, Ok(Ok(_))) && self.is_subscribed()
     }
 
@@ -248,7 +339,8 @@ struct Listener {
     channel: String,
     origin: String,
     local: broadcast::Sender<Arc<ChatEvent>>,
-    state: watch::Sender<bool>,
+    link: watch::Sender<Link>,
+    heartbeat: Heartbeat,
 }
 
 impl Listener {
@@ -269,9 +361,9 @@ impl Listener {
                         None => tracing::debug!(channel = %self.channel, "subscribed to Redis"),
                     }
                     backoff = BACKOFF_MIN;
-                    self.state.send_replace(true);
+                    self.link.send_replace(Link::Subscribed);
                     let reason = self.relay(sink, stream).await;
-                    self.state.send_replace(false);
+                    self.link.send_replace(Link::Down);
                     tracing::warn!(
                         channel = %self.channel,
                         %reason,
@@ -281,6 +373,7 @@ impl Listener {
                     down_since = Some(Instant::now());
                 }
                 Err(err) => {
+                    self.link.send_replace(Link::Down);
                     if down_since.is_none() {
                         tracing::warn!(
                             channel = %self.channel,
@@ -317,8 +410,11 @@ impl Listener {
 
     /// Forwards messages until the connection is gone; returns why.
     async fn relay(&self, mut sink: PubSubSink, mut stream: PubSubStream) -> String {
-        let mut heartbeat =
-            tokio::time::interval_at(Instant::now() + HEARTBEAT_EVERY, HEARTBEAT_EVERY);
+        let Heartbeat {
+            every,
+            timeout: ping_timeout,
+        } = self.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -330,7 +426,7 @@ impl Listener {
                 },
                 _ = heartbeat.tick() => {
                     // Messages keep queueing in the stream meanwhile.
-                    match timeout(HEARTBEAT_TIMEOUT, sink.ping::<Value>()).await {
+                    match timeout(ping_timeout, sink.ping::<Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(err)) => return format!("heartbeat failed: {err}"),
                         Err(_) => return "heartbeat timed out".to_owned(),
@@ -374,6 +470,14 @@ mod tests {
         }
     }
 
+    /// Shows the bus's log lines with `--nocapture`.
+    fn init_logs() {
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_test_writer()
+            .try_init();
+    }
+
     /// A channel prefix no other test run uses.
     fn unique_prefix() -> String {
         format!("agora-test-{}", uuid::Uuid::new_v4().simple())
@@ -405,11 +509,13 @@ mod tests {
 
     #[tokio::test]
     async fn works_locally_while_redis_is_down() {
+        init_logs();
         // Nothing listens on this port.
         let url = format!("redis://127.0.0.1:{}", free_port());
         let started = Instant::now();
         let bus = RedisBus::connect(&url, &unique_prefix(), 16).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(4));
+        // A refused connection does not hold up startup.
+        assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(bus.kind(), "redis");
         assert!(!bus.is_subscribed());
         assert!(!bus.ready().await);
@@ -435,6 +541,7 @@ mod tests {
         let Some(url) = redis_url("delivers_across_buses_exactly_once_in_order") else {
             return;
         };
+        init_logs();
         let prefix = unique_prefix();
         let a = RedisBus::connect(&url, &prefix, 256).await.unwrap();
         let b = RedisBus::connect(&url, &prefix, 256).await.unwrap();
@@ -524,6 +631,16 @@ mod tests {
             }
         }
 
+        /// Sends a signal, e.g. "-STOP" to freeze the server.
+        fn signal(&self, signal: &str) {
+            let pid = self.child.as_ref().expect("server not running").id();
+            let status = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+
         fn kill(&mut self) {
             if let Some(mut child) = self.child.take() {
                 let _ = child.kill();
@@ -558,8 +675,7 @@ mod tests {
             );
             return;
         }
-        // Shows the outage/recovery log lines with `--nocapture`.
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        init_logs();
         let mut server = PrivateRedis::start().await;
         let prefix = unique_prefix();
         let a = RedisBus::connect(&server.url(), &prefix, 64).await.unwrap();
@@ -572,12 +688,10 @@ mod tests {
         assert_eq!(recv_seq(&mut rx_b).await, 1);
 
         server.kill();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while a.is_subscribed() || b.is_subscribed() {
-            assert!(Instant::now() < deadline, "outage not noticed");
-            sleep(Duration::from_millis(20)).await;
-        }
+        wait_unsubscribed([&a, &b], Duration::from_secs(5)).await;
         assert!(!a.ready().await);
+        // Long enough for several failed attempts with growing backoff.
+        sleep(Duration::from_millis(1500)).await;
 
         // During the outage: local delivery only, and publish stays quick.
         let started = Instant::now();
@@ -618,5 +732,68 @@ mod tests {
             );
             sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    async fn wait_unsubscribed(buses: [&RedisBus; 2], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while buses.iter().any(|bus| bus.is_subscribed()) {
+            assert!(Instant::now() < deadline, "outage not noticed");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A frozen server keeps its sockets open: only the heartbeat notices
+    /// (shortened here), and publish must still give up quickly.
+    #[tokio::test]
+    async fn recovers_from_a_frozen_server() {
+        if !PrivateRedis::available() {
+            eprintln!(
+                "note: redis-server is not installed; skipping recovers_from_a_frozen_server"
+            );
+            return;
+        }
+        init_logs();
+        let server = PrivateRedis::start().await;
+        let heartbeat = Heartbeat {
+            every: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+        };
+        let prefix = unique_prefix();
+        let url = server.url();
+        let connect = || RedisBus::connect_with(&url, &prefix, 64, heartbeat);
+        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        let (mut rx_a, mut rx_b) = (a.subscribe(), b.subscribe());
+        a.publish(event(1)).await;
+        assert_eq!(recv_seq(&mut rx_a).await, 1);
+        assert_eq!(recv_seq(&mut rx_b).await, 1);
+
+        server.signal("-STOP");
+        wait_unsubscribed([&a, &b], Duration::from_secs(3)).await;
+        let started = Instant::now();
+        a.publish(event(2)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "publish blocked for {:?}",
+            started.elapsed()
+        );
+        assert!(!a.ready().await);
+        server.signal("-CONT");
+
+        assert!(a.wait_subscribed(Duration::from_secs(10)).await);
+        assert!(b.wait_subscribed(Duration::from_secs(10)).await);
+        assert!(a.ready().await);
+        a.publish(event(3)).await;
+        assert_eq!(recv_seq(&mut rx_a).await, 2);
+        assert_eq!(recv_seq(&mut rx_a).await, 3);
+        // Event 2 may or may not reach B (the frozen server might still
+        // process it, even twice after the retry); 3 arrives, in order.
+        let mut seen = Vec::new();
+        while seen.last() != Some(&3) {
+            seen.push(recv_seq(&mut rx_b).await);
+        }
+        assert!(
+            seen.is_sorted() && seen.iter().all(|seq| [2, 3].contains(seq)),
+            "{seen:?}"
+        );
     }
 }
