@@ -461,10 +461,10 @@ mod tests {
 
     /// Shared Redis from the environment (set in CI); `None` skips the test.
     fn redis_url(test: &str) -> Option<String> {
-        match std::env::var("REDIS_URL") {
+        match std::env::var("TEST_REDIS_URL") {
             Ok(url) if !url.trim().is_empty() => Some(url),
             _ => {
-                eprintln!("note: REDIS_URL is not set; skipping {test}");
+                eprintln!("note: TEST_REDIS_URL is not set; skipping {test}");
                 None
             }
         }
