@@ -1006,6 +1006,10 @@ async def websocket_checks(S, access, refresh, name, uid, room1, room_uni, room_
     ws = await S.ws_open("ws: room name with a literal + in the path", f"{ws_path(room_plus)}?token={access['plus']}")
     if ws is not None:
         await ws.close()
+    ws = await S.ws_open("ws: browser-style Origin header from another site is accepted",
+                         f"{ws_path(room1)}?token={al}", headers={"Origin": "https://app.example"})
+    if ws is not None:
+        await ws.close()
     ws = await S.ws_open("ws: empty ?token= falls back to the Authorization header", f"{ws_path(room1)}?token=",
                          headers=bearer)
     if ws is not None:
