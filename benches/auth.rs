@@ -51,7 +51,11 @@ fn main() {
         }
     });
     let elapsed = started.elapsed();
-    println!("{:<40} {total} in {elapsed:.2?} = {:.0}/s", "argon2id verify, concurrent", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "{:<40} {total} in {elapsed:.2?} = {:.0}/s",
+        "argon2id verify, concurrent",
+        total as f64 / elapsed.as_secs_f64()
+    );
 
     let tokens = TokenService::new(b"bench-secret", 300, 86_400);
     let mut samples = Vec::new();

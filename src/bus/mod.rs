@@ -78,11 +78,7 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self {
-            redis_url: None,
-            channel_prefix: "agora".to_owned(),
-            capacity: 1024,
-        }
+        Self { redis_url: None, channel_prefix: "agora".to_owned(), capacity: 1024 }
     }
 }
 
@@ -132,20 +128,14 @@ mod tests {
         assert_eq!(bus.kind(), "in-process");
         assert!(bus.ready().await);
 
-        let blank = BusConfig {
-            redis_url: Some("  ".to_owned()),
-            ..BusConfig::default()
-        };
+        let blank = BusConfig { redis_url: Some("  ".to_owned()), ..BusConfig::default() };
         assert_eq!(connect(&blank).await.unwrap().kind(), "in-process");
     }
 
     #[tokio::test]
     async fn connect_rejects_malformed_redis_url() {
         for url in ["not a url", "http://127.0.0.1:6379"] {
-            let config = BusConfig {
-                redis_url: Some(url.to_owned()),
-                ..BusConfig::default()
-            };
+            let config = BusConfig { redis_url: Some(url.to_owned()), ..BusConfig::default() };
             assert!(connect(&config).await.is_err(), "{url} was accepted");
         }
     }

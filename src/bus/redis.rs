@@ -54,10 +54,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A closed socket ends the message stream at once, but a silently dead
 /// peer (network partition, frozen server) would not; periodic PINGs on the
 /// subscriber connection detect that.
-const HEARTBEAT: Heartbeat = Heartbeat {
-    every: Duration::from_secs(15),
-    timeout: Duration::from_secs(3),
-};
+const HEARTBEAT: Heartbeat = Heartbeat { every: Duration::from_secs(15), timeout: Duration::from_secs(3) };
 
 #[derive(Clone, Copy, Debug)]
 struct Heartbeat {
@@ -121,8 +118,8 @@ impl RedisBus {
     ) -> anyhow::Result<Self> {
         // The URL is left out of errors and logs: it may carry a password.
         let client = Client::open(url).context("invalid Redis URL for the chat event bus")?;
-        let publisher = Publisher::new(client.clone())
-            .context("cannot set up the Redis connection for the chat event bus")?;
+        let publisher =
+            Publisher::new(client.clone()).context("cannot set up the Redis connection for the chat event bus")?;
 
         let prefix = match channel_prefix.trim() {
             "" => "agora",
@@ -145,15 +142,7 @@ impl RedisBus {
             .run(),
         );
 
-        let bus = Self {
-            local,
-            publisher,
-            channel,
-            origin,
-            link,
-            failed_publishes: AtomicU64::new(0),
-            listener,
-        };
+        let bus = Self { local, publisher, channel, origin, link, failed_publishes: AtomicU64::new(0), listener };
         // Wait for the first attempt, so a server that starts serving does
         // not miss the first events of other processes; an unreachable Redis
         // (already logged by the task) does not delay startup further.
@@ -197,10 +186,7 @@ struct Publisher {
 impl Publisher {
     fn new(client: Client) -> RedisResult<Self> {
         let manager = Self::manager(&client)?;
-        Ok(Self {
-            client,
-            current: std::sync::Mutex::new((0, manager)),
-        })
+        Ok(Self { client, current: std::sync::Mutex::new((0, manager)) })
     }
 
     /// Lazy: connecting now would fail while Redis is down.
@@ -215,17 +201,11 @@ impl Publisher {
     }
 
     fn get(&self) -> (u64, ConnectionManager) {
-        self.current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn replace(&self, generation: u64) {
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if current.0 != generation {
             return; // someone else replaced it already
         }
@@ -248,9 +228,7 @@ impl Publisher {
                 let (_, mut conn) = self.get();
                 cmd.query_async(&mut conn).await
             }
-            Err(err) if err.is_io_error() || err.is_unrecoverable_error() => {
-                cmd.query_async(&mut conn).await
-            }
+            Err(err) if err.is_io_error() || err.is_unrecoverable_error() => cmd.query_async(&mut conn).await,
             result => result,
         }
     }
@@ -266,10 +244,7 @@ impl Drop for RedisBus {
 #[async_trait::async_trait]
 impl EventBus for RedisBus {
     async fn publish(&self, event: ChatEvent) {
-        let payload = serde_json::to_string(&OutgoingEnvelope {
-            origin: &self.origin,
-            event: &event,
-        });
+        let payload = serde_json::to_string(&OutgoingEnvelope { origin: &self.origin, event: &event });
         let message_id = event.message_id;
         // Local subscribers first: they must not wait for, or depend on, Redis.
         let _ = self.local.send(Arc::new(event));
@@ -401,19 +376,15 @@ impl Listener {
         };
         match timeout(SUBSCRIBE_TIMEOUT, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(RedisError::from(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connecting and subscribing timed out",
-            ))),
+            Err(_) => {
+                Err(RedisError::from(io::Error::new(io::ErrorKind::TimedOut, "connecting and subscribing timed out")))
+            }
         }
     }
 
     /// Forwards messages until the connection is gone; returns why.
     async fn relay(&self, mut sink: PubSubSink, mut stream: PubSubStream) -> String {
-        let Heartbeat {
-            every,
-            timeout: ping_timeout,
-        } = self.heartbeat;
+        let Heartbeat { every, timeout: ping_timeout } = self.heartbeat;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -472,10 +443,7 @@ mod tests {
 
     /// Shows the bus's log lines with `--nocapture`.
     fn init_logs() {
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_ansi(false).with_test_writer().try_init();
     }
 
     /// A channel prefix no other test run uses.
@@ -484,11 +452,7 @@ mod tests {
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
     async fn recv_seq(rx: &mut broadcast::Receiver<Arc<ChatEvent>>) -> i64 {
@@ -501,10 +465,7 @@ mod tests {
 
     async fn assert_closed(rx: &mut broadcast::Receiver<Arc<ChatEvent>>) {
         let next = timeout(Duration::from_secs(2), rx.recv()).await;
-        assert!(
-            matches!(next, Ok(Err(RecvError::Closed))),
-            "background task still alive after drop: {next:?}"
-        );
+        assert!(matches!(next, Ok(Err(RecvError::Closed))), "background task still alive after drop: {next:?}");
     }
 
     #[tokio::test]
@@ -524,11 +485,7 @@ mod tests {
         let started = Instant::now();
         bus.publish(event(1)).await;
         bus.publish(event(2)).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(2500),
-            "publish blocked for {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(2500), "publish blocked for {:?}", started.elapsed());
         assert_eq!(recv_seq(&mut rx).await, 1);
         assert_eq!(recv_seq(&mut rx).await, 2);
 
@@ -545,9 +502,7 @@ mod tests {
         let prefix = unique_prefix();
         let a = RedisBus::connect(&url, &prefix, 256).await.unwrap();
         let b = RedisBus::connect(&url, &prefix, 256).await.unwrap();
-        let other = RedisBus::connect(&url, &unique_prefix(), 256)
-            .await
-            .unwrap();
+        let other = RedisBus::connect(&url, &unique_prefix(), 256).await.unwrap();
         for bus in [&a, &b, &other] {
             assert!(bus.wait_subscribed(Duration::from_secs(5)).await);
             assert!(bus.ready().await);
@@ -571,10 +526,7 @@ mod tests {
         }
         // Also checks the full payload survives the trip.
         a.publish(event(102)).await;
-        let got = timeout(Duration::from_secs(5), rx_b.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let got = timeout(Duration::from_secs(5), rx_b.recv()).await.unwrap().unwrap();
         assert_eq!(got.content, "message 102");
         assert_eq!(got.member_ids, vec![1, 2, 3]);
         assert_eq!(recv_seq(&mut rx_a).await, 102);
@@ -591,18 +543,11 @@ mod tests {
 
     impl PrivateRedis {
         fn available() -> bool {
-            Command::new("redis-server")
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
+            Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
         }
 
         async fn start() -> Self {
-            let mut server = Self {
-                port: free_port(),
-                child: None,
-            };
+            let mut server = Self { port: free_port(), child: None };
             server.restart().await;
             server
         }
@@ -622,10 +567,7 @@ mod tests {
                 .expect("cannot start redis-server");
             self.child = Some(child);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_err()
-            {
+            while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
                 assert!(Instant::now() < deadline, "redis-server did not start");
                 sleep(Duration::from_millis(20)).await;
             }
@@ -634,10 +576,7 @@ mod tests {
         /// Sends a signal, e.g. "-STOP" to freeze the server.
         fn signal(&self, signal: &str) {
             let pid = self.child.as_ref().expect("server not running").id();
-            let status = Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status()
-                .unwrap();
+            let status = Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
             assert!(status.success());
         }
 
@@ -651,12 +590,8 @@ mod tests {
         async fn subscriber_count(&self, channel: &str) -> i64 {
             let client = Client::open(self.url()).unwrap();
             let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-            let (_, count): (String, i64) = ::redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg(channel)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let (_, count): (String, i64) =
+                ::redis::cmd("PUBSUB").arg("NUMSUB").arg(channel).query_async(&mut conn).await.unwrap();
             count
         }
     }
@@ -670,9 +605,7 @@ mod tests {
     #[tokio::test]
     async fn resumes_delivery_after_redis_restart() {
         if !PrivateRedis::available() {
-            eprintln!(
-                "note: redis-server is not installed; skipping resumes_delivery_after_redis_restart"
-            );
+            eprintln!("note: redis-server is not installed; skipping resumes_delivery_after_redis_restart");
             return;
         }
         init_logs();
@@ -697,11 +630,7 @@ mod tests {
         let started = Instant::now();
         a.publish(event(2)).await;
         a.publish(event(3)).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(2500),
-            "publish blocked for {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(2500), "publish blocked for {:?}", started.elapsed());
 
         server.restart().await;
         assert!(a.wait_subscribed(Duration::from_secs(10)).await);
@@ -726,10 +655,7 @@ mod tests {
         assert_closed(&mut rx_b).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         while server.subscriber_count(&channel).await > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "subscriptions outlived the buses"
-            );
+            assert!(Instant::now() < deadline, "subscriptions outlived the buses");
             sleep(Duration::from_millis(50)).await;
         }
     }
@@ -747,17 +673,12 @@ mod tests {
     #[tokio::test]
     async fn recovers_from_a_frozen_server() {
         if !PrivateRedis::available() {
-            eprintln!(
-                "note: redis-server is not installed; skipping recovers_from_a_frozen_server"
-            );
+            eprintln!("note: redis-server is not installed; skipping recovers_from_a_frozen_server");
             return;
         }
         init_logs();
         let server = PrivateRedis::start().await;
-        let heartbeat = Heartbeat {
-            every: Duration::from_millis(200),
-            timeout: Duration::from_millis(300),
-        };
+        let heartbeat = Heartbeat { every: Duration::from_millis(200), timeout: Duration::from_millis(300) };
         let prefix = unique_prefix();
         let url = server.url();
         let connect = || RedisBus::connect_with(&url, &prefix, 64, heartbeat);
@@ -771,11 +692,7 @@ mod tests {
         wait_unsubscribed([&a, &b], Duration::from_secs(3)).await;
         let started = Instant::now();
         a.publish(event(2)).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(1500),
-            "publish blocked for {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(1500), "publish blocked for {:?}", started.elapsed());
         assert!(!a.ready().await);
         server.signal("-CONT");
 
@@ -791,9 +708,6 @@ mod tests {
         while seen.last() != Some(&3) {
             seen.push(recv_seq(&mut rx_b).await);
         }
-        assert!(
-            seen.is_sorted() && seen.iter().all(|seq| [2, 3].contains(seq)),
-            "{seen:?}"
-        );
+        assert!(seen.is_sorted() && seen.iter().all(|seq| [2, 3].contains(seq)), "{seen:?}");
     }
 }

@@ -9,6 +9,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::{self, BLANK};
 use crate::error::{AppError, AppResult, FieldErrors};
@@ -86,6 +88,12 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     errors.into_result()?;
 
     let hash = state.passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
+    // Stored as Django's user manager stores them: the username NFKC-normalised, the email's
+    // domain lower-cased.
+    let username: String = username.nfkc().collect();
+    let username = username.as_str();
+    let email = normalize_email(email);
+    let email = email.as_str();
     let now = Utc::now().trunc_subsecs(6);
     let txn = crate::db::begin_write(&state.db).await?;
     let created = user::ActiveModel {
@@ -124,6 +132,14 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     .await?;
     txn.commit().await?;
     Ok(user)
+}
+
+/// Django's `normalize_email`: the domain part lower-cased, the local part kept.
+fn normalize_email(email: &str) -> String {
+    match email.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => email.to_owned(),
+    }
 }
 
 /// Exchanges credentials for a token pair. A wrong username costs the same as a wrong password.

@@ -20,8 +20,16 @@ async fn register_sign_in_and_query_me() {
     let (access, _) = app.sign_in(&name).await;
     let me = app.gql_ok(Some(&access), ME, json!({})).await;
     assert_eq!(me["me"]["username"], name);
-    assert_eq!(me["me"]["email"], format!("{name}@Example.com"));
+    assert_eq!(me["me"]["email"], format!("{name}@example.com"), "domain lower-cased, as Django stores it");
     assert_eq!(me["me"]["id"], data["register"]["id"]);
+}
+
+#[tokio::test]
+async fn usernames_are_stored_nfkc_normalised() {
+    let app = spawn_app().await;
+    // Fullwidth letters, as Django's user manager normalises them.
+    let data = app.gql_ok(None, REGISTER, json!({"u": "ｎｆｋｃ_user", "e": "nfkc@example.com", "p": PASSWORD})).await;
+    assert_eq!(data["register"]["username"], "nfkc_user");
 }
 
 #[tokio::test]
