@@ -31,6 +31,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),

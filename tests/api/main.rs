@@ -5,4 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod lifecycle;
+mod processes;
+mod scale_out;
 mod schema;
