@@ -6,7 +6,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::{profile, user};
 
 use super::error::GqlResultExt;
-use super::{ClientAddr, TotalCount, cursor, loaders, state, viewer};
+use super::{ClientAddr, TotalCount, connection_complexity, cursor, loaders, state, viewer};
 use crate::media::MediaStore;
 use crate::service::accounts;
 
@@ -85,6 +85,7 @@ impl AccountsQuery {
     }
 
     /// Users ordered by id; `search` keeps usernames that start with it (case-insensitive).
+    #[graphql(complexity = "connection_complexity(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,
