@@ -9,6 +9,8 @@ pub mod cursor;
 pub mod error;
 pub mod introspection;
 pub mod loaders;
+pub mod posts;
+pub mod profiles;
 pub mod scalars;
 pub mod transport;
 
@@ -21,10 +23,10 @@ use crate::auth::Viewer;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery);
+pub struct Query(accounts::AccountsQuery, posts::PostsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation);
+pub struct Mutation(accounts::AccountsMutation, posts::PostsMutation, profiles::ProfilesMutation);
 
 pub type Subscription = EmptySubscription;
 

@@ -147,7 +147,7 @@ pub async fn graphql_ws(
                     let mut data = Data::default();
                     data.insert(viewer);
                     data.insert(ClientAddr(Some(addr.ip())));
-                    data.insert(Arc::new(loaders::loaders(state.db.clone())));
+                    data.insert(Arc::new(loaders::uncached(state.db.clone())));
                     Ok(data)
                 }
             };
