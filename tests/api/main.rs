@@ -5,4 +5,6 @@
 mod helpers;
 
 mod accounts;
+mod posts;
+mod profiles;
 mod schema;
