@@ -5,6 +5,8 @@
 //! [`begin_write`]) so that a read-then-write transaction never fails at once with
 //! SQLITE_BUSY. PostgreSQL goes through the same entities and migrations.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -62,6 +64,17 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         sqlite_transaction_mode,
     })
     .await
+}
+
+/// Counts every statement sent through `db` from now on (clones included). The count is how the
+/// tests prove that DataLoaders keep a query's statements constant whatever the page size.
+pub fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicU64> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let seen = counter.clone();
+    db.set_metric_callback(move |_| {
+        seen.fetch_add(1, Ordering::Relaxed);
+    });
+    counter
 }
 
 /// Whether a database error is a unique-constraint violation (a lost race for a name).

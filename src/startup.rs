@@ -15,6 +15,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 use crate::bus::{self, BusConfig};
@@ -127,8 +128,9 @@ fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
 
 fn router(context: AppContext) -> Router {
     let media = ServeDir::new(context.state.media.root());
+    let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
     Router::new()
-        .route("/graphql", get(transport::graphql_http).post(transport::graphql_http))
+        .route("/graphql", get(transport::graphql_http).post(transport::graphql_http).layer(body_limit))
         .route("/graphql/ws", get(transport::graphql_ws))
         .route("/graphiql", get(transport::graphiql))
         .route("/healthz", get(|| async { "ok" }))

@@ -2,6 +2,7 @@
 //! the media store and the settings. Built once by `startup` and shared behind an `Arc`.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -20,10 +21,13 @@ pub struct AppState {
     pub media: MediaStore,
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
+    /// SQL statements run since start (every statement of `db` and its clones).
+    pub db_statements: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(settings: Settings, db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
+    pub fn new(settings: Settings, mut db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
+        let db_statements = crate::db::count_statements(&mut db);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             tokens: TokenService::new(secret, settings.access_token_lifetime, settings.refresh_token_lifetime),
@@ -31,6 +35,7 @@ impl AppState {
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
             bus,
+            db_statements,
             db,
             settings,
         }

@@ -6,7 +6,8 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::{profile, user};
 
 use super::error::GqlResultExt;
-use super::{ClientAddr, TotalCount, cursor, loaders, state, viewer};
+use super::posts::PostConnection;
+use super::{ClientAddr, TotalCount, connection_complexity, cursor, loaders, state, viewer};
 use crate::media::MediaStore;
 use crate::service::accounts;
 
@@ -35,6 +36,17 @@ impl User {
             image: profile::DEFAULT_IMAGE.to_owned(),
             bio: String::new(),
         })))
+    }
+
+    /// This user's posts, newest first.
+    #[graphql(complexity = "connection_complexity(first, child_complexity)")]
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<PostConnection> {
+        super::posts::connection(ctx, Some(self.0.id), first, after).await
     }
 }
 
@@ -85,6 +97,7 @@ impl AccountsQuery {
     }
 
     /// Users ordered by id; `search` keeps usernames that start with it (case-insensitive).
+    #[graphql(complexity = "connection_complexity(first, child_complexity)")]
     async fn users(
         &self,
         ctx: &Context<'_>,
@@ -95,6 +108,11 @@ impl AccountsQuery {
         viewer(ctx).require().gql(ctx)?;
         let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
         let page = accounts::list(state(ctx), search.as_deref(), first, after).await.gql(ctx)?;
+        // The profiles of the whole page in one call, before the nodes ask (see `loaders`).
+        let look = ctx.look_ahead();
+        if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
+            loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
+        }
         let mut connection = UserConnection::with_additional_fields(
             page.has_previous,
             page.has_next,

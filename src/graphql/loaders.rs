@@ -1,12 +1,16 @@
 //! DataLoaders: every relation crossed in a list is fetched in one batched query.
 //!
-//! One [`Loaders`] per request (never shared: a cache would leak between users, and these
-//! loaders do not cache at all, they only batch).
+//! One [`Loaders`] per request, never shared (a shared cache would leak between users). Within
+//! the request they cache: a list resolver loads the related rows of its whole page in one call
+//! (see `posts::prefetch`) and every node then finds them in the cache, so a page costs the same
+//! statements at any size (batching by time alone splits when resolving a page takes longer
+//! than the loader's delay). A mutation that changes a row a loader may hold clears that
+//! loader's cache (`updateProfile` clears [`ProfileOf`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{profile, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
@@ -14,10 +18,19 @@ use crate::error::AppError;
 
 pub struct Db(pub DatabaseConnection);
 
-pub type Loaders = DataLoader<Db>;
+pub type Loaders = DataLoader<Db, HashMapCache>;
 
+/// The loaders of one HTTP request: batching and a cache that lives as long as the request.
 pub fn loaders(db: DatabaseConnection) -> Loaders {
-    DataLoader::new(Db(db), tokio::spawn)
+    DataLoader::with_cache(Db(db), tokio::spawn, HashMapCache::default())
+}
+
+/// Loaders for a WebSocket connection, which lives for hours and runs many operations: batching
+/// only, since a cache there would serve stale rows and grow without bound.
+pub fn uncached(db: DatabaseConnection) -> Loaders {
+    let loaders = loaders(db);
+    loaders.enable_all_cache(false);
+    loaders
 }
 
 /// Error type of the loaders: cloneable, detail already logged.

@@ -7,7 +7,10 @@
 pub mod accounts;
 pub mod cursor;
 pub mod error;
+pub mod introspection;
 pub mod loaders;
+pub mod posts;
+pub mod profiles;
 pub mod scalars;
 pub mod transport;
 
@@ -20,10 +23,10 @@ use crate::auth::Viewer;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery);
+pub struct Query(accounts::AccountsQuery, posts::PostsQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation);
+pub struct Mutation(accounts::AccountsMutation, posts::PostsMutation, profiles::ProfilesMutation);
 
 pub type Subscription = EmptySubscription;
 
@@ -44,13 +47,22 @@ pub struct TotalCount {
     pub total_count: i64,
 }
 
+/// Complexity of a connection field: its selection counted once per item of the requested page
+/// (`first`: default 20, at most 100), so nested lists multiply and a deep fan-out is refused up front.
+pub fn connection_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    use crate::service::page::{DEFAULT_PAGE, MAX_PAGE};
+    // Beyond the maximum the resolver refuses the size itself (BAD_USER_INPUT on `first`).
+    let page = first.map_or(DEFAULT_PAGE, |n| (n.max(1) as u64).min(MAX_PAGE)) as usize;
+    page.saturating_mul(child_complexity).saturating_add(1)
+}
+
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     if let Some(state) = state {
         if !state.settings.introspection {
-            builder = builder.disable_introspection();
+            builder = builder.disable_introspection().extension(introspection::NoIntrospection);
         }
         builder = builder.data(state);
     }

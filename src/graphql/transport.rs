@@ -4,13 +4,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_graphql::Data;
-use async_graphql::http::GraphiQLSource;
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::{Data, ParseRequestError};
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{ConnectInfo, FromRequest, State, WebSocketUpgrade};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use futures_util::TryStreamExt;
+use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::{AgoraSchema, ClientAddr, loaders};
 use crate::auth::{self, Viewer};
@@ -26,14 +29,69 @@ pub async fn viewer_from_headers(ctx: &AppContext, headers: &HeaderMap) -> Viewe
     Viewer::from_result(result)
 }
 
+/// Most files one request may carry (`updateProfile.image` is the only upload).
+pub const MAX_UPLOADS: usize = 1;
+/// Room for the `operations` and `map` parts beside the largest accepted avatar, so that a
+/// slightly oversized image still reaches the resolver and gets a field error.
+pub const MULTIPART_SLACK: usize = 64 * 1024;
+
+/// A GraphQL request (GET, JSON or multipart) with the multipart stream capped: no part and no
+/// whole stream larger than an avatar plus [`MULTIPART_SLACK`] (413), at most [`MAX_UPLOADS`]
+/// files (400). async-graphql-axum's own extractor has no limits at all.
+pub struct LimitedRequest(pub async_graphql::Request);
+
+pub enum LimitedRejection {
+    Parse(GraphQLRejection),
+    TooManyFiles,
+}
+
+impl IntoResponse for LimitedRejection {
+    fn into_response(self) -> Response {
+        match self {
+            LimitedRejection::Parse(rejection) => rejection.into_response(),
+            LimitedRejection::TooManyFiles => {
+                (StatusCode::BAD_REQUEST, format!("Too many files: at most {MAX_UPLOADS}.")).into_response()
+            }
+        }
+    }
+}
+
+impl From<ParseRequestError> for LimitedRejection {
+    fn from(err: ParseRequestError) -> Self {
+        LimitedRejection::Parse(GraphQLRejection(err))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
+    type Rejection = LimitedRejection;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.method() == Method::GET {
+            let request = GraphQLRequest::<GraphQLRejection>::from_request(req, state).await;
+            return request.map(|r| LimitedRequest(r.into_inner())).map_err(LimitedRejection::Parse);
+        }
+        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
+        let reader = tokio_util::io::StreamReader::new(body).compat();
+        let options = MultipartOptions::default()
+            .max_file_size(crate::media::MAX_IMAGE_BYTES + MULTIPART_SLACK)
+            .max_num_files(MAX_UPLOADS);
+        let request = async_graphql::http::receive_batch_body(content_type, reader, options).await?.into_single()?;
+        if request.uploads.len() > MAX_UPLOADS {
+            return Err(LimitedRejection::TooManyFiles);
+        }
+        Ok(LimitedRequest(request))
+    }
+}
+
 pub async fn graphql_http(
     State(ctx): State<AppContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    LimitedRequest(request): LimitedRequest,
 ) -> GraphQLResponse {
     let viewer = viewer_from_headers(&ctx, &headers).await;
-    let request = super::prepare(request.into_inner(), &ctx.state, viewer, Some(addr.ip()));
+    let request = super::prepare(request, &ctx.state, viewer, Some(addr.ip()));
     ctx.schema.execute(request).await.into()
 }
 
@@ -89,7 +147,7 @@ pub async fn graphql_ws(
                     let mut data = Data::default();
                     data.insert(viewer);
                     data.insert(ClientAddr(Some(addr.ip())));
-                    data.insert(Arc::new(loaders::loaders(state.db.clone())));
+                    data.insert(Arc::new(loaders::uncached(state.db.clone())));
                     Ok(data)
                 }
             };

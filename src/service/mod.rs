@@ -3,3 +3,5 @@
 
 pub mod accounts;
 pub mod page;
+pub mod posts;
+pub mod profiles;

@@ -6,6 +6,8 @@ mod helpers;
 
 mod accounts;
 mod lifecycle;
+mod posts;
 mod processes;
+mod profiles;
 mod scale_out;
 mod schema;

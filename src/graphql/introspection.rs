@@ -1,0 +1,59 @@
+//! Refusing introspection with an error when it is switched off.
+//!
+//! async-graphql's `disable_introspection` alone answers `__schema` and `__type` with a silent
+//! `null`, which reads to a client like an empty schema; this extension refuses such a query
+//! before it runs, with `extensions.code` FORBIDDEN. `__typename` stays allowed (clients such as
+//! Apollo add it to every selection).
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
+
+use super::error::FORBIDDEN;
+
+pub const DISABLED: &str = "Introspection is disabled.";
+
+pub struct NoIntrospection;
+
+impl ExtensionFactory for NoIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(NoIntrospection)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for NoIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let operations = document.operations.iter().map(|(_, op)| &op.node.selection_set.node);
+        let fragments = document.fragments.values().map(|f| &f.node.selection_set.node);
+        if operations.chain(fragments).any(introspects) {
+            let mut extensions = ErrorExtensionValues::default();
+            extensions.set("code", FORBIDDEN);
+            let mut error = ServerError::new(DISABLED, None);
+            error.extensions = Some(extensions);
+            return Err(error);
+        }
+        Ok(document)
+    }
+}
+
+/// Whether a selection (fragments are checked on their own) asks for `__schema` or `__type`.
+fn introspects(set: &SelectionSet) -> bool {
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(field) => {
+            matches!(field.node.name.node.as_str(), "__schema" | "__type")
+                || introspects(&field.node.selection_set.node)
+        }
+        Selection::InlineFragment(fragment) => introspects(&fragment.node.selection_set.node),
+        Selection::FragmentSpread(_) => false,
+    })
+}

@@ -1,0 +1,165 @@
+//! Posts in GraphQL: `posts`, `post`, `createPost`, the `Post` type and the connection behind
+//! `Query.posts` and `User.posts`.
+//!
+//! A post's cursor holds its `(created_at, id)` keyset, so the next page starts exactly after it
+//! however many posts were published meanwhile.
+
+use std::collections::HashSet;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, InputObject, Object};
+use chrono::DateTime;
+use entity::post;
+
+use super::accounts::User;
+use super::error::GqlResultExt;
+use super::scalars::Timestamp;
+use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer};
+use crate::error::{AppError, FieldErrors};
+use crate::service::posts::{self, NewPost, PostKey};
+
+pub struct Post(pub post::Model);
+
+#[Object]
+impl Post {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+
+    // Batched: the authors of a whole page are fetched in one query.
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let found = loaders::of(ctx).load_one(loaders::UserId(self.0.author_id)).await.gql(ctx)?;
+        // The foreign key (with cascade) keeps every post's author.
+        found.map(User).ok_or_else(|| AppError::internal(anyhow::anyhow!("post {} has no author", self.0.id))).gql(ctx)
+    }
+}
+
+pub type PostConnection = Connection<String, Post, TotalCount>;
+
+const POST_CURSOR: &str = "post";
+const INVALID_CURSOR: &str = "Invalid cursor.";
+
+fn encode_cursor(key: PostKey) -> String {
+    cursor::encode(POST_CURSOR, &format!("{}:{}", key.created_at.timestamp_micros(), key.id))
+}
+
+fn decode_cursor(field: &str, value: Option<&str>) -> Result<Option<PostKey>, AppError> {
+    let Some(value) = value else { return Ok(None) };
+    let key = cursor::decode(POST_CURSOR, field, value)?;
+    let parsed = key.split_once(':').and_then(|(micros, id)| {
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        Some(PostKey { created_at, id: id.parse().ok()? })
+    });
+    parsed.map(Some).ok_or_else(|| FieldErrors::single(field, INVALID_CURSOR))
+}
+
+/// Loads the authors of a whole page (and their profiles, when the query asks for them) in one
+/// call each, before the nodes resolve: every node then finds its author in the request's
+/// loader cache, and the page costs the same statements whatever its size.
+async fn prefetch(ctx: &Context<'_>, page: &[post::Model]) -> async_graphql::Result<()> {
+    let look = ctx.look_ahead();
+    let authors = [look.field("nodes").field("author"), look.field("edges").field("node").field("author")];
+    if page.is_empty() || !authors.iter().any(|a| a.exists()) {
+        return Ok(());
+    }
+    let ids: HashSet<i64> = page.iter().map(|p| p.author_id).collect();
+    let loaders = loaders::of(ctx);
+    let users = loaders.load_many(ids.iter().copied().map(loaders::UserId));
+    if authors.iter().any(|a| a.field("profile").exists()) {
+        let profiles = loaders.load_many(ids.iter().copied().map(loaders::ProfileOf));
+        futures_util::future::try_join(users, profiles).await.gql(ctx)?;
+    } else {
+        users.await.gql(ctx)?;
+    }
+    Ok(())
+}
+
+/// One page of posts (all, or `author`'s) as a Relay connection.
+pub(crate) async fn connection(
+    ctx: &Context<'_>,
+    author: Option<i64>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<PostConnection> {
+    let after = decode_cursor("after", after.as_deref()).gql(ctx)?;
+    let page = posts::list(state(ctx), author, first, after).await.gql(ctx)?;
+    prefetch(ctx, &page.items).await?;
+    let mut connection = PostConnection::with_additional_fields(
+        page.has_previous,
+        page.has_next,
+        TotalCount { total_count: page.total_count as i64 },
+    );
+    connection.edges.extend(page.items.into_iter().map(|p| Edge::new(encode_cursor(PostKey::from(&p)), Post(p))));
+    Ok(connection)
+}
+
+#[derive(InputObject)]
+pub struct CreatePostInput {
+    title: String,
+    content: String,
+}
+
+#[derive(Default)]
+pub struct PostsQuery;
+
+#[Object]
+impl PostsQuery {
+    /// All posts, newest first.
+    #[graphql(complexity = "connection_complexity(first, child_complexity)")]
+    async fn posts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<PostConnection> {
+        viewer(ctx).require().gql(ctx)?;
+        connection(ctx, None, first, after).await
+    }
+
+    /// A post by id; null when there is none.
+    async fn post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Post>> {
+        viewer(ctx).require().gql(ctx)?;
+        let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", "A valid integer is required.")).gql(ctx)?;
+        Ok(posts::find(state(ctx), id).await.gql(ctx)?.map(Post))
+    }
+}
+
+#[derive(Default)]
+pub struct PostsMutation;
+
+#[Object]
+impl PostsMutation {
+    /// Publishes a post as the signed-in user.
+    async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> async_graphql::Result<Post> {
+        let author = viewer(ctx).require().gql(ctx)?;
+        let post = posts::create(state(ctx), author, NewPost { title: input.title, content: input.content });
+        Ok(Post(post.await.gql(ctx)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_others() {
+        let key = PostKey { created_at: DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap(), id: 42 };
+        assert_eq!(decode_cursor("after", Some(&encode_cursor(key))).unwrap(), Some(key));
+        assert_eq!(decode_cursor("after", None).unwrap(), None);
+        for bad in [cursor::encode_id("user", 42), cursor::encode(POST_CURSOR, "42"), "%%%".to_owned()] {
+            assert!(matches!(decode_cursor("after", Some(&bad)), Err(AppError::Invalid(_))), "{bad}");
+        }
+    }
+}

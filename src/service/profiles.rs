@@ -1,0 +1,124 @@
+//! Profiles: the signed-in user changes their bio and avatar.
+//!
+//! An avatar is accepted by its bytes (PNG, JPEG, GIF or WebP, at most
+//! [`MAX_IMAGE_BYTES`]), never by its name or declared type. The file is written before the
+//! database row changes and removed again if the row cannot be written; the replaced file is
+//! removed once the new row is committed (never the shared default image).
+
+use std::io::Read;
+
+use entity::{profile, user};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+
+use crate::domain::{self, BIO_MAX};
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::media::{ImageKind, MAX_IMAGE_BYTES};
+use crate::state::AppState;
+
+/// Django's `ImageField` message for bytes that are not an image it can open.
+pub const IMAGE_INVALID: &str =
+    "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
+/// Django's `FileField` message for an empty upload.
+pub const FILE_EMPTY: &str = "The submitted file is empty.";
+
+pub fn image_too_large() -> String {
+    format!("Ensure this file is no larger than {MAX_IMAGE_BYTES} bytes.")
+}
+
+/// What to change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ProfileUpdate {
+    pub bio: Option<String>,
+    /// The uploaded file, as read by [`read_image`].
+    pub image: Option<Vec<u8>>,
+}
+
+/// Reads an uploaded file on the blocking pool, never more than one byte past the limit (enough
+/// to know it is too large).
+pub async fn read_image(file: impl Read + Send + 'static) -> AppResult<Vec<u8>> {
+    let read = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        file.take(MAX_IMAGE_BYTES as u64 + 1).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    read.await.map_err(AppError::internal)?.map_err(AppError::internal)
+}
+
+fn check_image(bytes: &[u8]) -> Result<ImageKind, Vec<String>> {
+    if bytes.is_empty() {
+        return Err(vec![FILE_EMPTY.to_owned()]);
+    }
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(vec![image_too_large()]);
+    }
+    ImageKind::sniff(bytes).ok_or_else(|| vec![IMAGE_INVALID.to_owned()])
+}
+
+/// Changes the bio and/or the avatar of `user`. Every invalid field is reported and nothing is
+/// stored, on disk or in the database, unless all of them are valid.
+pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate) -> AppResult<()> {
+    let mut errors = FieldErrors::new();
+    let bio = update.bio.and_then(|raw| errors.check("bio", domain::clean_text(&raw, BIO_MAX, true)));
+    let kind = update.image.as_deref().and_then(|bytes| errors.check("image", check_image(bytes)));
+    errors.into_result()?;
+
+    let stored = match (kind, update.image.as_deref()) {
+        (Some(kind), Some(bytes)) => Some(state.media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
+        _ => None,
+    };
+    if bio.is_none() && stored.is_none() {
+        return Ok(());
+    }
+    match save(state, user.id, bio, stored.clone()).await {
+        Ok(replaced) => {
+            if let Some(old) = replaced
+                && Some(&old) != stored.as_ref()
+            {
+                state.media.remove(&old).await;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            if let Some(new) = stored {
+                state.media.remove(&new).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Writes the new values in one transaction; returns the image path that was replaced.
+async fn save(state: &AppState, user_id: i64, bio: Option<String>, image: Option<String>) -> AppResult<Option<String>> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    // Locked (PostgreSQL; SQLite's IMMEDIATE already serialises writers), so that two concurrent
+    // uploads cannot both read the same old image and leave one new file unreferenced.
+    let current =
+        profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(&txn).await?;
+    let replaced = match current {
+        Some(row) => {
+            let replaced = image.as_ref().map(|_| row.image.clone());
+            let mut active: profile::ActiveModel = row.into();
+            if let Some(bio) = bio {
+                active.bio = Set(bio);
+            }
+            if let Some(image) = image {
+                active.image = Set(image);
+            }
+            active.update(&txn).await?;
+            replaced
+        }
+        // A user created outside the API has no profile yet (the legacy service did the same).
+        None => {
+            profile::ActiveModel {
+                user_id: Set(user_id),
+                bio: Set(bio.unwrap_or_default()),
+                image: Set(image.unwrap_or_else(|| profile::DEFAULT_IMAGE.to_owned())),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            None
+        }
+    };
+    txn.commit().await?;
+    Ok(replaced)
+}
