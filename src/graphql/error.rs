@@ -74,3 +74,45 @@ impl<T, E: Into<AppError>> GqlResultExt<T> for Result<T, E> {
         self.map_err(|err| to_graphql(ctx, err.into()))
     }
 }
+
+/// Gives every error a code: those async-graphql raises itself before any resolver runs (a
+/// query that does not parse or validate, is too deep or too complex, or has an argument of
+/// the wrong type) carry none, and they are all about the request the client sent.
+pub struct EveryErrorHasACode;
+
+impl async_graphql::extensions::ExtensionFactory for EveryErrorHasACode {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(EveryErrorHasACode)
+    }
+}
+
+fn ensure_code(mut response: async_graphql::Response) -> async_graphql::Response {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", BAD_USER_INPUT);
+        }
+    }
+    response
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for EveryErrorHasACode {
+    async fn request(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextRequest<'_>,
+    ) -> async_graphql::Response {
+        ensure_code(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        stream: futures_util::stream::BoxStream<'s, async_graphql::Response>,
+        next: async_graphql::extensions::NextSubscribe<'_>,
+    ) -> futures_util::stream::BoxStream<'s, async_graphql::Response> {
+        use futures_util::StreamExt;
+        next.run(ctx, stream).map(ensure_code).boxed()
+    }
+}

@@ -59,7 +59,8 @@ pub fn connection_complexity(first: Option<i32>, child_complexity: usize) -> usi
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
+        .limit_complexity(MAX_COMPLEXITY)
+        .extension(error::EveryErrorHasACode);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);

@@ -284,3 +284,13 @@ async fn graphiql_is_served() {
     assert!(page.contains("http://assets.local/cdn/graphiql"));
     assert!(!page.contains("unpkg.com"));
 }
+
+#[tokio::test]
+async fn malformed_requests_get_a_code_too() {
+    let app = spawn_app().await;
+    for query in ["{ me { nonsense } }", "{ me ", "query($f: Int) { users(first: $f) { totalCount } }"] {
+        let body = app.gql(None, query, json!({"f": "not a number"})).await;
+        let codes = codes(&body);
+        assert!(!codes.is_empty() && codes.iter().all(|c| c == "BAD_USER_INPUT"), "{query}: {body}");
+    }
+}
