@@ -2,4 +2,6 @@
 //! else writes to the database, so every transport gets the same rules.
 
 pub mod accounts;
+pub mod chat;
+pub mod live;
 pub mod page;
