@@ -237,17 +237,15 @@ pub async fn history(state: &AppState, room_id: i64, page: HistoryPage) -> AppRe
     if !forwards {
         items.reverse();
     }
-    // Beyond the window set by the cursors: whatever lies at or past them.
-    let before_cursor = match page.before {
-        Some(before) => any_message(db, room_id, message::Column::Id.gte(before)).await?,
-        None => false,
-    };
-    let after_cursor = match page.after {
-        Some(after) => any_message(db, room_id, message::Column::Id.lte(after)).await?,
-        None => false,
-    };
-    let (has_next, has_previous) =
-        if forwards { (more || before_cursor, after_cursor) } else { (before_cursor, more || after_cursor) };
+    // Past the end the page was cut at, there is more when the fetch ran over; past a cursor,
+    // when anything lies at or beyond it (asked only when the answer is not known yet).
+    let (mut has_next, mut has_previous) = if forwards { (more, false) } else { (false, more) };
+    if !has_next && let Some(before) = page.before {
+        has_next = any_message(db, room_id, message::Column::Id.gte(before)).await?;
+    }
+    if !has_previous && let Some(after) = page.after {
+        has_previous = any_message(db, room_id, message::Column::Id.lte(after)).await?;
+    }
     Ok(Page { items, has_next, has_previous, total_count })
 }
 
