@@ -1,4 +1,4 @@
-//! Live feeds of chat messages: a plain [`Stream`] of stored messages for one room, or for every
+//! Live feeds of chat messages: a plain [`Stream`](futures_util::Stream) of stored messages for one room, or for every
 //! room of a user (rooms created later included). GraphQL subscriptions and the legacy chat
 //! socket both read these, so the delivery rules live here once.
 //!
@@ -12,7 +12,8 @@
 //! - `room_seq > last + 1`: a gap (an event lost during a Redis outage, or events reordered
 //!   across processes): the missing messages are read from the database by `room_seq`, in
 //!   chunks, and delivered in order before the event. `room_seq` order is commit order (the
-//!   sender holds the room's row lock until commit), so they are all there to read.
+//!   sender holds the room's row lock, or SQLite's write lock, until commit), so they are all
+//!   there to read.
 //!
 //! A room the all-rooms feed has not seen at its baseline read was created after that read,
 //! so every message of it is new: its baseline is 0.
