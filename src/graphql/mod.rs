@@ -5,6 +5,7 @@
 //! complexity and (by configuration) introspection.
 
 pub mod accounts;
+pub mod chat;
 pub mod cursor;
 pub mod error;
 pub mod introspection;
@@ -17,18 +18,19 @@ pub mod transport;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Request, Schema, SimpleObject};
+use async_graphql::{Context, MergedObject, MergedSubscription, Request, Schema, SimpleObject};
 
 use crate::auth::Viewer;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, posts::PostsQuery);
+pub struct Query(accounts::AccountsQuery, posts::PostsQuery, chat::ChatQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, posts::PostsMutation, profiles::ProfilesMutation);
+pub struct Mutation(accounts::AccountsMutation, posts::PostsMutation, profiles::ProfilesMutation, chat::ChatMutation);
 
-pub type Subscription = EmptySubscription;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(chat::ChatSubscription);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 

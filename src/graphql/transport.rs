@@ -151,11 +151,10 @@ pub async fn graphql_ws(
                     Ok(data)
                 }
             };
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol)
-                .on_connection_init(on_init)
-                .keepalive_timeout(ping_every * 2)
-                .serve()
-                .await;
+            // No `keepalive_timeout`: async-graphql counts only GraphQL messages from the client
+            // (WebSocket pongs are filtered out before it), so it would drop every subscriber
+            // that just listens. `ws::keepalive` detects dead connections by their pongs.
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol).on_connection_init(on_init).serve().await;
         })
         .into_response()
 }

@@ -2,6 +2,8 @@
 //! else writes to the database, so every transport gets the same rules.
 
 pub mod accounts;
+pub mod chat;
+pub mod live;
 pub mod page;
 pub mod posts;
 pub mod profiles;

@@ -231,3 +231,177 @@ pub const JWT_HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
+
+/// The two GraphQL-over-WebSocket protocols of `/graphql/ws`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsProtocol {
+    /// `graphql-transport-ws` (the graphql-ws library): `subscribe` -> `next`... `complete`.
+    TransportWs,
+    /// `graphql-ws` (the older subscriptions-transport-ws): `start` -> `data`... `complete`.
+    LegacyWs,
+}
+
+impl WsProtocol {
+    pub const BOTH: [WsProtocol; 2] = [WsProtocol::TransportWs, WsProtocol::LegacyWs];
+
+    /// The `Sec-WebSocket-Protocol` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            WsProtocol::TransportWs => "graphql-transport-ws",
+            WsProtocol::LegacyWs => "graphql-ws",
+        }
+    }
+
+    fn subscribe_type(self) -> &'static str {
+        match self {
+            WsProtocol::TransportWs => "subscribe",
+            WsProtocol::LegacyWs => "start",
+        }
+    }
+
+    fn stop_type(self) -> &'static str {
+        match self {
+            WsProtocol::TransportWs => "complete",
+            WsProtocol::LegacyWs => "stop",
+        }
+    }
+
+    fn result_type(self) -> &'static str {
+        match self {
+            WsProtocol::TransportWs => "next",
+            WsProtocol::LegacyWs => "data",
+        }
+    }
+}
+
+/// How long a test waits for a frame it expects.
+pub const WS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A GraphQL subscription client over either protocol, on a real WebSocket.
+pub struct GqlWs {
+    pub protocol: WsProtocol,
+    socket: WsStream,
+    next_id: u32,
+}
+
+impl GqlWs {
+    /// Connects and initialises with `{"Authorization": "Bearer <token>"}` (or an empty payload
+    /// without a token); panics unless the server acknowledges.
+    pub async fn connect(app: &TestApp, protocol: WsProtocol, token: Option<&str>) -> GqlWs {
+        let payload = match token {
+            Some(token) => json!({"Authorization": format!("Bearer {token}")}),
+            None => json!({}),
+        };
+        Self::connect_with(app, protocol, payload).await
+    }
+
+    /// Connects and initialises with this `connection_init` payload; panics unless acknowledged.
+    pub async fn connect_with(app: &TestApp, protocol: WsProtocol, payload: Value) -> GqlWs {
+        let mut ws = Self::open(app, protocol).await;
+        let answer = ws.init(payload).await;
+        assert_eq!(answer.as_ref().map(|a| &a["type"]), Some(&json!("connection_ack")), "no ack: {answer:?}");
+        ws
+    }
+
+    /// Opens the socket with the protocol's subprotocol header, without `connection_init`.
+    pub async fn open(app: &TestApp, protocol: WsProtocol) -> GqlWs {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = app.ws_url("/graphql/ws").into_client_request().unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.name().parse().unwrap());
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("WebSocket handshake");
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            Some(protocol.name()),
+            "the server speaks the requested protocol"
+        );
+        GqlWs { protocol, socket, next_id: 0 }
+    }
+
+    /// Sends `connection_init` and returns the server's answer (`None`: the socket closed).
+    pub async fn init(&mut self, payload: Value) -> Option<Value> {
+        self.send(json!({"type": "connection_init", "payload": payload})).await;
+        self.recv().await
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        use futures_util::SinkExt;
+        self.socket.send(tokio_tungstenite::tungstenite::Message::text(message.to_string())).await.expect("frame sent");
+    }
+
+    /// Starts a subscription; returns its id.
+    pub async fn subscribe(&mut self, query: &str, variables: Value) -> String {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let kind = self.protocol.subscribe_type();
+        self.send(json!({"type": kind, "id": id, "payload": {"query": query, "variables": variables}})).await;
+        id
+    }
+
+    /// Ends a subscription.
+    pub async fn unsubscribe(&mut self, id: &str) {
+        let kind = self.protocol.stop_type();
+        self.send(json!({"type": kind, "id": id})).await;
+    }
+
+    /// The next GraphQL message from the server (keep-alives skipped, pings answered), or
+    /// `None` once the socket is closed. Panics after [`WS_WAIT`].
+    pub async fn recv(&mut self) -> Option<Value> {
+        match self.recv_within(WS_WAIT).await {
+            Ok(message) => message,
+            Err(_) => panic!("no WebSocket message within {WS_WAIT:?}"),
+        }
+    }
+
+    /// Like [`recv`], but `Err` when nothing came within `wait`.
+    pub async fn recv_within(
+        &mut self,
+        wait: std::time::Duration,
+    ) -> Result<Option<Value>, tokio::time::error::Elapsed> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        tokio::time::timeout(wait, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let message: Value = serde_json::from_str(&text).expect("JSON frame");
+                        match message["type"].as_str() {
+                            Some("ka") | Some("pong") => continue,
+                            Some("ping") => {
+                                self.send(json!({"type": "pong"})).await;
+                                continue;
+                            }
+                            _ => return Some(message),
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return Some(json!({"type": "close", "code": frame.as_ref().map(|f| u16::from(f.code)), "reason": frame.map(|f| f.reason.to_string())}));
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The payload (`{"data"}` or `{"errors"}`) of the next result of any subscription; panics on
+    /// anything else or after [`WS_WAIT`].
+    pub async fn next_payload(&mut self) -> Value {
+        let message = self.recv().await.expect("socket open");
+        assert_eq!(message["type"], self.protocol.result_type(), "expected a result, got {message}");
+        message["payload"].clone()
+    }
+
+    /// Asserts that no message arrives for `wait`.
+    pub async fn expect_silence(&mut self, wait: std::time::Duration) {
+        if let Ok(message) = self.recv_within(wait).await {
+            panic!("expected silence, got {message:?}");
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod chat;
 mod lifecycle;
 mod posts;
 mod processes;

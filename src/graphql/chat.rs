@@ -1,0 +1,275 @@
+//! Chat in GraphQL: `createChatRoom`, `sendMessage`, `myChatRooms`, `chatRoom`, the
+//! `messageAdded` subscription, and the `ChatRoom` and `Message` types.
+//!
+//! Every relation crossed in a list goes through a DataLoader (members, last message, message
+//! room and author), so a list of rooms costs a fixed number of statements.
+
+use std::collections::HashMap;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::dataloader::Loader;
+use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject, Subscription};
+use entity::{chat_room, message, user};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+
+use super::accounts::User;
+use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
+use super::loaders::{Db, LoadError, UserId};
+use super::scalars::Timestamp;
+use super::{TotalCount, cursor, loaders, state, viewer};
+use crate::bus::ChatEvent;
+use crate::service::chat::{self as service, HistoryPage};
+use crate::service::live::{self, LiveError};
+
+/// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
+pub const MESSAGE_CURSOR: &str = "message";
+
+pub type MessageConnection = Connection<String, Message, TotalCount>;
+
+pub struct ChatRoom(pub chat_room::Model);
+
+#[Object]
+impl ChatRoom {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Stable name used in URLs, e.g. alice_bob.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Both members, by user id.
+    async fn members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
+        Ok(self.load_members(ctx).await?.into_iter().map(User).collect())
+    }
+
+    /// The other member's username, as the signed-in user sees the room.
+    async fn display_name(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let me = viewer(ctx).require().gql(ctx)?.id;
+        let members = self.load_members(ctx).await?;
+        // Like the reference: the other member, or oneself for a room of one.
+        let other = members.iter().find(|u| u.id != me).or(members.first());
+        Ok(other.map(|u| u.username.clone()).unwrap_or_default())
+    }
+
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+
+    /// Messages, oldest first within a page. `last`/`before` page backwards from the
+    /// newest message; `first`/`after` page forwards from the oldest. With neither `first`
+    /// nor `last`: the newest 20 (or, with only `after`, the 20 after it). Pages hold at most
+    /// 100 messages.
+    #[graphql(complexity = "1 + child_complexity * first.or(last).unwrap_or(20).clamp(0, 100) as usize")]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<MessageConnection> {
+        let page = HistoryPage {
+            first,
+            after: cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?,
+            last,
+            before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
+        };
+        let page = service::history(state(ctx), self.0.id, page).await.gql(ctx)?;
+        let mut connection = MessageConnection::with_additional_fields(
+            page.has_previous,
+            page.has_next,
+            TotalCount { total_count: page.total_count as i64 },
+        );
+        connection
+            .edges
+            .extend(page.items.into_iter().map(|m| Edge::new(cursor::encode_id(MESSAGE_CURSOR, m.id), Message(m))));
+        Ok(connection)
+    }
+
+    async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {
+        Ok(loaders::of(ctx).load_one(LastMessageOf(self.0.id)).await.gql(ctx)?.map(Message))
+    }
+}
+
+impl ChatRoom {
+    async fn load_members(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<user::Model>> {
+        Ok(loaders::of(ctx).load_one(MembersOf(self.0.id)).await.gql(ctx)?.unwrap_or_default())
+    }
+}
+
+pub struct Message(pub message::Model);
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
+        let room = loaders::of(ctx).load_one(RoomById(self.0.room_id)).await.gql(ctx)?;
+        room.map(ChatRoom).ok_or_else(|| super::error::to_graphql(ctx, crate::error::AppError::NotFound))
+    }
+
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let author = loaders::of(ctx).load_one(UserId(self.0.author_id)).await.gql(ctx)?;
+        author.map(User).ok_or_else(|| super::error::to_graphql(ctx, crate::error::AppError::NotFound))
+    }
+
+    async fn content(&self) -> &str {
+        &self.0.content
+    }
+
+    async fn timestamp(&self) -> Timestamp {
+        Timestamp(self.0.timestamp)
+    }
+}
+
+impl From<&ChatEvent> for Message {
+    fn from(event: &ChatEvent) -> Self {
+        Message(message::Model {
+            id: event.message_id,
+            room_id: event.room_id,
+            room_seq: event.room_seq,
+            author_id: event.author_id,
+            content: event.content.clone(),
+            timestamp: event.timestamp,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CreateChatRoomPayload {
+    chat_room: ChatRoom,
+    /// False when the room between the two users already existed.
+    created: bool,
+}
+
+#[derive(Default)]
+pub struct ChatQuery;
+
+#[Object]
+impl ChatQuery {
+    /// The rooms the signed-in user belongs to, most recent activity first.
+    async fn my_chat_rooms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChatRoom>> {
+        let me = viewer(ctx).require().gql(ctx)?;
+        Ok(service::rooms_of(state(ctx), me.id).await.gql(ctx)?.into_iter().map(ChatRoom).collect())
+    }
+
+    /// A room by name; NOT_FOUND when it does not exist or the caller is not a member.
+    async fn chat_room(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<ChatRoom> {
+        let me = viewer(ctx).require().gql(ctx)?;
+        Ok(ChatRoom(service::room_of_member(&state(ctx).db, me.id, &name).await.gql(ctx)?))
+    }
+}
+
+#[derive(Default)]
+pub struct ChatMutation;
+
+#[Object]
+impl ChatMutation {
+    /// Opens the one-to-one room with `recipient`, or returns the existing one.
+    async fn create_chat_room(
+        &self,
+        ctx: &Context<'_>,
+        recipient: String,
+    ) -> async_graphql::Result<CreateChatRoomPayload> {
+        let me = viewer(ctx).require().gql(ctx)?;
+        let (room, created) = service::open_room(state(ctx), me, &recipient).await.gql(ctx)?;
+        Ok(CreateChatRoomPayload { chat_room: ChatRoom(room), created })
+    }
+
+    /// Stores a message (members only) and pushes it to every live subscriber.
+    async fn send_message(
+        &self,
+        ctx: &Context<'_>,
+        room_name: String,
+        content: String,
+    ) -> async_graphql::Result<Message> {
+        let me = viewer(ctx).require().gql(ctx)?;
+        Ok(Message(service::send_message(state(ctx), me, &room_name, &content).await.gql(ctx)?))
+    }
+}
+
+#[derive(Default)]
+pub struct ChatSubscription;
+
+#[Subscription]
+impl ChatSubscription {
+    /// Every message added to the room, however it was sent (GraphQL, REST or the
+    /// legacy WebSocket). With no `roomName`: every message in any of the
+    /// subscriber's rooms. A room the subscriber is not a member of is NOT_FOUND.
+    async fn message_added(
+        &self,
+        ctx: &Context<'_>,
+        room_name: Option<String>,
+    ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<Message>>> {
+        let me = viewer(ctx).require().gql(ctx)?;
+        let state = state(ctx);
+        let feed = match room_name {
+            Some(name) => {
+                let room = service::room_of_member(&state.db, me.id, &name).await.gql(ctx)?;
+                live::room_feed(&state.db, &*state.bus, room.id).await.gql(ctx)?
+            }
+            None => live::member_feed(&state.db, &*state.bus, me.id).await.gql(ctx)?,
+        };
+        Ok(feed.map(|item| item.map(|event| Message::from(&*event)).map_err(feed_error)).boxed())
+    }
+}
+
+/// The last item of a feed that ended early. Not a server fault, but no other contract code
+/// fits; `reason` tells clients to reconnect and read history.
+fn feed_error(err: LiveError) -> async_graphql::Error {
+    let reason = match err {
+        LiveError::Lagged => "LAGGED",
+        LiveError::Unavailable => "UNAVAILABLE",
+    };
+    async_graphql::Error::new(err.to_string()).extend_with(move |_, e| {
+        e.set("code", INTERNAL_SERVER_ERROR);
+        e.set("reason", reason);
+    })
+}
+
+/// The members of a room (by user id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MembersOf(pub i64);
+
+impl Loader<MembersOf> for Db {
+    type Value = Vec<user::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[MembersOf]) -> Result<HashMap<MembersOf, Vec<user::Model>>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(service::members_of(&self.0, &ids).await?.into_iter().map(|(id, users)| (MembersOf(id), users)).collect())
+    }
+}
+
+/// The newest message of a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LastMessageOf(pub i64);
+
+impl Loader<LastMessageOf> for Db {
+    type Value = message::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[LastMessageOf]) -> Result<HashMap<LastMessageOf, message::Model>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(service::last_messages(&self.0, &ids).await?.into_iter().map(|(id, m)| (LastMessageOf(id), m)).collect())
+    }
+}
+
+/// A room by id (the room of a message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoomById(pub i64);
+
+impl Loader<RoomById> for Db {
+    type Value = chat_room::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[RoomById]) -> Result<HashMap<RoomById, chat_room::Model>, LoadError> {
+        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+        Ok(service::rooms_by_id(&self.0, &ids).await?.into_iter().map(|(id, r)| (RoomById(id), r)).collect())
+    }
+}

@@ -1,0 +1,417 @@
+//! One-to-one chat: opening the room of a pair, listing a member's rooms, message history and
+//! sending a message (stored, then published on the bus for live subscribers).
+//!
+//! A room belongs to exactly two users and exists once per pair: the unique `pair_key` index
+//! decides races, never a check-then-insert. For anyone else a room does not exist
+//! ([`AppError::NotFound`]), as in the legacy API.
+
+use std::collections::HashMap;
+
+use chrono::{SubsecRound, Utc};
+use entity::{chat_room, message, room_member, user};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+};
+
+use crate::bus::ChatEvent;
+use crate::domain;
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::service::page::{DEFAULT_PAGE, Page, page_size};
+use crate::state::AppState;
+
+/// DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
+pub const RECIPIENT_NULL: &str = "This field may not be null.";
+pub const SELF_CHAT: &str = "You cannot start a chat with yourself.";
+pub const FIRST_AND_LAST: &str = "Passing both `first` and `last` is not supported.";
+
+/// DRF's `SlugRelatedField` message for a username nobody has.
+pub fn unknown_recipient(value: &str) -> String {
+    format!("Object with username={value} does not exist.")
+}
+
+/// `"<lower id>:<higher id>"`, the same for both directions.
+pub fn pair_key(a: i64, b: i64) -> String {
+    format!("{}:{}", std::cmp::min(a, b), std::cmp::max(a, b))
+}
+
+/// The two usernames sorted by code point (byte order of UTF-8 is code point order) and
+/// joined by `_`.
+pub fn base_name(a: &str, b: &str) -> String {
+    if a <= b { format!("{a}_{b}") } else { format!("{b}_{a}") }
+}
+
+/// `base`, `base_2`, `base_3`, ...: the lowest one not in `taken`.
+fn first_free_name(base: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|name| name == base) {
+        return base.to_owned();
+    }
+    let prefix = format!("{base}_");
+    let mut suffixes: Vec<u64> = taken
+        .iter()
+        .filter_map(|name| name.strip_prefix(&prefix))
+        // Only canonical numbers: "07" is not a suffix we would have written.
+        .filter(|rest| !rest.starts_with('0'))
+        .filter_map(|rest| rest.parse().ok())
+        .collect();
+    suffixes.sort_unstable();
+    let mut candidate = 2;
+    for suffix in suffixes {
+        if suffix == candidate {
+            candidate += 1;
+        } else if suffix > candidate {
+            break;
+        }
+    }
+    format!("{base}_{candidate}")
+}
+
+/// The names in use that `base` or one of its suffixed forms could collide with.
+async fn names_like(db: &DatabaseConnection, base: &str) -> Result<Vec<String>, DbErr> {
+    let escaped = base.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    // LIKE is case-insensitive on SQLite: a superset, filtered exactly by `first_free_name`.
+    chat_room::Entity::find()
+        .select_only()
+        .column(chat_room::Column::Name)
+        .filter(
+            chat_room::Column::Name
+                .eq(base)
+                .or(Expr::col(chat_room::Column::Name).like(LikeExpr::new(format!("{escaped}\\_%")).escape('\\'))),
+        )
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+async fn room_of_pair(db: &DatabaseConnection, key: &str) -> Result<Option<chat_room::Model>, DbErr> {
+    chat_room::Entity::find().filter(chat_room::Column::PairKey.eq(key)).one(db).await
+}
+
+/// Inserts the room and its two members in one transaction of its own, so that a unique
+/// violation (which aborts a PostgreSQL transaction) leaves nothing behind.
+async fn insert_room(
+    db: &DatabaseConnection,
+    key: &str,
+    name: &str,
+    members: [i64; 2],
+) -> Result<chat_room::Model, DbErr> {
+    let now = Utc::now().trunc_subsecs(6);
+    let txn = crate::db::begin_write(db).await?;
+    let inserted = async {
+        let room = chat_room::ActiveModel {
+            name: Set(name.to_owned()),
+            pair_key: Set(key.to_owned()),
+            created_at: Set(now),
+            last_seq: Set(0),
+            last_activity_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        room_member::Entity::insert_many(
+            members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        Ok::<_, DbErr>(room)
+    }
+    .await;
+    match inserted {
+        Ok(room) => {
+            txn.commit().await?;
+            Ok(room)
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            Err(err)
+        }
+    }
+}
+
+/// Opens the room of `me` and `recipient` (exact username), or returns the existing one.
+/// `true` when this call created it.
+pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> AppResult<(chat_room::Model, bool)> {
+    if recipient.is_empty() {
+        return Err(FieldErrors::single("recipient", RECIPIENT_NULL));
+    }
+    let other = user::Entity::find()
+        .filter(user::Column::Username.eq(recipient))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| FieldErrors::single("recipient", unknown_recipient(recipient)))?;
+    if other.id == me.id {
+        return Err(FieldErrors::single("recipient", SELF_CHAT));
+    }
+    let key = pair_key(me.id, other.id);
+    let base = base_name(&me.username, &other.username);
+    // Each lost race means another room now exists (ours or another pair's), so this ends;
+    // the bound only guards against a bug turning it into a busy loop.
+    for _ in 0..100 {
+        if let Some(room) = room_of_pair(&state.db, &key).await? {
+            return Ok((room, false));
+        }
+        let name = first_free_name(&base, &names_like(&state.db, &base).await?);
+        match insert_room(&state.db, &key, &name, [me.id, other.id]).await {
+            Ok(room) => return Ok((room, true)),
+            // The pair (load the winner's room) or the name (try the next suffix) is taken now.
+            Err(err) if crate::db::is_unique_violation(&err) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(AppError::internal(anyhow::anyhow!("could not name the room {base}")))
+}
+
+/// The rooms of a user, most recent activity first (ties: the newer room first).
+pub async fn rooms_of(state: &AppState, user_id: i64) -> AppResult<Vec<chat_room::Model>> {
+    Ok(chat_room::Entity::find()
+        .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
+        .filter(room_member::Column::UserId.eq(user_id))
+        .order_by_desc(chat_room::Column::LastActivityAt)
+        .order_by_desc(chat_room::Column::Id)
+        .all(&state.db)
+        .await?)
+}
+
+/// The room called `name` if `user_id` is a member; otherwise it does not exist for them.
+pub async fn room_of_member(db: &impl ConnectionTrait, user_id: i64, name: &str) -> AppResult<chat_room::Model> {
+    chat_room::Entity::find()
+        .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
+        .filter(chat_room::Column::Name.eq(name))
+        .filter(room_member::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// Which page of a room's history: Relay's arguments, cursors already decoded to message ids.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HistoryPage {
+    pub first: Option<i32>,
+    pub after: Option<i64>,
+    pub last: Option<i32>,
+    pub before: Option<i64>,
+}
+
+async fn any_message(
+    db: &DatabaseConnection,
+    room_id: i64,
+    condition: sea_orm::sea_query::SimpleExpr,
+) -> Result<bool, DbErr> {
+    let found: Option<i64> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .filter(message::Column::RoomId.eq(room_id))
+        .filter(condition)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// A page of a room's messages, oldest first. `first`/`after` go forwards from the oldest,
+/// `last`/`before` backwards from the newest; with neither `first` nor `last`, `after` alone
+/// goes forwards and anything else gives the newest page. Both flags of the page are exact.
+pub async fn history(state: &AppState, room_id: i64, page: HistoryPage) -> AppResult<Page<message::Model>> {
+    let (limit, forwards) = match (page.first, page.last) {
+        (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
+        (Some(first), None) => (page_size("first", Some(first))?, true),
+        (None, Some(last)) => (page_size("last", Some(last))?, false),
+        (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),
+    };
+    let db = &state.db;
+    let total_count = message::Entity::find().filter(message::Column::RoomId.eq(room_id)).count(db).await?;
+    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
+    if let Some(after) = page.after {
+        query = query.filter(message::Column::Id.gt(after));
+    }
+    if let Some(before) = page.before {
+        query = query.filter(message::Column::Id.lt(before));
+    }
+    let query =
+        if forwards { query.order_by_asc(message::Column::Id) } else { query.order_by_desc(message::Column::Id) };
+    let mut items = query.limit(limit + 1).all(db).await?;
+    let more = items.len() as u64 > limit;
+    items.truncate(limit as usize);
+    if !forwards {
+        items.reverse();
+    }
+    // Past the end the page was cut at, there is more when the fetch ran over; past a cursor,
+    // when anything lies at or beyond it (asked only when the answer is not known yet).
+    let (mut has_next, mut has_previous) = if forwards { (more, false) } else { (false, more) };
+    if !has_next && let Some(before) = page.before {
+        has_next = any_message(db, room_id, message::Column::Id.gte(before)).await?;
+    }
+    if !has_previous && let Some(after) = page.after {
+        has_previous = any_message(db, room_id, message::Column::Id.lte(after)).await?;
+    }
+    Ok(Page { items, has_next, has_previous, total_count })
+}
+
+/// Stores a message of `me` in the room `room_name` and publishes it to live subscribers.
+///
+/// The room's row is updated first (`last_seq + 1`): on PostgreSQL that row lock serialises
+/// the sends of a room until commit, so `room_seq` order is commit order, which is what lets
+/// subscribers fill gaps from the database. The event is published only after commit.
+pub async fn send_message(
+    state: &AppState,
+    me: &user::Model,
+    room_name: &str,
+    content: &str,
+) -> AppResult<message::Model> {
+    // DRF validates the body before it looks the room up.
+    let content =
+        domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| invalid("content", problems))?;
+    let room = room_of_member(&state.db, me.id, room_name).await?;
+    let member_ids = member_ids(&state.db, room.id).await?;
+
+    let now = Utc::now().trunc_subsecs(6);
+    let txn = crate::db::begin_write(&state.db).await?;
+    let stored = async {
+        let updated = chat_room::Entity::update_many()
+            .col_expr(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
+            .col_expr(chat_room::Column::LastActivityAt, Expr::value(now))
+            .filter(chat_room::Column::Id.eq(room.id))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(AppError::NotFound);
+        }
+        let seq: i64 = chat_room::Entity::find_by_id(room.id)
+            .select_only()
+            .column(chat_room::Column::LastSeq)
+            .into_tuple()
+            .one(&txn)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let stored = message::ActiveModel {
+            room_id: Set(room.id),
+            room_seq: Set(seq),
+            author_id: Set(me.id),
+            content: Set(content),
+            timestamp: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        Ok(stored)
+    }
+    .await;
+    let stored = match stored {
+        Ok(stored) => {
+            txn.commit().await?;
+            stored
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            return Err(err);
+        }
+    };
+    state
+        .bus
+        .publish(ChatEvent {
+            message_id: stored.id,
+            room_id: room.id,
+            room_seq: stored.room_seq,
+            room_name: room.name,
+            member_ids,
+            author_id: me.id,
+            author_username: me.username.clone(),
+            content: stored.content.clone(),
+            timestamp: stored.timestamp,
+        })
+        .await;
+    Ok(stored)
+}
+
+fn invalid(field: &str, problems: Vec<String>) -> AppError {
+    let mut errors = FieldErrors::new();
+    for problem in problems {
+        errors.add(field, problem);
+    }
+    AppError::Invalid(errors)
+}
+
+/// The member ids of a room, ascending.
+pub async fn member_ids(db: &impl ConnectionTrait, room_id: i64) -> Result<Vec<i64>, DbErr> {
+    room_member::Entity::find()
+        .select_only()
+        .column(room_member::Column::UserId)
+        .filter(room_member::Column::RoomId.eq(room_id))
+        .order_by_asc(room_member::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+// Batched reads for the DataLoaders: one statement for any number of rooms.
+
+/// The members of each room, ordered by user id.
+pub async fn members_of(db: &DatabaseConnection, room_ids: &[i64]) -> Result<HashMap<i64, Vec<user::Model>>, DbErr> {
+    let rows = room_member::Entity::find()
+        .filter(room_member::Column::RoomId.is_in(room_ids.iter().copied()))
+        .find_also_related(user::Entity)
+        .order_by_asc(room_member::Column::UserId)
+        .all(db)
+        .await?;
+    let mut members: HashMap<i64, Vec<user::Model>> = room_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for (membership, user) in rows {
+        if let Some(user) = user {
+            members.entry(membership.room_id).or_default().push(user);
+        }
+    }
+    Ok(members)
+}
+
+/// The newest message of each room that has one.
+pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<HashMap<i64, message::Model>, DbErr> {
+    let newest = Query::select()
+        .expr(Expr::col(message::Column::Id).max())
+        .from(message::Entity)
+        .and_where(Expr::col(message::Column::RoomId).is_in(room_ids.iter().copied()))
+        .group_by_col(message::Column::RoomId)
+        .to_owned();
+    let rows = message::Entity::find().filter(message::Column::Id.in_subquery(newest)).all(db).await?;
+    Ok(rows.into_iter().map(|m| (m.room_id, m)).collect())
+}
+
+/// Rooms by id.
+pub async fn rooms_by_id(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {
+    let rows = chat_room::Entity::find().filter(chat_room::Column::Id.is_in(ids.iter().copied())).all(db).await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn names_sort_by_code_point() {
+        assert_eq!(base_name("bob", "alice"), "alice_bob");
+        assert_eq!(base_name("Zed", "adam"), "Zed_adam", "upper case sorts first");
+        assert_eq!(base_name("émile", "zoe"), "zoe_émile", "non-ASCII after ASCII");
+        assert_eq!(base_name("a_b", "c"), "a_b_c");
+    }
+
+    #[test]
+    fn suffixes_fill_from_two() {
+        assert_eq!(first_free_name("a_b_c", &names(&[])), "a_b_c");
+        assert_eq!(first_free_name("a_b_c", &names(&["a_b_c"])), "a_b_c_2");
+        assert_eq!(first_free_name("a_b_c", &names(&["a_b_c", "a_b_c_2"])), "a_b_c_3");
+        assert_eq!(first_free_name("a_b_c", &names(&["a_b_c", "a_b_c_3"])), "a_b_c_2");
+        // Other rooms that merely share the prefix do not count.
+        assert_eq!(first_free_name("a_b", &names(&["a_b", "a_b_c", "a_b_02", "A_b_2"])), "a_b_2");
+        assert_eq!(first_free_name("a", &names(&["a_2"])), "a");
+    }
+
+    #[test]
+    fn pair_key_ignores_direction() {
+        assert_eq!(pair_key(7, 3), "3:7");
+        assert_eq!(pair_key(3, 7), "3:7");
+    }
+}

@@ -1,0 +1,265 @@
+//! Live feeds of chat messages: a plain [`Stream`](futures_util::Stream) of stored messages for one room, or for every
+//! room of a user (rooms created later included). GraphQL subscriptions and the legacy chat
+//! socket both read these, so the delivery rules live here once.
+//!
+//! Guarantee: a feed yields every message stored after the feed was opened, once each, in
+//! storage order within each room (`room_seq`).
+//!
+//! How: the feed subscribes to the bus *first*, then reads the baseline `last_seq` of its
+//! room(s). Each room keeps the last delivered `room_seq`:
+//! - `room_seq == last + 1`: delivered;
+//! - `room_seq <= last`: a duplicate (or older than the feed), dropped;
+//! - `room_seq > last + 1`: a gap (an event lost during a Redis outage, or events reordered
+//!   across processes): the missing messages are read from the database by `room_seq`, in
+//!   chunks, and delivered in order before the event. `room_seq` order is commit order (the
+//!   sender holds the room's row lock, or SQLite's write lock, until commit), so they are all
+//!   there to read.
+//!
+//! A room the all-rooms feed has not seen at its baseline read was created after that read,
+//! so every message of it is new: its baseline is 0.
+//!
+//! Bounded buffers: the bus receiver is a bounded broadcast channel. A feed that falls so far
+//! behind that the channel drops events for it (`Lagged`) yields a final [`LiveError::Lagged`]
+//! and ends, rather than buffering without bound or skipping silently: the client reconnects
+//! and catches up from history. A gap is also only noticed when a later event of the room
+//! arrives; the last message before a long bus outage reaches the feed with the next one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use entity::{chat_room, message, room_member, user};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::bus::{ChatEvent, EventBus};
+
+/// Messages read from the database per query when filling a gap.
+const GAP_CHUNK: u64 = 200;
+
+/// Why a feed ended early. Either way the client should reconnect and read history.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LiveError {
+    /// The bus dropped events for this feed because it did not keep up.
+    #[error("subscriber fell too far behind; reconnect and catch up from history")]
+    Lagged,
+    /// Missing messages could not be read from the database (the detail is logged).
+    #[error("could not load missed messages; reconnect and catch up from history")]
+    Unavailable,
+}
+
+/// A live feed: stored messages as [`ChatEvent`]s (the same shape whether they came from the
+/// bus or were read back to fill a gap). Ends after an error, or when the bus closes.
+pub type Feed = BoxStream<'static, Result<Arc<ChatEvent>, LiveError>>;
+
+/// Which messages a feed carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Room(i64),
+    /// Every room this user is a member of.
+    Member(i64),
+}
+
+/// What to do with an event from the bus.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Skip,
+    Deliver,
+    /// Deliver the messages after `after` (and before the event) from the database first.
+    Fill {
+        after: i64,
+    },
+}
+
+/// The delivery bookkeeping of a feed: the last delivered `room_seq` of each room.
+#[derive(Debug)]
+struct Tracker {
+    scope: Scope,
+    last: HashMap<i64, i64>,
+}
+
+impl Tracker {
+    fn judge(&mut self, event: &ChatEvent) -> Verdict {
+        let in_scope = match self.scope {
+            Scope::Room(room_id) => event.room_id == room_id,
+            Scope::Member(user_id) => event.member_ids.contains(&user_id),
+        };
+        if !in_scope {
+            return Verdict::Skip;
+        }
+        let last = self.last.entry(event.room_id).or_insert(0);
+        if event.room_seq <= *last {
+            return Verdict::Skip;
+        }
+        let after = *last;
+        *last = event.room_seq;
+        if event.room_seq == after + 1 { Verdict::Deliver } else { Verdict::Fill { after } }
+    }
+}
+
+/// A gap being filled: messages of `event`'s room after `after`, up to the event itself.
+struct Fill {
+    event: Arc<ChatEvent>,
+    after: i64,
+}
+
+struct State {
+    receiver: broadcast::Receiver<Arc<ChatEvent>>,
+    db: DatabaseConnection,
+    tracker: Tracker,
+    ready: VecDeque<Arc<ChatEvent>>,
+    fill: Option<Fill>,
+    finished: bool,
+}
+
+/// The messages of one room stored from now on. The caller has checked membership.
+pub async fn room_feed(db: &DatabaseConnection, bus: &dyn EventBus, room_id: i64) -> Result<Feed, DbErr> {
+    let receiver = bus.subscribe();
+    let baseline: Option<i64> = chat_room::Entity::find_by_id(room_id)
+        .select_only()
+        .column(chat_room::Column::LastSeq)
+        .into_tuple()
+        .one(db)
+        .await?;
+    let last = HashMap::from([(room_id, baseline.unwrap_or(0))]);
+    Ok(feed(receiver, db.clone(), Tracker { scope: Scope::Room(room_id), last }))
+}
+
+/// The messages of every room of `user_id` stored from now on, rooms created later included.
+pub async fn member_feed(db: &DatabaseConnection, bus: &dyn EventBus, user_id: i64) -> Result<Feed, DbErr> {
+    let receiver = bus.subscribe();
+    let rooms: Vec<(i64, i64)> = chat_room::Entity::find()
+        .select_only()
+        .column(chat_room::Column::Id)
+        .column(chat_room::Column::LastSeq)
+        .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
+        .filter(room_member::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let tracker = Tracker { scope: Scope::Member(user_id), last: rooms.into_iter().collect() };
+    Ok(feed(receiver, db.clone(), tracker))
+}
+
+fn feed(receiver: broadcast::Receiver<Arc<ChatEvent>>, db: DatabaseConnection, tracker: Tracker) -> Feed {
+    let state = State { receiver, db, tracker, ready: VecDeque::new(), fill: None, finished: false };
+    stream::unfold(state, |mut state| async move {
+        let item = next(&mut state).await?;
+        Some((item, state))
+    })
+    .boxed()
+}
+
+/// The next item of a feed; `None` when it has ended.
+async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
+    loop {
+        if let Some(event) = state.ready.pop_front() {
+            return Some(Ok(event));
+        }
+        if state.finished {
+            return None;
+        }
+        if let Some(fill) = state.fill.take() {
+            match missing(&state.db, &fill.event, fill.after).await {
+                // The gap is closed: the event itself comes last.
+                Ok(found) if found.is_empty() => state.ready.push_back(fill.event),
+                Ok(found) => {
+                    let after = found.last().map_or(fill.after, |m| m.room_seq);
+                    state.ready.extend(found);
+                    state.fill = Some(Fill { event: fill.event, after });
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, room_id = fill.event.room_id, "live feed could not fill a gap");
+                    state.finished = true;
+                    return Some(Err(LiveError::Unavailable));
+                }
+            }
+            continue;
+        }
+        match state.receiver.recv().await {
+            Ok(event) => match state.tracker.judge(&event) {
+                Verdict::Skip => {}
+                Verdict::Deliver => return Some(Ok(event)),
+                Verdict::Fill { after } => state.fill = Some(Fill { event, after }),
+            },
+            Err(RecvError::Lagged(skipped)) => {
+                tracing::warn!(skipped, "live feed fell behind the bus; ending it");
+                state.finished = true;
+                return Some(Err(LiveError::Lagged));
+            }
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// The next chunk of messages of `event`'s room after `after` and before the event.
+async fn missing(db: &DatabaseConnection, event: &ChatEvent, after: i64) -> Result<Vec<Arc<ChatEvent>>, DbErr> {
+    let rows = message::Entity::find()
+        .filter(message::Column::RoomId.eq(event.room_id))
+        .filter(message::Column::RoomSeq.gt(after))
+        .filter(message::Column::RoomSeq.lt(event.room_seq))
+        .order_by_asc(message::Column::RoomSeq)
+        .limit(GAP_CHUNK)
+        .find_also_related(user::Entity)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(m, author)| {
+            Arc::new(ChatEvent {
+                message_id: m.id,
+                room_id: m.room_id,
+                room_seq: m.room_seq,
+                room_name: event.room_name.clone(),
+                member_ids: event.member_ids.clone(),
+                author_id: m.author_id,
+                author_username: author.map(|a| a.username).unwrap_or_default(),
+                content: m.content,
+                timestamp: m.timestamp,
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(room_id: i64, room_seq: i64, member_ids: &[i64]) -> ChatEvent {
+        ChatEvent {
+            message_id: room_id * 1000 + room_seq,
+            room_id,
+            room_seq,
+            room_name: format!("room{room_id}"),
+            member_ids: member_ids.to_vec(),
+            author_id: member_ids[0],
+            author_username: "someone".to_owned(),
+            content: "hi".to_owned(),
+            timestamp: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_room_feed_delivers_in_sequence_and_drops_duplicates() {
+        let mut tracker = Tracker { scope: Scope::Room(1), last: HashMap::from([(1, 4)]) };
+        assert_eq!(tracker.judge(&event(1, 4, &[1, 2])), Verdict::Skip, "at the baseline");
+        assert_eq!(tracker.judge(&event(2, 5, &[1, 2])), Verdict::Skip, "another room");
+        assert_eq!(tracker.judge(&event(1, 5, &[1, 2])), Verdict::Deliver);
+        assert_eq!(tracker.judge(&event(1, 5, &[1, 2])), Verdict::Skip, "duplicate");
+        assert_eq!(tracker.judge(&event(1, 8, &[1, 2])), Verdict::Fill { after: 5 });
+        assert_eq!(tracker.judge(&event(1, 7, &[1, 2])), Verdict::Skip, "filled already");
+        assert_eq!(tracker.judge(&event(1, 9, &[1, 2])), Verdict::Deliver);
+    }
+
+    #[test]
+    fn a_member_feed_starts_unseen_rooms_at_zero() {
+        let mut tracker = Tracker { scope: Scope::Member(7), last: HashMap::from([(1, 3)]) };
+        assert_eq!(tracker.judge(&event(1, 4, &[7, 8])), Verdict::Deliver);
+        assert_eq!(tracker.judge(&event(2, 1, &[8, 9])), Verdict::Skip, "not a member");
+        assert_eq!(tracker.judge(&event(3, 1, &[7, 9])), Verdict::Deliver, "a room created later");
+        assert_eq!(tracker.judge(&event(4, 3, &[5, 7])), Verdict::Fill { after: 0 });
+        assert_eq!(tracker.judge(&event(1, 4, &[7, 8])), Verdict::Skip);
+    }
+}
