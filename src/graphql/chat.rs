@@ -201,17 +201,33 @@ impl ChatSubscription {
     /// Every message added to the room, however it was sent (GraphQL, REST or the
     /// legacy WebSocket). With no `roomName`: every message in any of the
     /// subscriber's rooms. A room the subscriber is not a member of is NOT_FOUND.
+    /// With `after` (a cursor of `ChatRoom.messages`, with `roomName` only): first every
+    /// message stored after that one, then live — a reconnecting client misses nothing.
     async fn message_added(
         &self,
         ctx: &Context<'_>,
         room_name: Option<String>,
+        after: Option<String>,
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<Message>>> {
         let me = viewer(ctx).require().gql(ctx)?;
         let state = state(ctx);
+        let after = cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?;
         let feed = match room_name {
             Some(name) => {
                 let room = service::room_of_member(&state.db, me.id, &name).await.gql(ctx)?;
-                live::room_feed(&state.db, &*state.bus, room.id).await.gql(ctx)?
+                live::room_feed(&state.db, &*state.bus, &room, after)
+                    .await
+                    .gql(ctx)?
+                    .ok_or_else(|| {
+                        crate::error::FieldErrors::single(
+                            "after",
+                            format!("More than {} messages behind: read them from history first.", live::MAX_REPLAY),
+                        )
+                    })
+                    .gql(ctx)?
+            }
+            None if after.is_some() => {
+                return Err(crate::error::FieldErrors::single("after", "Only with roomName.")).gql(ctx);
             }
             None => live::member_feed(&state.db, &*state.bus, me.id).await.gql(ctx)?,
         };

@@ -114,17 +114,66 @@ struct State {
     finished: bool,
 }
 
-/// The messages of one room stored from now on. The caller has checked membership.
-pub async fn room_feed(db: &DatabaseConnection, bus: &dyn EventBus, room_id: i64) -> Result<Feed, DbErr> {
+/// Most messages a feed replays when it resumes after a message; further back is history.
+pub const MAX_REPLAY: i64 = 1_000;
+
+/// The messages of one room stored from now on — or, resuming, every message stored after
+/// message `after` (replayed from the database first, then live, with no gap and no
+/// duplicate). `Ok(None)` when `after` is more than [`MAX_REPLAY`] messages back. The caller
+/// has checked membership.
+pub async fn room_feed(
+    db: &DatabaseConnection,
+    bus: &dyn EventBus,
+    room: &chat_room::Model,
+    after: Option<i64>,
+) -> Result<Option<Feed>, DbErr> {
     let receiver = bus.subscribe();
-    let baseline: Option<i64> = chat_room::Entity::find_by_id(room_id)
+    let current: i64 = chat_room::Entity::find_by_id(room.id)
         .select_only()
         .column(chat_room::Column::LastSeq)
         .into_tuple()
         .one(db)
-        .await?;
-    let last = HashMap::from([(room_id, baseline.unwrap_or(0))]);
-    Ok(feed(receiver, db.clone(), Tracker { scope: Scope::Room(room_id), last }))
+        .await?
+        .unwrap_or(0);
+    let Some(after) = after else {
+        let last = HashMap::from([(room.id, current)]);
+        return Ok(Some(feed(receiver, db.clone(), Tracker { scope: Scope::Room(room.id), last }, VecDeque::new())));
+    };
+    // Messages up to `after` (by id, which orders a room like `room_seq`) are old news.
+    let baseline: Option<i64> = message::Entity::find()
+        .select_only()
+        .column_as(message::Column::RoomSeq.max(), "seq")
+        .filter(message::Column::RoomId.eq(room.id))
+        .filter(message::Column::Id.lte(after))
+        .into_tuple::<Option<i64>>()
+        .one(db)
+        .await?
+        .flatten();
+    let baseline = baseline.unwrap_or(0);
+    if current - baseline > MAX_REPLAY {
+        return Ok(None);
+    }
+    let context = ChatEvent {
+        message_id: 0,
+        room_id: room.id,
+        room_seq: current + 1,
+        room_name: room.name.clone(),
+        member_ids: crate::service::chat::member_ids(db, room.id).await?,
+        author_id: 0,
+        author_username: String::new(),
+        content: String::new(),
+        timestamp: room.created_at,
+    };
+    let mut replay = VecDeque::new();
+    let mut last = baseline;
+    loop {
+        let chunk = missing(db, &context, last).await?;
+        let Some(newest) = chunk.last() else { break };
+        last = newest.room_seq;
+        replay.extend(chunk);
+    }
+    let tracker = Tracker { scope: Scope::Room(room.id), last: HashMap::from([(room.id, last)]) };
+    Ok(Some(feed(receiver, db.clone(), tracker, replay)))
 }
 
 /// The messages of every room of `user_id` stored from now on, rooms created later included.
@@ -140,11 +189,16 @@ pub async fn member_feed(db: &DatabaseConnection, bus: &dyn EventBus, user_id: i
         .all(db)
         .await?;
     let tracker = Tracker { scope: Scope::Member(user_id), last: rooms.into_iter().collect() };
-    Ok(feed(receiver, db.clone(), tracker))
+    Ok(feed(receiver, db.clone(), tracker, VecDeque::new()))
 }
 
-fn feed(receiver: broadcast::Receiver<Arc<ChatEvent>>, db: DatabaseConnection, tracker: Tracker) -> Feed {
-    let state = State { receiver, db, tracker, ready: VecDeque::new(), fill: None, finished: false };
+fn feed(
+    receiver: broadcast::Receiver<Arc<ChatEvent>>,
+    db: DatabaseConnection,
+    tracker: Tracker,
+    ready: VecDeque<Arc<ChatEvent>>,
+) -> Feed {
+    let state = State { receiver, db, tracker, ready, fill: None, finished: false };
     stream::unfold(state, |mut state| async move {
         let item = next(&mut state).await?;
         Some((item, state))

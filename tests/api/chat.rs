@@ -808,3 +808,42 @@ async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end() {
     assert_eq!(body["errors"][0]["extensions"], json!({"code": "INTERNAL_SERVER_ERROR", "reason": "LAGGED"}));
     assert!(tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().is_none(), "the subscription ended");
 }
+
+#[tokio::test]
+async fn a_subscription_resumes_after_a_message_with_no_gap() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    let first = send(&app, &alice, &room, "one").await;
+    let second = send(&app, &bob, &room, "two").await;
+    let third = send(&app, &alice, &room, "three").await;
+
+    // Resuming after "one": "two" and "three" come at once, from the database, then live ones.
+    let resume =
+        "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
+    let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
+    ws.subscribe(resume, json!({"room": room, "after": message_cursor(first)})).await;
+    assert_eq!(id_of(added(&ws.next_payload().await)), second);
+    assert_eq!(id_of(added(&ws.next_payload().await)), third);
+    let fourth = send(&app, &bob, &room, "four").await;
+    assert_eq!(id_of(added(&ws.next_payload().await)), fourth);
+    ws.expect_silence(Duration::from_millis(300)).await;
+
+    // After the newest message: nothing to replay, then live (no probing needed).
+    let mut late = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
+    late.subscribe(resume, json!({"room": room, "after": message_cursor(fourth)})).await;
+    late.expect_silence(Duration::from_millis(300)).await;
+    let fifth = send(&app, &alice, &room, "five").await;
+    assert_eq!(id_of(added(&late.next_payload().await)), fifth);
+
+    // `after` needs a room, and a cursor.
+    let mut bad = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;
+    let id = bad.subscribe(resume, json!({"after": message_cursor(first)})).await;
+    let refused = bad.next_payload().await;
+    assert_eq!(refused["errors"][0]["extensions"]["field"], "after", "{refused}");
+    assert_eq!(bad.recv().await.unwrap(), json!({"type": "complete", "id": id}));
+    bad.subscribe(resume, json!({"room": room, "after": "nonsense"})).await;
+    let refused = bad.next_payload().await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
+}
