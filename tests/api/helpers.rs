@@ -307,8 +307,13 @@ impl GqlWs {
 
     /// Opens the socket with the protocol's subprotocol header, without `connection_init`.
     pub async fn open(app: &TestApp, protocol: WsProtocol) -> GqlWs {
+        Self::open_url(&app.ws_url("/graphql/ws"), protocol).await
+    }
+
+    /// [`open`](Self::open) on any server (a separate process, say).
+    pub async fn open_url(url: &str, protocol: WsProtocol) -> GqlWs {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = app.ws_url("/graphql/ws").into_client_request().unwrap();
+        let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert("Sec-WebSocket-Protocol", protocol.name().parse().unwrap());
         let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("WebSocket handshake");
         assert_eq!(
@@ -317,6 +322,14 @@ impl GqlWs {
             "the server speaks the requested protocol"
         );
         GqlWs { protocol, socket, next_id: 0 }
+    }
+
+    /// Opens and initialises with `{"token": …}` on any server; panics unless acknowledged.
+    pub async fn connect_url(url: &str, protocol: WsProtocol, token: &str) -> GqlWs {
+        let mut ws = Self::open_url(url, protocol).await;
+        let answer = ws.init(json!({"token": token})).await;
+        assert_eq!(answer.as_ref().map(|a| &a["type"]), Some(&json!("connection_ack")), "no ack: {answer:?}");
+        ws
     }
 
     /// Sends `connection_init` and returns the server's answer (`None`: the socket closed).

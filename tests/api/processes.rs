@@ -63,6 +63,33 @@ impl AgoraProcess {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// A GraphQL request; returns `data`, panicking on errors.
+    pub async fn gql_ok(&self, token: Option<&str>, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let mut request = reqwest::Client::new()
+            .post(self.url("/graphql"))
+            .json(&serde_json::json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let body: serde_json::Value = request.send().await.expect("request sent").json().await.expect("JSON");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Waits until `/readyz` answers 200 (database reachable, bus subscribed).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(response) = client.get(self.url("/readyz")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never became ready", self.base);
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
@@ -72,5 +99,60 @@ impl AgoraProcess {
             .await
             .expect("agora exits within 15 s of SIGTERM")
             .expect("exit status")
+    }
+}
+
+/// A private `redis-server` on a free port, so a test can stop and restart it without
+/// disturbing the shared one.
+pub struct PrivateRedis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    /// `None` when `redis-server` is not installed.
+    pub fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let mut redis = Self { child: None, port };
+        redis.spawn().then_some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(self.spawn(), "redis-server restarts");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

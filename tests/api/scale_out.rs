@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
-use crate::processes::AgoraProcess;
+use crate::processes::{AgoraProcess, PrivateRedis};
 
 #[tokio::test]
 async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
@@ -36,4 +36,155 @@ async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
         }
     }
     assert_eq!(close_code, Some(1001));
+}
+
+const REGISTER: &str = "mutation($u: String!, $e: String!, $p: String!) { register(input: {username: $u, email: $e, password: $p}) { id } }";
+const SIGN_IN: &str = "mutation($u: String!, $p: String!) { tokenAuth(username: $u, password: $p) { access } }";
+const CREATE: &str = "mutation($r: String!) { createChatRoom(recipient: $r) { created chatRoom { id name } } }";
+const SEND: &str = "mutation($room: String!, $c: String!) { sendMessage(roomName: $room, content: $c) { id } }";
+const RESUME: &str =
+    "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
+
+/// Two processes on one fresh PostgreSQL database and one private Redis; `None` (the test is
+/// skipped) without `TEST_DATABASE_URL` or `redis-server`.
+struct Cluster {
+    a: AgoraProcess,
+    b: AgoraProcess,
+    redis: PrivateRedis,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Cluster {
+    async fn start(test: &str) -> Option<Self> {
+        let Some(database) = fresh_database().await else {
+            eprintln!("note: TEST_DATABASE_URL is not set; skipping {test}");
+            return None;
+        };
+        let Some(redis) = PrivateRedis::start() else {
+            eprintln!("note: redis-server is not installed; skipping {test}");
+            return None;
+        };
+        let channel = unique("agora_scale");
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = AgoraProcess::start(dirs.0.path(), Some(&database), Some(&redis.url()), &channel).await;
+        let b = AgoraProcess::start(dirs.1.path(), Some(&database), Some(&redis.url()), &channel).await;
+        a.wait_ready().await;
+        b.wait_ready().await;
+        Some(Self { a, b, redis, _dirs: dirs })
+    }
+
+    /// Registers on `a`, signs in on `b`: one account store. Returns (username, access token).
+    async fn user(&self, prefix: &str) -> (String, String) {
+        let name = unique(prefix);
+        let vars = json!({"u": name, "e": format!("{name}@example.com"), "p": PASSWORD});
+        self.a.gql_ok(None, REGISTER, vars).await;
+        let data = self.b.gql_ok(None, SIGN_IN, json!({"u": name, "p": PASSWORD})).await;
+        (name, data["tokenAuth"]["access"].as_str().unwrap().to_owned())
+    }
+}
+
+fn cursor(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("message:{id}"))
+}
+
+async fn send(process: &AgoraProcess, token: &str, room: &str, content: &str) -> String {
+    let data = process.gql_ok(Some(token), SEND, json!({"room": room, "c": content})).await;
+    data["sendMessage"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn next_content(ws: &mut GqlWs) -> String {
+    let payload = ws.next_payload().await;
+    assert!(payload["errors"].is_null(), "{payload}");
+    payload["data"]["messageAdded"]["content"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn messages_reach_subscribers_on_every_process_in_order() {
+    let Some(cluster) = Cluster::start("messages_reach_subscribers_on_every_process_in_order").await else { return };
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room =
+        cluster.a.gql_ok(Some(&alice_token), CREATE, json!({"r": bob})).await["createChatRoom"]["chatRoom"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let _ = alice;
+    let hello = send(&cluster.a, &alice_token, &room, "hello").await;
+
+    // Alice listens on A, Bob on B (each protocol once), both from "hello" on.
+    let mut on_a = GqlWs::connect_url(&cluster.a.ws_url("/graphql/ws"), WsProtocol::TransportWs, &alice_token).await;
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::LegacyWs, &bob_token).await;
+    for ws in [&mut on_a, &mut on_b] {
+        ws.subscribe(RESUME, json!({"room": room, "after": cursor(&hello)})).await;
+    }
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let (process, token) = if i % 2 == 0 { (&cluster.a, &alice_token) } else { (&cluster.b, &bob_token) };
+        let content = format!("m{i}");
+        send(process, token, &room, &content).await;
+        expected.push(content);
+    }
+    for ws in [&mut on_a, &mut on_b] {
+        for content in &expected {
+            assert_eq!(&next_content(ws).await, content, "{:?}", ws.protocol);
+        }
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_users_creating_their_room_on_different_processes_get_one_room() {
+    let Some(cluster) = Cluster::start("both_users_creating_their_room_on_different_processes_get_one_room").await
+    else {
+        return;
+    };
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let attempts = (0..10).map(|i| {
+        let (process, token, recipient) =
+            if i % 2 == 0 { (&cluster.a, &alice_token, &bob) } else { (&cluster.b, &bob_token, &alice) };
+        process.gql_ok(Some(token), CREATE, json!({"r": recipient}))
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let ids: std::collections::HashSet<String> =
+        results.iter().map(|r| r["createChatRoom"]["chatRoom"]["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    let created = results.iter().filter(|r| r["createChatRoom"]["created"] == true).count();
+    assert_eq!(created, 1, "{results:?}");
+}
+
+#[tokio::test]
+async fn live_delivery_resumes_after_a_redis_restart() {
+    let Some(mut cluster) = Cluster::start("live_delivery_resumes_after_a_redis_restart").await else { return };
+    let (_, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room =
+        cluster.a.gql_ok(Some(&alice_token), CREATE, json!({"r": bob})).await["createChatRoom"]["chatRoom"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let first = send(&cluster.a, &alice_token, &room, "first").await;
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
+    on_b.subscribe(RESUME, json!({"room": room, "after": cursor(&first)})).await;
+    send(&cluster.a, &alice_token, &room, "before the outage").await;
+    assert_eq!(next_content(&mut on_b).await, "before the outage");
+
+    // Redis goes away: sending still works (the database is the record).
+    cluster.redis.stop();
+    let started = std::time::Instant::now();
+    send(&cluster.a, &alice_token, &room, "during the outage").await;
+    assert!(started.elapsed() < Duration::from_secs(5), "sending is not held up by the outage");
+    let not_ready = reqwest::get(cluster.a.url("/readyz")).await.unwrap().status();
+    assert_eq!(not_ready, 503, "readiness reports the outage");
+
+    // Redis comes back: the buses resubscribe by themselves, and the next message brings the
+    // missed one with it, in order.
+    cluster.redis.restart();
+    cluster.a.wait_ready().await;
+    cluster.b.wait_ready().await;
+    send(&cluster.a, &alice_token, &room, "after the outage").await;
+    assert_eq!(next_content(&mut on_b).await, "during the outage");
+    assert_eq!(next_content(&mut on_b).await, "after the outage");
+    on_b.expect_silence(Duration::from_millis(300)).await;
 }
