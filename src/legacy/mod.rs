@@ -41,9 +41,14 @@ pub fn router() -> Router<AppContext> {
                             ConnectInfo(addr): ConnectInfo<SocketAddr>,
                             params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
                             request: Request| async move {
-            // A path parameter that is not UTF-8 once decoded names nothing.
-            let Ok(params) = params else { return decorate(errors::not_found(), Some(route)) };
-            let params = params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            // Django routes the decoded path: a parameter holding `/` (or not UTF-8) matches no route.
+            let params: Vec<(String, String)> = match params {
+                Ok(params) => params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                Err(_) => return decorate(errors::not_found(), None),
+            };
+            if params.iter().any(|(_, v)| v.contains('/')) {
+                return decorate(errors::not_found(), None);
+            }
             decorate(handle(route, &ctx, addr, params, request).await, Some(route))
         };
         router = router.route(route.path, any(handler)).route(&format!("{}/", route.path), any(handler));
