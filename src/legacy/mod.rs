@@ -41,12 +41,13 @@ pub fn router() -> Router<AppContext> {
                             ConnectInfo(addr): ConnectInfo<SocketAddr>,
                             params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
                             request: Request| async move {
-            // Django routes the decoded path: a parameter holding `/` (or not UTF-8) matches no route.
+            // Django routes the decoded path with `[^/]+`: an empty parameter, one holding `/` (or
+            // not UTF-8) matches no route.
             let params: Vec<(String, String)> = match params {
                 Ok(params) => params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
                 Err(_) => return decorate(errors::not_found(), None),
             };
-            if params.iter().any(|(_, v)| v.contains('/')) {
+            if params.iter().any(|(_, v)| v.is_empty() || v.contains('/')) {
                 return decorate(errors::not_found(), None);
             }
             decorate(handle(route, &ctx, addr, params, request).await, Some(route))
