@@ -16,7 +16,7 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-use super::routes::{self, Operation, ROUTES, Route};
+use super::routes::{self, Operation, ROUTES, Route, Schemas, one};
 use super::shapes::{AuthFailure, Detail, ServerError, ValidationErrors};
 
 const BEARER: &str = "bearerAuth";
@@ -36,10 +36,8 @@ pub async fn serve() -> Response {
 }
 
 fn build() -> OpenApi {
-    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
-    for error in
-        [error_ref::<Detail>, error_ref::<AuthFailure>, error_ref::<ValidationErrors>, error_ref::<ServerError>]
-    {
+    let mut schemas: Schemas = Vec::new();
+    for error in [one::<Detail>, one::<AuthFailure>, one::<ValidationErrors>, one::<ServerError>] {
         error(&mut schemas);
     }
     let mut paths = PathsBuilder::new();
@@ -83,12 +81,6 @@ fn build() -> OpenApi {
         .build()
 }
 
-fn error_ref<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
-    schemas.push((T::name().into_owned(), T::schema()));
-    T::schemas(schemas);
-    RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
-}
-
 fn json_response(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
@@ -100,7 +92,7 @@ fn operation(
     route: &Route,
     method: HttpMethod,
     op: &Operation,
-    schemas: &mut Vec<(String, RefOr<Schema>)>,
+    schemas: &mut Schemas,
 ) -> utoipa::openapi::path::Operation {
     let tag = route.path.trim_start_matches('/').split('/').next().unwrap_or("legacy");
     let id = format!("{}_{}", if method == HttpMethod::Get { "get" } else { "post" }, slug(route.path));

@@ -18,6 +18,9 @@ use super::shapes::{self, ValidationErrors};
 use crate::domain;
 use crate::graphql::cursor;
 
+/// The named schemas `/openapi.json` collects as it reads the table.
+pub type Schemas = Vec<(String, RefOr<Schema>)>;
+
 /// One endpoint (a path, with or without its trailing slash).
 pub struct Route {
     /// The path without its trailing slash, in axum's syntax.
@@ -56,7 +59,7 @@ pub struct Operation {
     pub shape: fn(Value) -> Result<Reply, serde_json::Error>,
     pub status: StatusCode,
     /// The response schema, for `/openapi.json`.
-    pub response: fn(&mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema>,
+    pub response: fn(&mut Schemas) -> RefOr<Schema>,
     /// Other success statuses the shaper may choose (for `/openapi.json`).
     pub other_statuses: &'static [StatusCode],
 }
@@ -166,14 +169,14 @@ fn reply<T: DeserializeOwned + Serialize>(data: &Value, pointer: &str) -> Result
 }
 
 /// A reference to `T`'s schema, registering it (and what it refers to) as a component.
-fn one<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+pub fn one<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     schemas.push((T::name().into_owned(), T::schema()));
     T::schemas(schemas);
     RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
 }
 
 /// An array of `T`.
-fn many<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) -> RefOr<Schema> {
+fn many<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     let item = one::<T>(schemas);
     utoipa::openapi::schema::ArrayBuilder::new().items(item).build().into()
 }
