@@ -125,11 +125,12 @@ fn code(error: &GqlError) -> &str {
     extension_str(error, "code").unwrap_or("")
 }
 
-/// The `{field: [messages]}` of every `BAD_USER_INPUT` error, in the order GraphQL lists them.
+/// The `{field: [messages]}` of every `BAD_USER_INPUT` error that names a field, in the order
+/// GraphQL lists them.
 fn field_errors(errors: &[GqlError]) -> ValidationErrors {
     let mut fields = ValidationErrors::default();
     for error in errors.iter().filter(|e| code(e) == codes::BAD_USER_INPUT) {
-        let field = extension_str(error, "field").unwrap_or("non_field_errors");
+        let Some(field) = extension_str(error, "field") else { continue };
         let messages = match extension(error, "messages") {
             Some(GqlValue::List(list)) => list
                 .iter()
@@ -170,7 +171,9 @@ pub fn from_graphql(errors: &[GqlError], transport: &ValidationErrors, order: &[
         return server_error();
     };
     match code(first) {
-        codes::BAD_USER_INPUT => invalid(&field_errors(errors)),
+        // Without `field`, the request itself was refused (it does not parse or validate, is too
+        // complex): the legacy layer wrote it, so that is a fault of the server, not the client's.
+        codes::BAD_USER_INPUT if extension_str(first, "field").is_some() => invalid(&field_errors(errors)),
         codes::UNAUTHENTICATED => unauthorized(&AuthFailure {
             detail: first.message.clone(),
             code: extension_str(first, "reason").map(str::to_owned),
@@ -266,5 +269,15 @@ mod tests {
         );
         let (_, text) = body(from_graphql(&errors, &ValidationErrors::default(), &[]));
         assert_eq!(text, r#"{"username":["This field may not be blank."],"email":["Enter a valid email address."]}"#);
+
+        // A refused document (no `field`) is the server's fault.
+        let mut refused = GqlError::new("Unknown field \"nope\"", None);
+        let mut ext = async_graphql::ErrorExtensionValues::default();
+        ext.set("code", codes::BAD_USER_INPUT);
+        refused.extensions = Some(ext);
+        assert_eq!(
+            body(from_graphql(&[refused], &ValidationErrors::default(), &[])).0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }
