@@ -15,6 +15,8 @@
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, the caller's [`auth::Viewer`].
 //! - [`bus`]: live chat events after commit; the database stays the record.
 //! - [`error`]: the one error type, mapped once to GraphQL and once (from GraphQL) to DRF.
+//! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
+//!   errors, `/openapi.json`; every unknown path gets DRF's 404.
 
 pub mod auth;
 pub mod bus;
@@ -23,6 +25,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod legacy;
 pub mod media;
 pub mod service;
 pub mod startup;

@@ -10,11 +10,13 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
@@ -83,6 +85,7 @@ impl Application {
         tracing::info!("Subscriptions:        ws://{addr}/graphql/ws");
         tracing::info!("Legacy REST base:     http://{addr}/accounts/api/ , /profiles/api/ , /messenger/api/");
         tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
+        tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
         let app = router(self.context);
         let stopping = lifecycle.shutdown.clone();
@@ -129,14 +132,52 @@ fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
 fn router(context: AppContext) -> Router {
     let media = ServeDir::new(context.state.media.root());
     let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
-    Router::new()
+    let app = Router::new()
         .route("/graphql", get(transport::graphql_http).post(transport::graphql_http).layer(body_limit))
         .route("/graphql/ws", get(transport::graphql_ws))
         .route("/graphiql", get(transport::graphiql))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest_service("/media", media)
-        .with_state(context)
+        .merge(crate::legacy::router())
+        .with_state(context.clone());
+    with_cors(app, &context.state.settings)
+}
+
+/// CORS for browsers on other origins (`AGORA_CORS_ORIGINS`: comma-separated origins or `*`),
+/// for every route; nothing when unset. Only real preflights (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`) are answered by the CORS layer: tower-http's would answer
+/// every `OPTIONS`, and legacy clients get DRF's metadata from an `OPTIONS` request.
+fn with_cors(app: Router, settings: &Settings) -> Router {
+    let origins = settings.cors_origins.as_deref().map(str::trim).unwrap_or("");
+    if origins.is_empty() {
+        return app;
+    }
+    let allow_origin = if origins == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.split(',').map(str::trim).filter(|o| !o.is_empty()).filter_map(|origin| {
+            let parsed = HeaderValue::from_str(origin);
+            if parsed.is_err() {
+                tracing::warn!(origin, "ignoring an invalid CORS origin");
+            }
+            parsed.ok()
+        }))
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(86_400));
+    let plain = app.clone();
+    let cors_app = app.layer(cors);
+    Router::new().fallback_service(tower::service_fn(move |request: axum::extract::Request| {
+        let headers = request.headers();
+        let preflight =
+            headers.contains_key(header::ORIGIN) && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let service = if request.method() == Method::OPTIONS && !preflight { plain.clone() } else { cors_app.clone() };
+        tower::ServiceExt::oneshot(service, request)
+    }))
 }
 
 /// Ready when the database and (when configured) Redis answer.

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod legacy_rest;
 mod lifecycle;
 mod posts;
 mod processes;

@@ -1,0 +1,257 @@
+//! The legacy REST API of the Django REST Framework service, as a thin layer over the GraphQL
+//! schema: every endpoint of [`routes::ROUTES`] runs a GraphQL operation with the caller's
+//! identity and reshapes its `data` into the legacy JSON, so no rule is decided twice.
+//!
+//! A request goes through the steps of DRF's `APIView.dispatch`, in DRF's order: content
+//! negotiation (406), authentication (a bad token is a 401 even where none is needed), the
+//! permission (no token on a protected method: 401, also before a 405), the method (405,
+//! `OPTIONS` metadata, `HEAD` as `GET`), then the body (415, malformed: 400) and the operation.
+//! Every response of an endpoint carries DRF's `Allow` header; unknown paths get DRF's 404 body.
+
+pub mod body;
+pub mod errors;
+pub mod openapi;
+pub mod pyjson;
+pub mod routes;
+pub mod shapes;
+
+use std::net::SocketAddr;
+
+use async_graphql::{Request as GqlRequest, ServerError, Variables as GqlVariables};
+use axum::Router;
+use axum::extract::{ConnectInfo, RawPathParams, Request, State};
+use axum::http::header::{ACCEPT, ALLOW, AUTHORIZATION, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+
+use self::routes::{Direction, Input, Operation, PAGE, Route};
+use self::shapes::ValidationErrors;
+use crate::auth::{self, AuthError, Viewer};
+use crate::startup::AppContext;
+
+/// The legacy endpoints (each with and without its trailing slash), `/openapi.json`, and DRF's
+/// 404 for every other path.
+pub fn router() -> Router<AppContext> {
+    let mut router = Router::new();
+    for route in routes::ROUTES {
+        let handler = move |State(ctx): State<AppContext>,
+                            ConnectInfo(addr): ConnectInfo<SocketAddr>,
+                            params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+                            request: Request| async move {
+            // Django routes the decoded path with `[^/]+`: an empty parameter, one holding `/` (or
+            // not UTF-8) matches no route.
+            let params: Vec<(String, String)> = match params {
+                Ok(params) => params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+                Err(_) => return decorate(errors::not_found(), None),
+            };
+            if params.iter().any(|(_, v)| v.is_empty() || v.contains('/')) {
+                return decorate(errors::not_found(), None);
+            }
+            decorate(handle(route, &ctx, addr, params, request).await, Some(route))
+        };
+        router = router.route(route.path, any(handler)).route(&format!("{}/", route.path), any(handler));
+    }
+    router.route("/openapi.json", get(openapi::serve)).fallback(|| async { decorate(errors::not_found(), None) })
+}
+
+/// The headers Django adds to every response, and DRF's `Allow` on an endpoint's responses.
+fn decorate(mut response: Response, route: Option<&Route>) -> Response {
+    let headers = response.headers_mut();
+    if let Some(route) = route {
+        headers.insert(ALLOW, HeaderValue::from_static(route.allow()));
+    }
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
+    ] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn handle(
+    route: &'static Route,
+    ctx: &AppContext,
+    addr: SocketAddr,
+    path: Vec<(String, String)>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Some(refusal) = negotiate(&parts) {
+        return refusal;
+    }
+    let user = if route.authenticates {
+        match caller(ctx, &parts).await {
+            Ok(user) => user,
+            Err(err) => return errors::auth_error(&err),
+        }
+    } else {
+        None
+    };
+    let operation = match parts.method {
+        Method::GET | Method::HEAD => route.get.as_ref(),
+        Method::POST => route.post.as_ref(),
+        _ => None,
+    };
+    // DRF checks the permission before it looks for the method's handler.
+    let open = operation.map_or(!route.authenticates, |op| op.open);
+    if !open && user.is_none() {
+        return errors::auth_error(&AuthError::NoCredentials);
+    }
+    if parts.method == Method::OPTIONS {
+        return errors::json(StatusCode::OK, &route.metadata());
+    }
+    let Some(operation) = operation else { return errors::method_not_allowed(&parts.method) };
+
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut input = Input { path, query, body: Default::default() };
+    if parts.method == Method::POST {
+        let data = match body::read(&parts, body, ctx.state.settings.max_body_bytes).await {
+            Ok(data) => data,
+            Err(response) => return response,
+        };
+        input.body = match body::fields(&data, operation.fields) {
+            Ok(fields) => fields,
+            Err(errors) => return errors::invalid(&errors),
+        };
+    }
+    let viewer = user.map_or(Viewer::Anonymous, Viewer::User);
+    let call = Call { ctx, viewer, addr };
+    let variables = match (operation.variables)(&input) {
+        Ok(variables) => variables,
+        Err(invalid) => return call.refuse(operation, &input, &invalid).await,
+    };
+    let order: Vec<&str> = operation.fields.iter().map(|f| f.name).collect();
+    let data = match call.run(operation, variables).await {
+        Ok(data) if input.body.problems.is_empty() => data,
+        Ok(_) => {
+            // Unreachable while every operation refuses a blank required field (see `body`).
+            tracing::error!(document = operation.document, "legacy operation accepted a blank required field");
+            return errors::invalid(&input.body.problems);
+        }
+        Err(gql_errors) => return errors::from_graphql(&gql_errors, &input.body.problems, &order),
+    };
+    match (operation.shape)(data) {
+        Ok(reply) => {
+            let mut response = (reply.status.unwrap_or(operation.status), reply.body).into_response();
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(err) => {
+            tracing::error!(error = %err, document = operation.document, "legacy reply does not fit its shape");
+            errors::server_error()
+        }
+    }
+}
+
+/// DRF's content negotiation (only JSON is rendered) and its `?format=` override.
+fn negotiate(parts: &Parts) -> Option<Response> {
+    let format = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "format")
+        .last()
+        .map(|(_, v)| v.into_owned());
+    if let Some(format) = format.filter(|f| !f.is_empty()) {
+        return (format != "json").then(errors::not_found);
+    }
+    let accept = parts.headers.get(ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())?;
+    let acceptable = accept.split(',').any(|range| {
+        let essence = range.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        matches!(essence.as_str(), "*/*" | "application/*" | "application/json" | "*/json")
+    });
+    (!acceptable).then(errors::not_acceptable)
+}
+
+/// The caller as SimpleJWT's `JWTAuthentication` finds them (the same functions as GraphQL's).
+async fn caller(ctx: &AppContext, parts: &Parts) -> Result<Option<entity::user::Model>, AuthError> {
+    let header = parts.headers.get(AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let token = auth::bearer_token(header.as_deref())?;
+    auth::authenticate(&ctx.state.db, &ctx.state.tokens, token).await
+}
+
+/// One request's GraphQL calls, with the caller's identity and address.
+struct Call<'a> {
+    ctx: &'a AppContext,
+    viewer: Viewer,
+    addr: SocketAddr,
+}
+
+impl Call<'_> {
+    async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {
+        let request = GqlRequest::new(document).variables(GqlVariables::from_json(variables));
+        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), Some(self.addr.ip()));
+        let response = self.ctx.schema.execute(request).await;
+        if !response.errors.is_empty() {
+            return Err(response.errors);
+        }
+        response.data.into_json().map_err(|err| vec![ServerError::new(format!("data is not JSON: {err}"), None)])
+    }
+
+    /// Runs an operation; a paged one is repeated until its connection is read (or `limit`
+    /// items are), and its nodes replace the connection in the first page's `data`.
+    async fn run(&self, operation: &Operation, variables: routes::Variables) -> Result<Value, Vec<ServerError>> {
+        let routes::Variables { variables: mut vars, limit } = variables;
+        let Some(paging) = operation.paging else { return self.execute(operation.document, vars).await };
+        let (size_var, cursor_var) = match paging.direction {
+            Direction::Forward => ("first", "after"),
+            Direction::Backward => ("last", "before"),
+        };
+        let mut first_data: Option<Value> = None;
+        let mut items: Vec<Value> = Vec::new();
+        let mut remaining = limit;
+        loop {
+            let size = remaining.map_or(PAGE, |r| r.min(PAGE));
+            vars[size_var] = json!(size);
+            let mut data = self.execute(operation.document, vars.clone()).await?;
+            let connection = data.pointer_mut(paging.connection).map(Value::take).unwrap_or_default();
+            let nodes = match connection.get("nodes") {
+                Some(Value::Array(nodes)) => nodes.clone(),
+                _ => Vec::new(),
+            };
+            let info = &connection["pageInfo"];
+            let (more, cursor) = match paging.direction {
+                Direction::Forward => (info["hasNextPage"].as_bool(), &info["endCursor"]),
+                Direction::Backward => (info["hasPreviousPage"].as_bool(), &info["startCursor"]),
+            };
+            let count = nodes.len() as u64;
+            match paging.direction {
+                Direction::Forward => items.extend(nodes),
+                Direction::Backward => {
+                    items.splice(0..0, nodes);
+                }
+            }
+            remaining = remaining.map(|r| r.saturating_sub(count));
+            first_data.get_or_insert(data);
+            let done = more != Some(true) || count == 0 || cursor.is_null() || remaining == Some(0);
+            if done {
+                break;
+            }
+            vars[cursor_var] = cursor.clone();
+        }
+        let mut data = first_data.unwrap_or_default();
+        if let Some(slot) = data.pointer_mut(paging.connection) {
+            *slot = Value::Array(items);
+        }
+        Ok(data)
+    }
+
+    /// The transport's own 400, unless the operation's guard (run with the path parameters)
+    /// fails first: DRF looks the room up before it reads the query.
+    async fn refuse(&self, operation: &Operation, input: &Input, invalid: &ValidationErrors) -> Response {
+        if let Some(guard) = operation.guard {
+            let params: serde_json::Map<String, Value> =
+                input.path.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            if let Err(gql_errors) = self.execute(guard, Value::Object(params)).await {
+                return errors::from_graphql(&gql_errors, &ValidationErrors::default(), &[]);
+            }
+        }
+        errors::invalid(invalid)
+    }
+}

@@ -1,0 +1,484 @@
+//! JSON request bodies read the way Django REST Framework reads them: UTF-8 decoded as Python's
+//! `codecs` stream reader does, then parsed by a scanner that follows CPython 3.11's `json`
+//! module step by step, so a malformed body gets the very message legacy clients saw
+//! (`Expecting property name enclosed in double quotes: line 1 column 2 (char 1)`).
+//!
+//! Values keep what DRF's fields look at: integers as their exact digits, floats as `f64`,
+//! objects in document order (a repeated key keeps its first place and takes the last value).
+
+/// A parsed JSON value, as Python's `json` module would hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyValue {
+    Null,
+    Bool(bool),
+    /// An integer, as its decimal digits (Python integers are unbounded).
+    Int(String),
+    Float(f64),
+    Str(String),
+    List(Vec<PyValue>),
+    Dict(Vec<(String, PyValue)>),
+    /// A file part of a multipart body (DRF's `UploadedFile`), by its file name.
+    File(String),
+}
+
+impl PyValue {
+    /// Python's `type(value).__name__`, as DRF names it in "Expected a dictionary, but got …".
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PyValue::Null => "NoneType",
+            PyValue::Bool(_) => "bool",
+            PyValue::Int(_) => "int",
+            PyValue::Float(_) => "float",
+            PyValue::Str(_) => "str",
+            PyValue::List(_) => "list",
+            PyValue::Dict(_) => "dict",
+            PyValue::File(_) => "InMemoryUploadedFile",
+        }
+    }
+
+    /// Python's `str(value)`.
+    pub fn py_str(&self) -> String {
+        match self {
+            PyValue::Str(s) | PyValue::File(s) => s.clone(),
+            other => other.py_repr(),
+        }
+    }
+
+    /// Python's `repr(value)`.
+    pub fn py_repr(&self) -> String {
+        match self {
+            PyValue::Null => "None".to_owned(),
+            PyValue::Bool(true) => "True".to_owned(),
+            PyValue::Bool(false) => "False".to_owned(),
+            PyValue::Int(digits) => digits.clone(),
+            PyValue::Float(f) => float_repr(*f),
+            PyValue::Str(s) => str_repr(s),
+            PyValue::File(name) => format!("<InMemoryUploadedFile: {name}>"),
+            PyValue::List(items) => {
+                format!("[{}]", items.iter().map(PyValue::py_repr).collect::<Vec<_>>().join(", "))
+            }
+            PyValue::Dict(entries) => format!(
+                "{{{}}}",
+                entries.iter().map(|(k, v)| format!("{}: {}", str_repr(k), v.py_repr())).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// Python's `repr(float)`: the shortest round-trip digits, scientific below 1e-4 and from 1e16.
+pub fn float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".to_owned();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    let sci = format!("{f:e}"); // e.g. "-1.5e-5", "1e16"
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` has an exponent");
+    let exp: i32 = exp.parse().expect("integer exponent");
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if negative { "-" } else { "" };
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{body}")
+    } else {
+        let mantissa = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+    }
+}
+
+/// Python's `repr(str)` (quotes chosen as Python does; common escapes).
+pub fn str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Why a body is not JSON, worded as DRF's `JSON parse error - …` detail continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+/// Decodes UTF-8 as `codecs.getreader("utf-8")(stream).read()` does: an incomplete sequence at
+/// the very end is dropped (the reader waits for more bytes that never come), anything else
+/// invalid is Python's `UnicodeDecodeError` message.
+pub fn decode_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(err) => {
+            let at = err.valid_up_to();
+            match err.error_len() {
+                None => Ok(std::str::from_utf8(&bytes[..at]).expect("valid prefix")),
+                Some(_) => {
+                    let byte = bytes[at];
+                    let reason = if (0x80..=0xC1).contains(&byte) || byte >= 0xF5 {
+                        "invalid start byte"
+                    } else {
+                        "invalid continuation byte"
+                    };
+                    Err(ParseError(format!("'utf-8' codec can't decode byte 0x{byte:02x} in position {at}: {reason}")))
+                }
+            }
+        }
+    }
+}
+
+/// Parses a whole document as `json.loads(text, parse_constant=strict_constant)` (DRF's strict
+/// mode: `NaN` and the infinities are refused).
+pub fn parse(text: &str) -> Result<PyValue, ParseError> {
+    let scanner = Scanner { text, bytes: text.as_bytes() };
+    if text.starts_with('\u{feff}') {
+        return Err(scanner.error("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0));
+    }
+    let start = scanner.skip_ws(0);
+    let (value, end) = match scanner.value(start)? {
+        Some(found) => found,
+        None => return Err(scanner.error("Expecting value", start)),
+    };
+    let end = scanner.skip_ws(end);
+    if end != scanner.bytes.len() {
+        return Err(scanner.error("Extra data", end));
+    }
+    Ok(value)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+}
+
+impl Scanner<'_> {
+    /// `msg: line L column C (char P)`, counted in characters as Python does.
+    fn error(&self, msg: &str, byte_pos: usize) -> ParseError {
+        let before = &self.text[..byte_pos.min(self.text.len())];
+        let pos = before.chars().count();
+        let line = before.matches('\n').count() + 1;
+        // Python: `pos - doc.rfind('\n', 0, pos)`, where a missing newline is -1.
+        let column = match before.rfind('\n') {
+            Some(nl) => pos - before[..nl].chars().count(),
+            None => pos + 1,
+        };
+        ParseError(format!("{msg}: line {line} column {column} (char {pos})"))
+    }
+
+    fn skip_ws(&self, mut i: usize) -> usize {
+        while i < self.bytes.len() && matches!(self.bytes[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    }
+
+    fn starts(&self, i: usize, word: &str) -> bool {
+        self.bytes[i..].starts_with(word.as_bytes())
+    }
+
+    /// `scan_once`: a value at `i` and the position after it; `None` is Python's
+    /// `StopIteration` ("Expecting value" at the caller's position).
+    fn value(&self, i: usize) -> Result<Option<(PyValue, usize)>, ParseError> {
+        let Some(&c) = self.bytes.get(i) else { return Ok(None) };
+        let constant = |name: &str| ParseError(format!("Out of range float values are not JSON compliant: '{name}'"));
+        Ok(Some(match c {
+            b'"' => {
+                let (s, end) = self.string(i + 1)?;
+                (PyValue::Str(s), end)
+            }
+            b'{' => self.object(i + 1)?,
+            b'[' => self.array(i + 1)?,
+            b'n' if self.starts(i, "null") => (PyValue::Null, i + 4),
+            b't' if self.starts(i, "true") => (PyValue::Bool(true), i + 4),
+            b'f' if self.starts(i, "false") => (PyValue::Bool(false), i + 5),
+            b'N' if self.starts(i, "NaN") => return Err(constant("NaN")),
+            b'I' if self.starts(i, "Infinity") => return Err(constant("Infinity")),
+            b'-' if self.starts(i, "-Infinity") => return Err(constant("-Infinity")),
+            b'-' | b'0'..=b'9' => match self.number(i) {
+                Some(found) => found,
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// `-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?`, each optional part taken only when complete.
+    fn number(&self, start: usize) -> Option<(PyValue, usize)> {
+        let b = self.bytes;
+        let digits = |mut i: usize| {
+            let from = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            (i > from).then_some(i)
+        };
+        let mut i = start;
+        if b[i] == b'-' {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i = digits(i)?,
+            _ => return None,
+        }
+        let int_end = i;
+        let mut is_float = false;
+        if b.get(i) == Some(&b'.')
+            && let Some(end) = digits(i + 1)
+        {
+            i = end;
+            is_float = true;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            let mut j = i + 1;
+            if matches!(b.get(j), Some(b'+' | b'-')) {
+                j += 1;
+            }
+            if let Some(end) = digits(j) {
+                i = end;
+                is_float = true;
+            }
+        }
+        let lexeme = &self.text[start..i];
+        let value = if is_float {
+            PyValue::Float(lexeme.parse().unwrap_or(f64::INFINITY))
+        } else {
+            // Python's str(int): no sign on zero, no leading zeros (the grammar allows none).
+            let digits = &self.text[start..int_end];
+            PyValue::Int(if digits == "-0" { "0".to_owned() } else { digits.to_owned() })
+        };
+        Some((value, i))
+    }
+
+    /// `scanstring`: the string whose opening quote is just before `start`.
+    fn string(&self, start: usize) -> Result<(String, usize), ParseError> {
+        let b = self.bytes;
+        let begin = start - 1;
+        let unterminated = || self.error("Unterminated string starting at", begin);
+        let mut out = String::new();
+        let mut i = start;
+        loop {
+            let chunk_start = i;
+            while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
+                i += 1;
+            }
+            out.push_str(&self.text[chunk_start..i]);
+            let Some(&c) = b.get(i) else { return Err(unterminated()) };
+            match c {
+                b'"' => return Ok((out, i + 1)),
+                b'\\' => {}
+                _ => return Err(self.error("Invalid control character at", i)),
+            }
+            let Some(&esc) = b.get(i + 1) else { return Err(unterminated()) };
+            if esc != b'u' {
+                let decoded = match esc {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    _ => return Err(self.error("Invalid \\escape", i)),
+                };
+                out.push(decoded);
+                i += 2;
+                continue;
+            }
+            let mut unit = self.hex4(i + 1)?;
+            i += 6;
+            if (0xD800..0xDC00).contains(&unit) && self.starts(i, "\\u") {
+                // A surrogate pair written as two escapes.
+                let low = self.hex4(i + 1)?;
+                if (0xDC00..0xE000).contains(&low) {
+                    unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                    i += 6;
+                }
+            }
+            // A lone surrogate is valid in Python but not in a Rust string.
+            out.push(char::from_u32(unit).unwrap_or('\u{fffd}'));
+        }
+    }
+
+    /// The four hex digits after the `u` at `u_pos`.
+    fn hex4(&self, u_pos: usize) -> Result<u32, ParseError> {
+        let invalid = || self.error("Invalid \\uXXXX escape", u_pos);
+        let hex = self.bytes.get(u_pos + 1..u_pos + 5).ok_or_else(invalid)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(invalid());
+        }
+        u32::from_str_radix(std::str::from_utf8(hex).expect("ASCII"), 16).map_err(|_| invalid())
+    }
+
+    fn object(&self, start: usize) -> Result<(PyValue, usize), ParseError> {
+        let mut entries: Vec<(String, PyValue)> = Vec::new();
+        let mut i = self.skip_ws(start);
+        if self.bytes.get(i) == Some(&b'}') {
+            return Ok((PyValue::Dict(entries), i + 1));
+        }
+        loop {
+            if self.bytes.get(i) != Some(&b'"') {
+                return Err(self.error("Expecting property name enclosed in double quotes", i));
+            }
+            let (key, after_key) = self.string(i + 1)?;
+            i = self.skip_ws(after_key);
+            if self.bytes.get(i) != Some(&b':') {
+                return Err(self.error("Expecting ':' delimiter", i));
+            }
+            i = self.skip_ws(i + 1);
+            let (value, after_value) = self.value(i)?.ok_or_else(|| self.error("Expecting value", i))?;
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = value,
+                None => entries.push((key, value)),
+            }
+            i = self.skip_ws(after_value);
+            match self.bytes.get(i) {
+                Some(b'}') => return Ok((PyValue::Dict(entries), i + 1)),
+                Some(b',') => i = self.skip_ws(i + 1),
+                _ => return Err(self.error("Expecting ',' delimiter", i)),
+            }
+        }
+    }
+
+    fn array(&self, start: usize) -> Result<(PyValue, usize), ParseError> {
+        let mut items = Vec::new();
+        let mut i = self.skip_ws(start);
+        if self.bytes.get(i) == Some(&b']') {
+            return Ok((PyValue::List(items), i + 1));
+        }
+        loop {
+            let (value, after) = self.value(i)?.ok_or_else(|| self.error("Expecting value", i))?;
+            items.push(value);
+            i = self.skip_ws(after);
+            match self.bytes.get(i) {
+                Some(b']') => return Ok((PyValue::List(items), i + 1)),
+                Some(b',') => i = self.skip_ws(i + 1),
+                _ => return Err(self.error("Expecting ',' delimiter", i)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message below was produced by CPython 3.11's `json.loads` (the reference's Python).
+    #[test]
+    fn errors_match_cpython() {
+        let cases = [
+            ("", "Expecting value: line 1 column 1 (char 0)"),
+            (" ", "Expecting value: line 1 column 2 (char 1)"),
+            ("{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+            ("{\"a\"", "Expecting ':' delimiter: line 1 column 5 (char 4)"),
+            ("{\"a\":", "Expecting value: line 1 column 6 (char 5)"),
+            ("{\"a\":1", "Expecting ',' delimiter: line 1 column 7 (char 6)"),
+            ("{\"a\":1,", "Expecting property name enclosed in double quotes: line 1 column 8 (char 7)"),
+            ("{\"a\":1,}", "Expecting property name enclosed in double quotes: line 1 column 8 (char 7)"),
+            ("[1,]", "Expecting value: line 1 column 4 (char 3)"),
+            ("[", "Expecting value: line 1 column 2 (char 1)"),
+            ("[1", "Expecting ',' delimiter: line 1 column 3 (char 2)"),
+            ("[1 2]", "Expecting ',' delimiter: line 1 column 4 (char 3)"),
+            ("{\"a\" 1}", "Expecting ':' delimiter: line 1 column 6 (char 5)"),
+            ("{\"a\":1 \"b\":2}", "Expecting ',' delimiter: line 1 column 8 (char 7)"),
+            ("{1:2}", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+            ("\"abc", "Unterminated string starting at: line 1 column 1 (char 0)"),
+            ("\"a\\x\"", "Invalid \\escape: line 1 column 3 (char 2)"),
+            ("\"a\\u12\"", "Invalid \\uXXXX escape: line 1 column 4 (char 3)"),
+            ("\"a\\u12zz\"", "Invalid \\uXXXX escape: line 1 column 4 (char 3)"),
+            ("\"a\nb\"", "Invalid control character at: line 1 column 3 (char 2)"),
+            ("{\"a\":tru}", "Expecting value: line 1 column 6 (char 5)"),
+            ("nul", "Expecting value: line 1 column 1 (char 0)"),
+            ("01", "Extra data: line 1 column 2 (char 1)"),
+            ("1.", "Extra data: line 1 column 2 (char 1)"),
+            ("-", "Expecting value: line 1 column 1 (char 0)"),
+            ("1e", "Extra data: line 1 column 2 (char 1)"),
+            ("{\"a\":1}x", "Extra data: line 1 column 8 (char 7)"),
+            ("{\"a\":1} \n x", "Extra data: line 2 column 2 (char 10)"),
+            ("\n\n  {\"é\":\"é\", x}", "Expecting property name enclosed in double quotes: line 3 column 13 (char 14)"),
+            ("\"\t\"", "Invalid control character at: line 1 column 2 (char 1)"),
+            ("{\"username\": \"a\",", "Expecting property name enclosed in double quotes: line 1 column 18 (char 17)"),
+            ("{bad", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+            ("\u{feff}{}", "Unexpected UTF-8 BOM (decode using utf-8-sig): line 1 column 1 (char 0)"),
+            ("[1,,2]", "Expecting value: line 1 column 4 (char 3)"),
+            ("{\"a\":1,,}", "Expecting property name enclosed in double quotes: line 1 column 8 (char 7)"),
+            ("\"\\", "Unterminated string starting at: line 1 column 1 (char 0)"),
+            ("{\"a\":-}", "Expecting value: line 1 column 6 (char 5)"),
+            ("[-]", "Expecting value: line 1 column 2 (char 1)"),
+            ("1 2", "Extra data: line 1 column 3 (char 2)"),
+            ("{\"a\":[1,2}", "Expecting ',' delimiter: line 1 column 10 (char 9)"),
+            ("{\"a\":1]", "Expecting ',' delimiter: line 1 column 7 (char 6)"),
+            ("NaN", "Out of range float values are not JSON compliant: 'NaN'"),
+            ("[-Infinity]", "Out of range float values are not JSON compliant: '-Infinity'"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse(input), Err(ParseError(expected.to_owned())), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_read_as_python_reads_them() {
+        let value =
+            parse(r#" {"a": [1, -0, 2.50, 1e3, true, null], "b": "x\u00e9\ud83d\ude00\n", "a": "last"} "#).unwrap();
+        assert_eq!(
+            value,
+            PyValue::Dict(vec![
+                ("a".to_owned(), PyValue::Str("last".to_owned())),
+                ("b".to_owned(), PyValue::Str("xé😀\n".to_owned())),
+            ])
+        );
+        let list = parse("[1, -0, 2.50, 1e3, 1E-5, 1e16, 123456789012345678901234567890]").unwrap();
+        let PyValue::List(items) = list else { panic!() };
+        let strs: Vec<String> = items.iter().map(PyValue::py_str).collect();
+        assert_eq!(strs, ["1", "0", "2.5", "1000.0", "1e-05", "1e+16", "123456789012345678901234567890"]);
+        assert_eq!(parse(r#"{"a": {"b": ['x']}}"#).unwrap_err().0.split(':').next(), Some("Expecting value"));
+        assert_eq!(parse(r#"{"a": 1, "b": ["x", true, null]}"#).unwrap().py_repr(), "{'a': 1, 'b': ['x', True, None]}");
+    }
+
+    #[test]
+    fn floats_print_as_python() {
+        for (f, s) in [(0.1, "0.1"), (1.5, "1.5"), (12345678.0, "12345678.0"), (1e22, "1e+22"), (0.0001, "0.0001")] {
+            assert_eq!(float_repr(f), s);
+        }
+        assert_eq!(float_repr(-2.5e-7), "-2.5e-07");
+        assert_eq!(float_repr(1234567890123456.0), "1234567890123456.0");
+    }
+
+    #[test]
+    fn utf8_errors_match_python() {
+        assert_eq!(decode_utf8(b"{\"a\":\"\xc3"), Ok("{\"a\":\""));
+        let err = |b: &[u8]| decode_utf8(b).unwrap_err().0;
+        assert_eq!(err(b"\xff"), "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte");
+        assert_eq!(
+            err(b"{\"a\":\"\xc3A\"}"),
+            "'utf-8' codec can't decode byte 0xc3 in position 6: invalid continuation byte"
+        );
+        assert_eq!(
+            err(b"\xed\xa0\x80"),
+            "'utf-8' codec can't decode byte 0xed in position 0: invalid continuation byte"
+        );
+        assert_eq!(err(b"ab\xf5"), "'utf-8' codec can't decode byte 0xf5 in position 2: invalid start byte");
+        assert_eq!(err(b"\xc0\xaf"), "'utf-8' codec can't decode byte 0xc0 in position 0: invalid start byte");
+    }
+}

@@ -1,0 +1,664 @@
+//! The legacy REST API as a table: each endpoint of API.md ("Legacy REST endpoints" 1–9) and,
+//! per method, the GraphQL operation it runs, how the request becomes the operation's variables
+//! and how the operation's `data` becomes the legacy body.
+//!
+//! Nothing here decides what is valid or allowed: the operations' resolvers and services do. The
+//! table only knows what Django REST Framework's views knew about HTTP (which methods, which
+//! need a token, which body fields, DRF's metadata for `OPTIONS`).
+
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
+
+use super::body::{self, Field, Fields, Kind};
+use super::shapes::{self, ValidationErrors};
+use crate::domain;
+use crate::graphql::cursor;
+
+/// The named schemas `/openapi.json` collects as it reads the table.
+pub type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// One endpoint (a path, with or without its trailing slash).
+pub struct Route {
+    /// The path without its trailing slash, in axum's syntax.
+    pub path: &'static str,
+    /// DRF's view name and description, as `OPTIONS` reports them.
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Whether the `Authorization` header is read at all (SimpleJWT's token views ignore it).
+    pub authenticates: bool,
+    pub get: Option<Operation>,
+    pub post: Option<Operation>,
+    /// The fields DRF's `OPTIONS` lists under `actions.POST` (its serializer's fields).
+    pub post_metadata: &'static [MetaField],
+}
+
+/// What one method of an endpoint does.
+pub struct Operation {
+    /// A line for `/openapi.json`.
+    pub summary: &'static str,
+    /// Callable without a token (all methods of a route that does not authenticate are).
+    pub open: bool,
+    /// The GraphQL document run with the caller's identity.
+    pub document: &'static str,
+    /// The body fields read (POST).
+    pub fields: &'static [Field],
+    /// The query parameters read (GET), for `/openapi.json`.
+    pub params: &'static [QueryParam],
+    /// The operation's variables from the request; `Err` is a 400 of the transport's own.
+    pub variables: fn(&Input) -> Result<Variables, ValidationErrors>,
+    /// Run (with the path parameters as variables) before answering such a 400, so that an
+    /// error DRF raises first (a 404) still wins.
+    pub guard: Option<&'static str>,
+    /// When the legacy list is a whole connection: the operation is repeated page by page.
+    pub paging: Option<Paging>,
+    /// The legacy body (and a status other than `status`, if any) from the operation's `data`.
+    pub shape: fn(Value) -> Result<Reply, serde_json::Error>,
+    pub status: StatusCode,
+    /// The response schema, for `/openapi.json`.
+    pub response: fn(&mut Schemas) -> RefOr<Schema>,
+    /// Other success statuses the shaper may choose (for `/openapi.json`).
+    pub other_statuses: &'static [StatusCode],
+}
+
+/// Everything a variables builder may read.
+pub struct Input {
+    /// Path parameters, percent-decoded (`room_name`).
+    pub path: Vec<(String, String)>,
+    /// Query parameters, decoded, in order.
+    pub query: Vec<(String, String)>,
+    /// The declared body fields as text.
+    pub body: Fields,
+}
+
+impl Input {
+    fn path(&self, name: &str) -> &str {
+        self.path.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+pub struct Variables {
+    pub variables: Value,
+    /// For paged operations: at most this many items in all (`None`: every page).
+    pub limit: Option<u64>,
+}
+
+impl Variables {
+    fn all(variables: Value) -> Result<Self, ValidationErrors> {
+        Ok(Self { variables, limit: None })
+    }
+}
+
+/// A connection read to its end, `PAGE` items per request.
+#[derive(Clone, Copy)]
+pub struct Paging {
+    /// JSON pointer of the connection in `data`; its `nodes` replace it once all are read.
+    pub connection: &'static str,
+    pub direction: Direction,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `first`/`after` with `pageInfo { hasNextPage endCursor }`, appending.
+    Forward,
+    /// `last`/`before` with `pageInfo { hasPreviousPage startCursor }`, prepending.
+    Backward,
+}
+
+/// The largest page the GraphQL API serves.
+pub const PAGE: u64 = crate::service::page::MAX_PAGE;
+
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub status: Option<StatusCode>,
+}
+
+pub struct QueryParam {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// A field of DRF's `OPTIONS` metadata.
+pub struct MetaField {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub required: bool,
+    pub read_only: bool,
+    pub label: &'static str,
+    pub max_length: Option<usize>,
+}
+
+impl MetaField {
+    pub fn to_json(&self) -> Value {
+        let mut field = json!({
+            "type": self.kind, "required": self.required, "read_only": self.read_only, "label": self.label,
+        });
+        if let Some(max) = self.max_length {
+            field["max_length"] = json!(max);
+        }
+        field
+    }
+}
+
+const fn meta(
+    name: &'static str,
+    kind: &'static str,
+    required: bool,
+    read_only: bool,
+    label: &'static str,
+    max_length: Option<usize>,
+) -> MetaField {
+    MetaField { name, kind, required, read_only, label, max_length }
+}
+
+const ID_META: MetaField = meta("id", "integer", false, true, "ID", None);
+
+// ---- shaping helpers ---------------------------------------------------------------------------
+
+/// The value at `pointer` of `data`, read as `T` and written as the legacy body.
+fn shape_at<T: DeserializeOwned + Serialize>(data: &Value, pointer: &str) -> Result<Vec<u8>, serde_json::Error> {
+    let part = data.pointer(pointer).cloned().unwrap_or(Value::Null);
+    serde_json::to_vec(&serde_json::from_value::<T>(part)?)
+}
+
+fn reply<T: DeserializeOwned + Serialize>(data: &Value, pointer: &str) -> Result<Reply, serde_json::Error> {
+    Ok(Reply { body: shape_at::<T>(data, pointer)?, status: None })
+}
+
+/// A reference to `T`'s schema, registering it (and what it refers to) as a component.
+pub fn one<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+    RefOr::Ref(utoipa::openapi::Ref::from_schema_name(T::name()))
+}
+
+/// An array of `T`.
+fn many<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
+    let item = one::<T>(schemas);
+    utoipa::openapi::schema::ArrayBuilder::new().items(item).build().into()
+}
+
+fn no_variables(_: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({}))
+}
+
+// ---- 1. users ----------------------------------------------------------------------------------
+
+const USERS: &str = "query($first: Int!, $after: String) {
+  users(first: $first, after: $after) { nodes { id username email } pageInfo { hasNextPage endCursor } }
+}";
+
+const REGISTER: &str = "mutation($username: String!, $email: String!, $password: String!) {
+  register(input: {username: $username, email: $email, password: $password}) { id username email }
+}";
+
+const REGISTER_FIELDS: &[Field] = &[
+    Field { name: "username", kind: Kind::Text },
+    Field { name: "email", kind: Kind::Email },
+    Field { name: "password", kind: Kind::Text },
+];
+
+fn register_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    let b = &input.body;
+    Variables::all(json!({"username": b.text("username"), "email": b.text("email"), "password": b.text("password")}))
+}
+
+// ---- 2, 3. tokens ------------------------------------------------------------------------------
+
+const TOKEN: &str = "mutation($username: String!, $password: String!) {
+  tokenAuth(username: $username, password: $password) { refresh access }
+}";
+
+const TOKEN_FIELDS: &[Field] =
+    &[Field { name: "username", kind: Kind::Text }, Field { name: "password", kind: Kind::Text }];
+
+fn token_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"username": input.body.text("username"), "password": input.body.text("password")}))
+}
+
+const REFRESH: &str = "mutation($refresh: String!) { refreshToken(refresh: $refresh) { access } }";
+
+const REFRESH_FIELDS: &[Field] = &[Field { name: "refresh", kind: Kind::Text }];
+
+fn refresh_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"refresh": input.body.text("refresh")}))
+}
+
+// ---- 4, 5, 6. profile and posts ----------------------------------------------------------------
+
+const PROFILE: &str = "query($first: Int!, $after: String) {
+  me {
+    id username email
+    profile { image bio }
+    posts(first: $first, after: $after) {
+      nodes { id title content created_at: createdAt }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+
+const POSTS: &str = "query($first: Int!, $after: String) {
+  posts(first: $first, after: $after) {
+    nodes { id title content created_at: createdAt }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+const CREATE_POST: &str = "mutation($title: String!, $content: String!) {
+  createPost(input: {title: $title, content: $content}) { id title content created_at: createdAt }
+}";
+
+const POST_FIELDS: &[Field] = &[Field { name: "title", kind: Kind::Text }, Field { name: "content", kind: Kind::Text }];
+
+fn post_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"title": input.body.text("title"), "content": input.body.text("content")}))
+}
+
+// ---- 7, 9. chat rooms --------------------------------------------------------------------------
+
+const MY_ROOMS: &str = "{ myChatRooms { id name members { id } display_name: displayName } }";
+
+const CREATE_ROOM: &str = "mutation($recipient: String!) {
+  createChatRoom(recipient: $recipient) { created chatRoom { id name members { id } display_name: displayName } }
+}";
+
+const ROOM_FIELDS: &[Field] = &[Field { name: "recipient", kind: Kind::Slug }];
+
+fn room_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"recipient": input.body.text("recipient")}))
+}
+
+/// Endpoint 7 lists the caller's rooms by id (endpoint 9 keeps `myChatRooms`' activity order).
+fn rooms_by_id(data: Value) -> Result<Reply, serde_json::Error> {
+    let mut rooms: Vec<shapes::Room> =
+        serde_json::from_value(data.pointer("/myChatRooms").cloned().unwrap_or_default())?;
+    rooms.sort_by_key(|room| room.id);
+    Ok(Reply { body: serde_json::to_vec(&rooms)?, status: None })
+}
+
+/// 201 for a new room, 200 for the pair's existing one.
+fn created_room(data: Value) -> Result<Reply, serde_json::Error> {
+    let created = data.pointer("/createChatRoom/created").and_then(Value::as_bool).unwrap_or(true);
+    let body = shape_at::<shapes::Room>(&data, "/createChatRoom/chatRoom")?;
+    Ok(Reply { body, status: (!created).then_some(StatusCode::OK) })
+}
+
+// ---- 8. messages -------------------------------------------------------------------------------
+
+const MESSAGES: &str = "query($name: String!, $last: Int!, $before: String) {
+  chatRoom(name: $name) {
+    messages(last: $last, before: $before) {
+      nodes { id user: author { username } content timestamp }
+      pageInfo { hasPreviousPage startCursor }
+    }
+  }
+}";
+
+/// Whether the room exists for the caller: its 404 comes before a 400 on the query, as in DRF.
+const ROOM_GUARD: &str = "query($room_name: String!) { chatRoom(name: $room_name) { id } }";
+
+const SEND_MESSAGE: &str = "mutation($name: String!, $content: String!) {
+  sendMessage(roomName: $name, content: $content) { id user: author { username } content timestamp }
+}";
+
+const MESSAGE_FIELDS: &[Field] = &[Field { name: "content", kind: Kind::Text }];
+
+/// The whole history, or with `?limit=N&before=<message id>` the newest N older than that
+/// message: both are read backwards from the newest (or from `before`), oldest first.
+fn history_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    let mut param = |name: &str| {
+        body::integer_param(&input.query, name, 1).unwrap_or_else(|message| {
+            errors.add(name, [message]);
+            None
+        })
+    };
+    let limit = param("limit");
+    let before = param("before");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let before = before.map(|id| cursor::encode_id("message", id));
+    Ok(Variables {
+        variables: json!({"name": input.path("room_name"), "before": before}),
+        limit: limit.map(|l| l as u64),
+    })
+}
+
+fn send_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"name": input.path("room_name"), "content": input.body.text("content")}))
+}
+
+// ---- the table ---------------------------------------------------------------------------------
+
+const PARSES: [&str; 3] = ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"];
+
+/// The media types DRF's parsers accept (`OPTIONS`' `parses`).
+pub fn parses() -> &'static [&'static str] {
+    &PARSES
+}
+
+pub static ROUTES: &[Route] = &[
+    Route {
+        path: "/accounts/api/users",
+        name: "User List Create",
+        description: "GET lists users (authenticated); POST registers one (open).",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "All users, ordered by id",
+            open: false,
+            document: USERS,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: Some(Paging { connection: "/users", direction: Direction::Forward }),
+            shape: |data| reply::<Vec<shapes::User>>(&data, "/users"),
+            status: StatusCode::OK,
+            response: many::<shapes::User>,
+            other_statuses: &[],
+        }),
+        post: Some(Operation {
+            summary: "Register a user (open); the user gets an empty profile",
+            open: true,
+            document: REGISTER,
+            fields: REGISTER_FIELDS,
+            params: &[],
+            variables: register_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<shapes::User>(&data, "/register"),
+            status: StatusCode::CREATED,
+            response: one::<shapes::User>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[
+            ID_META,
+            meta("username", "string", true, false, "Username", Some(domain::USERNAME_MAX)),
+            meta("email", "email", true, false, "Email", Some(domain::EMAIL_MAX)),
+            meta("password", "string", true, false, "Password", Some(domain::PASSWORD_MAX)),
+        ],
+    },
+    Route {
+        path: "/accounts/api/token",
+        name: "Token Obtain Pair",
+        description: "Takes a set of user credentials and returns an access and refresh JSON web\n\
+                      token pair to prove the authentication of those credentials.",
+        authenticates: false,
+        get: None,
+        post: Some(Operation {
+            summary: "Exchange credentials for a refresh and an access token (open)",
+            open: true,
+            document: TOKEN,
+            fields: TOKEN_FIELDS,
+            params: &[],
+            variables: token_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<shapes::TokenPair>(&data, "/tokenAuth"),
+            status: StatusCode::OK,
+            response: one::<shapes::TokenPair>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[
+            meta("username", "string", true, false, "Username", None),
+            meta("password", "string", true, false, "Password", None),
+        ],
+    },
+    Route {
+        path: "/accounts/api/token/refresh",
+        name: "Token Refresh",
+        description: "Takes a refresh type JSON web token and returns an access type JSON web\n\
+                      token if the refresh token is valid.",
+        authenticates: false,
+        get: None,
+        post: Some(Operation {
+            summary: "A new access token for a refresh token (open)",
+            open: true,
+            document: REFRESH,
+            fields: REFRESH_FIELDS,
+            params: &[],
+            variables: refresh_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<shapes::AccessToken>(&data, "/refreshToken"),
+            status: StatusCode::OK,
+            response: one::<shapes::AccessToken>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[
+            meta("refresh", "string", true, false, "Refresh", None),
+            meta("access", "string", false, true, "Access", None),
+        ],
+    },
+    Route {
+        path: "/profiles/api/profile",
+        name: "Profile",
+        description: "The caller, with their profile and their own posts, newest first.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "The caller with their profile and their own posts, newest first",
+            open: false,
+            document: PROFILE,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: Some(Paging { connection: "/me/posts", direction: Direction::Forward }),
+            shape: |data| reply::<shapes::UserProfile>(&data, "/me"),
+            status: StatusCode::OK,
+            response: one::<shapes::UserProfile>,
+            other_statuses: &[],
+        }),
+        post: None,
+        post_metadata: &[],
+    },
+    Route {
+        path: "/profiles/api/posts",
+        name: "Post List Create",
+        description: "Every post, newest first; POST publishes one as the caller.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "All posts, newest first",
+            open: false,
+            document: POSTS,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: Some(Paging { connection: "/posts", direction: Direction::Forward }),
+            shape: |data| reply::<Vec<shapes::Post>>(&data, "/posts"),
+            status: StatusCode::OK,
+            response: many::<shapes::Post>,
+            other_statuses: &[],
+        }),
+        post: Some(Operation {
+            summary: "Publish a post as the caller",
+            open: false,
+            document: CREATE_POST,
+            fields: POST_FIELDS,
+            params: &[],
+            variables: post_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<shapes::Post>(&data, "/createPost"),
+            status: StatusCode::CREATED,
+            response: one::<shapes::Post>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[
+            ID_META,
+            meta("title", "string", true, false, "Title", Some(domain::POST_TITLE_MAX)),
+            meta("content", "string", true, false, "Content", Some(domain::POST_CONTENT_MAX)),
+            meta("created_at", "datetime", false, true, "Created at", None),
+        ],
+    },
+    Route {
+        path: "/messenger/api/chatrooms",
+        name: "Room List Create",
+        description: "The caller's rooms; POST {\"recipient\"} opens (or returns) the room with that user.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "The caller's rooms, by id",
+            open: false,
+            document: MY_ROOMS,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: None,
+            shape: rooms_by_id,
+            status: StatusCode::OK,
+            response: many::<shapes::Room>,
+            other_statuses: &[],
+        }),
+        post: Some(Operation {
+            summary: "Open the room with `recipient` (201), or return the existing one (200)",
+            open: false,
+            document: CREATE_ROOM,
+            fields: ROOM_FIELDS,
+            params: &[],
+            variables: room_variables,
+            guard: None,
+            paging: None,
+            shape: created_room,
+            status: StatusCode::CREATED,
+            response: one::<shapes::Room>,
+            other_statuses: &[StatusCode::OK],
+        }),
+        // DRF describes the list's serializer here (the reference's `RoomSerializer`).
+        post_metadata: &[
+            ID_META,
+            meta("name", "string", true, false, "Name", Some(320)),
+            meta("members", "field", true, false, "Members", None),
+            meta("display_name", "field", false, true, "Display name", None),
+        ],
+    },
+    Route {
+        path: "/messenger/api/chatrooms/{room_name}/messages",
+        name: "Message List Create",
+        description: "A room's history, oldest first; POST stores a message and pushes it to the room.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "The room's history, oldest first (optionally the newest `limit` older than `before`)",
+            open: false,
+            document: MESSAGES,
+            fields: &[],
+            params: &[
+                QueryParam { name: "limit", description: "At most this many messages (the newest), >= 1." },
+                QueryParam { name: "before", description: "Only messages older than the message with this id, >= 1." },
+            ],
+            variables: history_variables,
+            guard: Some(ROOM_GUARD),
+            paging: Some(Paging { connection: "/chatRoom/messages", direction: Direction::Backward }),
+            shape: |data| reply::<Vec<shapes::Message>>(&data, "/chatRoom/messages"),
+            status: StatusCode::OK,
+            response: many::<shapes::Message>,
+            other_statuses: &[],
+        }),
+        post: Some(Operation {
+            summary: "Send a message to the room (also pushed to its live subscribers)",
+            open: false,
+            document: SEND_MESSAGE,
+            fields: MESSAGE_FIELDS,
+            params: &[],
+            variables: send_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<shapes::Message>(&data, "/sendMessage"),
+            status: StatusCode::CREATED,
+            response: one::<shapes::Message>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[
+            ID_META,
+            meta("user", "string", false, true, "User", None),
+            meta("content", "string", true, false, "Content", Some(domain::MESSAGE_MAX)),
+            meta("timestamp", "datetime", false, true, "Timestamp", None),
+        ],
+    },
+    Route {
+        path: "/messenger/api/user/chatrooms",
+        name: "User Room List",
+        description: "The caller's rooms, most recent activity (last message, else creation) first.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "The caller's rooms, most recent activity first",
+            open: false,
+            document: MY_ROOMS,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: None,
+            shape: |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
+            status: StatusCode::OK,
+            response: many::<shapes::Room>,
+            other_statuses: &[],
+        }),
+        post: None,
+        post_metadata: &[],
+    },
+];
+
+impl Route {
+    /// DRF's `Allow` header: the view's methods in `http_method_names` order.
+    pub fn allow(&self) -> &'static str {
+        match (self.get.is_some(), self.post.is_some()) {
+            (true, true) => "GET, POST, HEAD, OPTIONS",
+            (true, false) => "GET, HEAD, OPTIONS",
+            (false, true) => "POST, OPTIONS",
+            (false, false) => "OPTIONS",
+        }
+    }
+
+    /// DRF's `OPTIONS` body (`SimpleMetadata`).
+    pub fn metadata(&self) -> Value {
+        let mut body = json!({
+            "name": self.name,
+            "description": self.description,
+            "renders": ["application/json"],
+            "parses": PARSES,
+        });
+        if self.post.is_some() && !self.post_metadata.is_empty() {
+            let fields: serde_json::Map<String, Value> =
+                self.post_metadata.iter().map(|f| (f.name.to_owned(), f.to_json())).collect();
+            body["actions"] = json!({ "POST": fields });
+        }
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_parses() {
+        for route in ROUTES {
+            for op in [&route.get, &route.post].into_iter().flatten() {
+                async_graphql::parser::parse_query(op.document).unwrap_or_else(|e| panic!("{}: {e}", route.path));
+                if let Some(guard) = op.guard {
+                    async_graphql::parser::parse_query(guard).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_matches_drf() {
+        let token = ROUTES.iter().find(|r| r.path == "/accounts/api/token").unwrap();
+        assert_eq!(
+            serde_json::to_string(&token.metadata()).unwrap(),
+            r#"{"name":"Token Obtain Pair","description":"Takes a set of user credentials and returns an access and refresh JSON web\ntoken pair to prove the authentication of those credentials.","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"username":{"type":"string","required":true,"read_only":false,"label":"Username"},"password":{"type":"string","required":true,"read_only":false,"label":"Password"}}}}"#
+        );
+        let users = ROUTES.iter().find(|r| r.path == "/accounts/api/users").unwrap();
+        assert_eq!(
+            serde_json::to_string(&users.metadata()).unwrap(),
+            r#"{"name":"User List Create","description":"GET lists users (authenticated); POST registers one (open).","renders":["application/json"],"parses":["application/json","application/x-www-form-urlencoded","multipart/form-data"],"actions":{"POST":{"id":{"type":"integer","required":false,"read_only":true,"label":"ID"},"username":{"type":"string","required":true,"read_only":false,"label":"Username","max_length":150},"email":{"type":"email","required":true,"read_only":false,"label":"Email","max_length":254},"password":{"type":"string","required":true,"read_only":false,"label":"Password","max_length":128}}}}"#
+        );
+    }
+}
