@@ -8,7 +8,7 @@ use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{Data, ParseRequestError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{ConnectInfo, FromRequest, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequest, Query, State, WebSocketUpgrade};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -95,14 +95,27 @@ pub async fn graphql_http(
     ctx.schema.execute(request).await.into()
 }
 
-pub async fn graphiql(State(ctx): State<AppContext>) -> Html<String> {
-    let page = GraphiQLSource::build()
-        .endpoint("/graphql")
-        .subscription_endpoint("/graphql/ws")
-        .title("Agora GraphiQL")
-        .finish();
+/// Query of the playground page: `/graphiql?token=<access>` signs its queries and
+/// subscriptions in (GraphiQL sends its headers pane over HTTP only, never in
+/// `connection_init`).
+#[derive(serde::Deserialize)]
+pub struct PlaygroundQuery {
+    token: Option<String>,
+}
+
+pub async fn graphiql(State(ctx): State<AppContext>, Query(query): Query<PlaygroundQuery>) -> Html<String> {
+    // Only a JWT's alphabet is put into the page's script.
+    let token = query.token.filter(|t| {
+        !t.is_empty() && t.len() < 4096 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    });
+    let bearer = token.as_ref().map(|t| format!("Bearer {t}"));
+    let mut page =
+        GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").title("Agora GraphiQL");
+    if let (Some(token), Some(bearer)) = (token.as_deref(), bearer.as_deref()) {
+        page = page.header("Authorization", bearer).ws_connection_param("token", token);
+    }
     let base = ctx.state.settings.graphiql_cdn.trim_end_matches('/');
-    Html(page.replace("https://unpkg.com", base))
+    Html(page.finish().replace("https://unpkg.com", base))
 }
 
 /// The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` or `{"token": "…"}`.

@@ -283,6 +283,14 @@ async fn graphiql_is_served() {
     assert!(page.contains("/graphql/ws"));
     assert!(page.contains("http://assets.local/cdn/graphiql"));
     assert!(!page.contains("unpkg.com"));
+
+    // With a token, queries and subscriptions of the page are signed in.
+    let signed = app.client.get(app.url("/graphiql?token=abc.def-ghi_j")).send().await.unwrap().text().await.unwrap();
+    assert!(signed.contains("'Authorization': 'Bearer abc.def-ghi_j'"), "{signed}");
+    assert!(signed.contains("'token': 'abc.def-ghi_j'"));
+    // Anything but a token's alphabet is ignored.
+    let hostile = app.client.get(app.url("/graphiql?token=a'%3Balert(1)")).send().await.unwrap().text().await.unwrap();
+    assert!(!hostile.contains("alert"));
 }
 
 #[tokio::test]
