@@ -302,3 +302,28 @@ async fn malformed_requests_get_a_code_too() {
         assert!(!codes.is_empty() && codes.iter().all(|c| c == "BAD_USER_INPUT"), "{query}: {body}");
     }
 }
+
+/// The full introspection query codegen tools and GraphiQL send (graphql-js 16 asks for nine
+/// levels of `ofType`, 15 levels deep in all): it must pass the depth and complexity limits.
+#[tokio::test]
+async fn codegen_introspection_passes_the_limits() {
+    let app = spawn_app().await;
+    let mut type_ref = "kind name".to_owned();
+    for _ in 0..9 {
+        type_ref = format!("kind name ofType {{ {type_ref} }}");
+    }
+    let query = format!(
+        "query IntrospectionQuery {{ __schema {{ queryType {{ name }} mutationType {{ name }} subscriptionType {{ name }}
+           types {{ ...FullType }} directives {{ name description isRepeatable locations args(includeDeprecated: true) {{ ...InputValue }} }} }} }}
+         fragment FullType on __Type {{ kind name description specifiedByURL
+           fields(includeDeprecated: true) {{ name description args(includeDeprecated: true) {{ ...InputValue }} type {{ ...TypeRef }} isDeprecated deprecationReason }}
+           inputFields(includeDeprecated: true) {{ ...InputValue }} interfaces {{ ...TypeRef }}
+           enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} possibleTypes {{ ...TypeRef }} }}
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue isDeprecated deprecationReason }}
+         fragment TypeRef on __Type {{ {type_ref} }}"
+    );
+    let data = app.gql_ok(None, &query, json!({})).await;
+    let types = data["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|t| t["name"] == "ChatRoom"));
+    assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
+}

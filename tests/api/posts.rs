@@ -319,16 +319,14 @@ async fn too_deep_and_too_complex_queries_are_refused() {
     let alice = app.user("alice").await;
     create(&app, &alice, "p").await;
 
-    // 12 levels pass, 13 are refused.
-    let twelve = "{ posts(first: 1) { nodes { author { posts(first: 1) { nodes { author { posts(first: 1) { nodes { author { posts(first: 1) { nodes { title } } } } } } } } } } } }";
-    let ok = app.gql_ok(Some(&alice.access), twelve, json!({})).await;
-    assert_eq!(
-        ok["posts"]["nodes"][0]["author"]["posts"]["nodes"][0]["author"]["posts"]["nodes"][0]["author"]["posts"]["nodes"]
-            [0]["title"],
-        "p"
-    );
-    let thirteen = twelve.replace("nodes { title }", "nodes { author { username } }");
-    let deep = app.gql(Some(&alice.access), &thirteen, json!({})).await;
+    // 16 levels pass, 17 are refused.
+    let hop = "posts(first: 1) { nodes { author { ";
+    let sixteen = format!("{{ {} username {} }}", hop.repeat(5), "} } } ".repeat(5));
+    let ok = app.gql_ok(Some(&alice.access), &sixteen, json!({})).await;
+    let innermost = (0..5).fold(&ok, |node, _| &node["posts"]["nodes"][0]["author"]);
+    assert_eq!(innermost["username"], alice.username.as_str());
+    let seventeen = format!("{{ {} profile {{ bio }} {} }}", hop.repeat(5), "} } } ".repeat(5));
+    let deep = app.gql(Some(&alice.access), &seventeen, json!({})).await;
     assert_eq!(deep["errors"][0]["message"], "Query is nested too deep.", "{deep}");
     assert_eq!(codes(&deep), vec!["BAD_USER_INPUT"], "every error carries a code");
     assert!(deep.get("data").is_none_or(Value::is_null), "{deep}");
