@@ -22,7 +22,7 @@ async function run(page, query) {
   await run(page, 'subscription { messageAdded { content author { username } } }');
   await page.waitForTimeout(1500);
   const send = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ query: 'mutation { sendMessage(roomName: "${process.argv[5] || 'alice_bob'}", content: "hello from outside the playground") { id } }' }) });
+    body: JSON.stringify({ query: `mutation { sendMessage(roomName: "${process.argv[5] || 'alice_bob'}", content: "hello from outside the playground") { id } }` }) });
   console.log('SEND:', await send.text());
   await page.waitForFunction(() => document.querySelector('.result-window')?.innerText.includes('hello from outside'), null, { timeout: 10000 });
   console.log('SUBSCRIPTION RESULT:', (await page.innerText('.result-window')).replace(/\s+/g, ' '));
