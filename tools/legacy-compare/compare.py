@@ -55,6 +55,14 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "SimpleJWT 5.5.1 bug: Django answers 500 {\"error\": \"Server Error (500)\"} "
         "(User.DoesNotExist escapes TokenRefreshSerializer); Agora need not copy a crash"
     ),
+    "disallowed Host header": (
+        "Agora does not validate Host (bearer tokens, no cookies; the reverse proxy owns virtual hosts); "
+        "Django's ALLOWED_HOSTS answers 400 {\"error\": \"Bad Request (400)\"}"
+    ),
+    "refresh: refresh token with numeric user_id": (
+        "SimpleJWT copies the numeric user_id into the new access token; Agora writes it as a string, "
+        "as API.md specifies for the tokens it issues (both forms are accepted)"
+    ),
 }
 
 # Headers legacy clients can see; everything else (Date, Server, Content-Length,
