@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::startup::Lifecycle;
 
@@ -26,6 +27,11 @@ pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 /// Splits a socket into a sender of frames and a stream of received frames, with a writer
 /// task that pings every `every`, closes a connection silent for two periods, and closes with
 /// 1001 (going away) when `shutdown` fires. Dropping the sender closes the socket normally.
+///
+/// A client that does not take a frame within `every` (it stopped reading: the socket's send
+/// buffer is full) is dropped, so a full outgoing queue is never waited on for longer than that.
+/// Once the writer has given up, for any reason, the stream of received frames ends too: the
+/// connection's handler stops rather than waiting for a peer that may never speak again.
 pub fn keepalive(
     socket: WebSocket,
     every: Duration,
@@ -36,22 +42,31 @@ pub fn keepalive(
     let started = Instant::now();
     let last_seen = Arc::new(AtomicU64::new(0));
     let seen = last_seen.clone();
-    let stream = stream.inspect(move |_| seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed));
+    let writer_done = CancellationToken::new();
+    let stream = stream
+        .inspect(move |_| seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed))
+        .take_until(writer_done.clone().cancelled_owned());
 
     let shutdown = lifecycle.shutdown.clone();
     lifecycle.tasks.spawn(async move {
+        let _done = writer_done.drop_guard();
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 outgoing = rx.next() => match outgoing {
                     Some(frame) => {
                         let closing = matches!(frame, Message::Close(_));
-                        if sink.send(frame).await.is_err() || closing {
-                            break;
+                        match tokio::time::timeout(every, sink.send(frame)).await {
+                            Ok(Ok(())) if !closing => {}
+                            Ok(_) => break,
+                            Err(_) => {
+                                tracing::debug!("dropping a WebSocket client that stopped reading");
+                                break;
+                            }
                         }
                     }
                     None => {
-                        let _ = sink.send(close(close_code::NORMAL, "")).await;
+                        let _ = tokio::time::timeout(every, sink.send(close(close_code::NORMAL, ""))).await;
                         break;
                     }
                 },
@@ -59,20 +74,20 @@ pub fn keepalive(
                     let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
                     if silent > 2 * every.as_millis() as u64 {
                         tracing::debug!("closing a WebSocket that stopped answering pings");
-                        let _ = sink.send(close(close_code::AWAY, "ping timeout")).await;
+                        let _ = tokio::time::timeout(every, sink.send(close(close_code::AWAY, "ping timeout"))).await;
                         break;
                     }
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    if !matches!(tokio::time::timeout(every, sink.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
                         break;
                     }
                 }
                 _ = shutdown.cancelled() => {
-                    let _ = sink.send(close(close_code::AWAY, "server shutting down")).await;
+                    let _ = tokio::time::timeout(every, sink.send(close(close_code::AWAY, "server shutting down"))).await;
                     break;
                 }
             }
         }
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(every, sink.close()).await;
     });
     (tx, stream)
 }

@@ -9,6 +9,7 @@
 //! Every response of an endpoint carries DRF's `Allow` header; unknown paths get DRF's 404 body.
 
 pub mod body;
+pub mod chat_socket;
 pub mod errors;
 pub mod openapi;
 pub mod pyjson;
@@ -32,8 +33,8 @@ use self::shapes::ValidationErrors;
 use crate::auth::{self, AuthError, Viewer};
 use crate::startup::AppContext;
 
-/// The legacy endpoints (each with and without its trailing slash), `/openapi.json`, and DRF's
-/// 404 for every other path.
+/// The legacy endpoints (each with and without its trailing slash), the legacy chat WebSocket,
+/// `/openapi.json`, and DRF's 404 for every other path.
 pub fn router() -> Router<AppContext> {
     let mut router = Router::new();
     for route in routes::ROUTES {
@@ -43,6 +44,10 @@ pub fn router() -> Router<AppContext> {
                             request: Request| async move {
             // Django routes the decoded path with `[^/]+`: an empty parameter, one holding `/` (or
             // not UTF-8) matches no route.
+            // A WebSocket handshake on a REST path: Channels' catch-all route answers 404.
+            if chat_socket::is_websocket_upgrade(request.headers()) {
+                return decorate(errors::not_found(), None);
+            }
             let params: Vec<(String, String)> = match params {
                 Ok(params) => params.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
                 Err(_) => return decorate(errors::not_found(), None),
@@ -53,6 +58,9 @@ pub fn router() -> Router<AppContext> {
             decorate(handle(route, &ctx, addr, params, request).await, Some(route))
         };
         router = router.route(route.path, any(handler)).route(&format!("{}/", route.path), any(handler));
+    }
+    for path in chat_socket::PATHS {
+        router = router.route(path, any(chat_socket::connect));
     }
     router.route("/openapi.json", get(openapi::serve)).fallback(|| async { decorate(errors::not_found(), None) })
 }

@@ -150,28 +150,40 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, ParseError> {
 /// Parses a whole document as `json.loads(text, parse_constant=strict_constant)` (DRF's strict
 /// mode: `NaN` and the infinities are refused).
 pub fn parse(text: &str) -> Result<PyValue, ParseError> {
-    let scanner = Scanner { text, bytes: text.as_bytes() };
-    if text.starts_with('\u{feff}') {
-        return Err(scanner.error("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0));
-    }
-    let start = scanner.skip_ws(0);
-    let (value, end) = match scanner.value(start)? {
-        Some(found) => found,
-        None => return Err(scanner.error("Expecting value", start)),
-    };
-    let end = scanner.skip_ws(end);
-    if end != scanner.bytes.len() {
-        return Err(scanner.error("Extra data", end));
-    }
-    Ok(value)
+    Scanner { text, bytes: text.as_bytes(), constants: false }.document()
+}
+
+/// Parses a whole document as plain `json.loads(text)`, which reads `NaN`, `Infinity` and
+/// `-Infinity` as floats (the legacy chat socket's frames were read this way).
+pub fn parse_lenient(text: &str) -> Result<PyValue, ParseError> {
+    Scanner { text, bytes: text.as_bytes(), constants: true }.document()
 }
 
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
+    /// Whether `NaN` and the infinities are values (else DRF's "Out of range float values").
+    constants: bool,
 }
 
 impl Scanner<'_> {
+    /// The whole text as one value, with only whitespace around it.
+    fn document(&self) -> Result<PyValue, ParseError> {
+        if self.text.starts_with('\u{feff}') {
+            return Err(self.error("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0));
+        }
+        let start = self.skip_ws(0);
+        let (value, end) = match self.value(start)? {
+            Some(found) => found,
+            None => return Err(self.error("Expecting value", start)),
+        };
+        let end = self.skip_ws(end);
+        if end != self.bytes.len() {
+            return Err(self.error("Extra data", end));
+        }
+        Ok(value)
+    }
+
     /// `msg: line L column C (char P)`, counted in characters as Python does.
     fn error(&self, msg: &str, byte_pos: usize) -> ParseError {
         let before = &self.text[..byte_pos.min(self.text.len())];
@@ -200,7 +212,12 @@ impl Scanner<'_> {
     /// `StopIteration` ("Expecting value" at the caller's position).
     fn value(&self, i: usize) -> Result<Option<(PyValue, usize)>, ParseError> {
         let Some(&c) = self.bytes.get(i) else { return Ok(None) };
-        let constant = |name: &str| ParseError(format!("Out of range float values are not JSON compliant: '{name}'"));
+        let constant = |name: &str, value: f64| {
+            if self.constants {
+                return Ok(Some((PyValue::Float(value), i + name.len())));
+            }
+            Err(ParseError(format!("Out of range float values are not JSON compliant: '{name}'")))
+        };
         Ok(Some(match c {
             b'"' => {
                 let (s, end) = self.string(i + 1)?;
@@ -211,9 +228,9 @@ impl Scanner<'_> {
             b'n' if self.starts(i, "null") => (PyValue::Null, i + 4),
             b't' if self.starts(i, "true") => (PyValue::Bool(true), i + 4),
             b'f' if self.starts(i, "false") => (PyValue::Bool(false), i + 5),
-            b'N' if self.starts(i, "NaN") => return Err(constant("NaN")),
-            b'I' if self.starts(i, "Infinity") => return Err(constant("Infinity")),
-            b'-' if self.starts(i, "-Infinity") => return Err(constant("-Infinity")),
+            b'N' if self.starts(i, "NaN") => return constant("NaN", f64::NAN),
+            b'I' if self.starts(i, "Infinity") => return constant("Infinity", f64::INFINITY),
+            b'-' if self.starts(i, "-Infinity") => return constant("-Infinity", f64::NEG_INFINITY),
             b'-' | b'0'..=b'9' => match self.number(i) {
                 Some(found) => found,
                 None => return Ok(None),
@@ -435,6 +452,19 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(parse(input), Err(ParseError(expected.to_owned())), "input {input:?}");
         }
+    }
+
+    #[test]
+    fn plain_json_loads_reads_the_constants_as_floats() {
+        let value = parse_lenient(r#"[NaN, Infinity, -Infinity, -1]"#).unwrap();
+        let PyValue::List(items) = value else { panic!() };
+        let strs: Vec<String> = items.iter().map(PyValue::py_str).collect();
+        assert_eq!(strs, ["nan", "inf", "-inf", "-1"]);
+        assert_eq!(
+            parse_lenient("[NaNa]"),
+            Err(ParseError("Expecting ',' delimiter: line 1 column 5 (char 4)".into()))
+        );
+        assert_eq!(parse_lenient("-Inf"), Err(ParseError("Expecting value: line 1 column 1 (char 0)".into())));
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn id_of(reply: &Reply) -> i64 {
 }
 
 /// A user registered and signed in through the legacy endpoints.
-async fn legacy_user(app: &TestApp, prefix: &str) -> TestUser {
+pub async fn legacy_user(app: &TestApp, prefix: &str) -> TestUser {
     let username = unique(prefix);
     let created = post(
         app,

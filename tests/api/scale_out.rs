@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::*;
+use crate::legacy_ws::{LegacyWs, chat_path};
 use crate::processes::{AgoraProcess, PrivateRedis};
 
 #[tokio::test]
@@ -118,6 +119,12 @@ async fn messages_reach_subscribers_on_every_process_in_order() {
     for ws in [&mut on_a, &mut on_b] {
         ws.subscribe(RESUME, json!({"room": room, "after": cursor(&hello)})).await;
     }
+    // Legacy chat sockets too: Alice's on A (`?token=`), Bob's on B (the header).
+    let mut legacy_a =
+        LegacyWs::connect_url(&cluster.a.ws_url(&format!("{}?token={alice_token}", chat_path(&room)))).await;
+    let bob_header = format!("Bearer {bob_token}");
+    let mut legacy_b =
+        LegacyWs::try_connect(&cluster.b.ws_url(&chat_path(&room)), &[("authorization", &bob_header)]).await.unwrap();
     let mut expected = Vec::new();
     for i in 0..10 {
         let (process, token) = if i % 2 == 0 { (&cluster.a, &alice_token) } else { (&cluster.b, &bob_token) };
@@ -125,10 +132,40 @@ async fn messages_reach_subscribers_on_every_process_in_order() {
         send(process, token, &room, &content).await;
         expected.push(content);
     }
+    // Over the legacy REST endpoint of each process.
+    for (process, token, content) in [(&cluster.a, &bob_token, "rest on A"), (&cluster.b, &alice_token, "rest on B")] {
+        let url = process.url(&format!("/messenger/api/chatrooms/{room}/messages/"));
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"content": content}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        expected.push(content.to_owned());
+    }
+    for ws in [&mut legacy_a, &mut legacy_b] {
+        for content in &expected {
+            assert_eq!(&ws.content().await, content);
+        }
+    }
+    // Over the legacy sockets themselves: each frame reaches both processes' sockets.
+    for (i, content) in ["ws on A", "ws on B"].into_iter().enumerate() {
+        let sender = if i == 0 { &mut legacy_a } else { &mut legacy_b };
+        sender.say(content).await;
+        for ws in [&mut legacy_a, &mut legacy_b] {
+            assert_eq!(ws.content().await, content);
+        }
+        expected.push(content.to_owned());
+    }
     for ws in [&mut on_a, &mut on_b] {
         for content in &expected {
             assert_eq!(&next_content(ws).await, content, "{:?}", ws.protocol);
         }
+        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+    for ws in [&mut legacy_a, &mut legacy_b] {
         ws.expect_silence(Duration::from_millis(300)).await;
     }
 }
