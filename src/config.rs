@@ -60,6 +60,11 @@ pub struct Settings {
     #[arg(long, env = "AGORA_AUTH_RATE_PER_MINUTE", default_value_t = 30)]
     pub auth_rate_per_minute: u32,
 
+    /// Behind a reverse proxy: take the caller's address from the last `X-Forwarded-For` entry
+    /// (for throttling). Only when every request comes through a proxy that sets it.
+    #[arg(long, env = "AGORA_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+
     /// Largest accepted request body, in bytes (uploads included).
     #[arg(long, env = "AGORA_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,

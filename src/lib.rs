@@ -20,6 +20,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,14 +1,13 @@
 //! GraphQL over HTTP (`/graphql`, GET and POST, multipart uploads), the GraphiQL page
 //! (`/graphiql`) and subscriptions over WebSocket (`/graphql/ws`, both protocols).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
 use async_graphql::{Data, ParseRequestError};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{ConnectInfo, FromRequest, Query, State, WebSocketUpgrade};
+use axum::extract::{FromRequest, Query, State, WebSocketUpgrade};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,6 +16,7 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::{AgoraSchema, ClientAddr, loaders};
 use crate::auth::{self, Viewer};
+use crate::client::ClientIp;
 use crate::startup::AppContext;
 
 /// The caller of an HTTP request, from its `Authorization` header.
@@ -86,12 +86,12 @@ impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
 
 pub async fn graphql_http(
     State(ctx): State<AppContext>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     LimitedRequest(request): LimitedRequest,
 ) -> GraphQLResponse {
     let viewer = viewer_from_headers(&ctx, &headers).await;
-    let request = super::prepare(request, &ctx.state, viewer, Some(addr.ip()));
+    let request = super::prepare(request, &ctx.state, viewer, Some(ip));
     ctx.schema.execute(request).await.into()
 }
 
@@ -129,7 +129,7 @@ fn token_from_init(payload: &serde_json::Value) -> Result<Option<String>, auth::
 
 pub async fn graphql_ws(
     State(ctx): State<AppContext>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
@@ -159,7 +159,7 @@ pub async fn graphql_ws(
                     };
                     let mut data = Data::default();
                     data.insert(viewer);
-                    data.insert(ClientAddr(Some(addr.ip())));
+                    data.insert(ClientAddr(Some(ip)));
                     data.insert(Arc::new(loaders::uncached(state.db.clone())));
                     Ok(data)
                 }

@@ -22,7 +22,7 @@
 //! itself: its outgoing queue is bounded, a socket that does not take a frame within a ping
 //! period is dropped by `ws::keepalive`, and a feed that falls too far behind ends (above).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_graphql::{Request as GqlRequest, ServerError, Variables};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, close_code};
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{State, WebSocketUpgrade};
 use axum::http::header::{AUTHORIZATION, CONNECTION, UPGRADE};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +42,7 @@ use super::pyjson::{self, PyValue};
 use super::shapes::{self, ValidationErrors};
 use super::{decorate, errors};
 use crate::auth::{self, AuthError, Viewer};
+use crate::client::ClientIp;
 use crate::graphql::{self, chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
 use crate::startup::AppContext;
 use crate::ws;
@@ -77,7 +78,7 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// The handshake: 401 or 404 with REST's bodies before any upgrade, then the bridge.
 pub async fn connect(
     State(ctx): State<AppContext>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     uri: Uri,
     headers: HeaderMap,
@@ -90,7 +91,7 @@ pub async fn connect(
         Ok(user) => user,
         Err(err) => return errors::auth_error(&err),
     };
-    let bridge = Bridge { ctx, viewer: Viewer::User(user), ip: addr.ip(), room };
+    let bridge = Bridge { ctx, viewer: Viewer::User(user), ip, room };
     let after = match bridge.resume_point().await {
         Ok(after) => after,
         Err(refusal) => return refusal,

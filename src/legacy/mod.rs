@@ -16,11 +16,11 @@ pub mod pyjson;
 pub mod routes;
 pub mod shapes;
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use async_graphql::{Request as GqlRequest, ServerError, Variables as GqlVariables};
 use axum::Router;
-use axum::extract::{ConnectInfo, RawPathParams, Request, State};
+use axum::extract::{RawPathParams, Request, State};
 use axum::http::header::{ACCEPT, ALLOW, AUTHORIZATION, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use self::routes::{Direction, Input, Operation, PAGE, Route};
 use self::shapes::ValidationErrors;
 use crate::auth::{self, AuthError, Viewer};
+use crate::client::ClientIp;
 use crate::startup::AppContext;
 
 /// The legacy endpoints (each with and without its trailing slash), the legacy chat WebSocket,
@@ -39,7 +40,7 @@ pub fn router() -> Router<AppContext> {
     let mut router = Router::new();
     for route in routes::ROUTES {
         let handler = move |State(ctx): State<AppContext>,
-                            ConnectInfo(addr): ConnectInfo<SocketAddr>,
+                            ClientIp(ip): ClientIp,
                             params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
                             request: Request| async move {
             // Django routes the decoded path with `[^/]+`: an empty parameter, one holding `/` (or
@@ -55,7 +56,7 @@ pub fn router() -> Router<AppContext> {
             if params.iter().any(|(_, v)| v.is_empty() || v.contains('/')) {
                 return decorate(errors::not_found(), None);
             }
-            decorate(handle(route, &ctx, addr, params, request).await, Some(route))
+            decorate(handle(route, &ctx, ip, params, request).await, Some(route))
         };
         router = router.route(route.path, any(handler)).route(&format!("{}/", route.path), any(handler));
     }
@@ -84,7 +85,7 @@ fn decorate(mut response: Response, route: Option<&Route>) -> Response {
 async fn handle(
     route: &'static Route,
     ctx: &AppContext,
-    addr: SocketAddr,
+    ip: IpAddr,
     path: Vec<(String, String)>,
     request: Request,
 ) -> Response {
@@ -130,7 +131,7 @@ async fn handle(
         };
     }
     let viewer = user.map_or(Viewer::Anonymous, Viewer::User);
-    let call = Call { ctx, viewer, addr };
+    let call = Call { ctx, viewer, ip };
     let variables = match (operation.variables)(&input) {
         Ok(variables) => variables,
         Err(invalid) => return call.refuse(operation, &input, &invalid).await,
@@ -188,13 +189,13 @@ async fn caller(ctx: &AppContext, parts: &Parts) -> Result<Option<entity::user::
 struct Call<'a> {
     ctx: &'a AppContext,
     viewer: Viewer,
-    addr: SocketAddr,
+    ip: IpAddr,
 }
 
 impl Call<'_> {
     async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {
         let request = GqlRequest::new(document).variables(GqlVariables::from_json(variables));
-        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), Some(self.addr.ip()));
+        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), Some(self.ip));
         let response = self.ctx.schema.execute(request).await;
         if !response.errors.is_empty() {
             return Err(response.errors);

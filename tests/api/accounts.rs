@@ -327,3 +327,26 @@ async fn codegen_introspection_passes_the_limits() {
     assert!(types.iter().any(|t| t["name"] == "ChatRoom"));
     assert_eq!(data["__schema"]["subscriptionType"]["name"], "Subscription");
 }
+
+#[tokio::test]
+async fn behind_a_proxy_the_forwarded_address_is_throttled() {
+    let app = spawn_app_with(|s| {
+        s.auth_rate_per_minute = 2;
+        s.trust_forwarded_for = true;
+    })
+    .await;
+    let query =
+        json!({"query": "mutation { tokenAuth(username: \"someone\", password: \"wrong password\") { access } }"});
+    let attempt = |client: &'static str| {
+        app.client.post(app.url("/graphql")).header("X-Forwarded-For", format!("6.6.6.6, {client}")).json(&query).send()
+    };
+    for _ in 0..2 {
+        let body: serde_json::Value = attempt("203.0.113.1").await.unwrap().json().await.unwrap();
+        assert_eq!(codes(&body), vec!["UNAUTHENTICATED"]);
+    }
+    let body: serde_json::Value = attempt("203.0.113.1").await.unwrap().json().await.unwrap();
+    assert_eq!(codes(&body), vec!["TOO_MANY_REQUESTS"]);
+    // Another client behind the same proxy is not held up.
+    let body: serde_json::Value = attempt("203.0.113.2").await.unwrap().json().await.unwrap();
+    assert_eq!(codes(&body), vec!["UNAUTHENTICATED"]);
+}

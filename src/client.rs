@@ -1,0 +1,48 @@
+//! The caller's address, for throttling. Behind a reverse proxy every connection comes from the
+//! proxy, so with `AGORA_TRUST_FORWARDED_FOR` the address is the one the proxy appended last to
+//! `X-Forwarded-For` (a client can forge the entries before it, never that one).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+
+use crate::startup::AppContext;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppContext> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let forwarded = ctx.state.settings.trust_forwarded_for.then(|| forwarded_for(&parts.headers)).flatten();
+        Ok(ClientIp(forwarded.or(peer).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
+/// The last address of the last `X-Forwarded-For` header.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    last.rsplit(',').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_appended_address_wins() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", "6.6.6.6, 10.0.0.7".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), Some("10.0.0.7".parse().unwrap()));
+        headers.append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), Some("203.0.113.9".parse().unwrap()));
+        headers.insert("x-forwarded-for", "not an address".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), None);
+    }
+}
