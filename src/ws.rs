@@ -71,7 +71,7 @@ pub fn keepalive(
                     }
                 },
                 _ = ticker.tick() => {
-                    let silent = started.elapsed().as_millis() as u64 - last_seen.load(Ordering::Relaxed);
+                    let silent = (started.elapsed().as_millis() as u64).saturating_sub(last_seen.load(Ordering::Relaxed));
                     if silent > 2 * every.as_millis() as u64 {
                         tracing::debug!("closing a WebSocket that stopped answering pings");
                         let _ = tokio::time::timeout(every, sink.send(close(close_code::AWAY, "ping timeout"))).await;

@@ -39,13 +39,17 @@ pub enum AuthError {
     /// A valid refresh token whose user is gone or inactive.
     #[error("No active account found for the given token.")]
     NoAccountForToken,
+    /// The user could not be looked up (the database is unreachable): not the caller's fault,
+    /// so never answered as a 401 that would sign a legacy client out.
+    #[error("Internal server error.")]
+    Unavailable,
 }
 
 impl AuthError {
     /// SimpleJWT's `code`, where its body has one.
     pub fn code(&self) -> Option<&'static str> {
         match self {
-            AuthError::NoCredentials | AuthError::BadCredentials => None,
+            AuthError::NoCredentials | AuthError::BadCredentials | AuthError::Unavailable => None,
             AuthError::BadHeader => Some("bad_authorization_header"),
             AuthError::BadAccessToken(_) | AuthError::BadRefreshToken(_) | AuthError::NoUserId => {
                 Some("token_not_valid")
@@ -112,7 +116,7 @@ pub async fn authenticate(
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "user lookup failed");
-            AuthError::UserNotFound
+            AuthError::Unavailable
         })?
         .ok_or(AuthError::UserNotFound)?;
     if !user.is_active {

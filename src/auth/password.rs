@@ -68,9 +68,15 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let _permit = self.permits.acquire().await?;
+        // The permit travels with the blocking work: a caller that goes away (a client that
+        // disconnects) cannot free it while the hash is still running.
+        let permit = self.permits.clone().acquire_owned().await?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work)).await?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .await?
     }
 }
 

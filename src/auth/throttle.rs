@@ -1,7 +1,8 @@
 //! A fixed-window rate limit per key (the client's address), for the open operations that an
 //! attacker would hammer: signing in and registering.
 //!
-//! In memory, per process: behind a load balancer each process counts its own share, which is
+//! IPv6 clients are counted per /64 (one subscriber's whole network), so rotating addresses
+//! inside it does not get around the limit. In memory, per process: behind a load balancer each process counts its own share, which is
 //! enough to stop password guessing at scale without a round trip to Redis per attempt.
 
 use std::collections::HashMap;
@@ -13,21 +14,36 @@ pub struct Throttle {
     limit: u32,
     window: Duration,
     counters: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Map size at which finished windows are swept out (doubles with the live entries).
+    next_sweep: std::sync::atomic::AtomicUsize,
+}
+
+/// The unit that is counted: an IPv4 address, or the /64 network of an IPv6 one.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 impl Throttle {
     /// `limit` attempts per `window` per address; a limit of 0 disables throttling.
     pub fn new(limit: u32, window: Duration) -> Self {
-        Self { limit, window, counters: Mutex::new(HashMap::new()) }
+        Self { limit, window, counters: Mutex::new(HashMap::new()), next_sweep: 1_000.into() }
     }
 
     /// Counts one attempt; `Err(seconds)` tells how long until the next one is allowed.
     pub fn check(&self, key: Option<IpAddr>) -> Result<(), u64> {
-        let Some(key) = key.filter(|_| self.limit > 0) else { return Ok(()) };
+        let Some(key) = key.filter(|_| self.limit > 0).map(network) else { return Ok(()) };
         let now = Instant::now();
         let mut counters = self.counters.lock().expect("throttle lock");
-        if counters.len() > 100_000 {
+        // Forget finished windows now and then, so the map stays as large as the live clients.
+        if counters.len() >= self.next_sweep.load(std::sync::atomic::Ordering::Relaxed) {
             counters.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            self.next_sweep.store(counters.len().max(1_000) * 2, std::sync::atomic::Ordering::Relaxed);
         }
         let (start, count) = counters.entry(key).or_insert((now, 0));
         if now.duration_since(*start) >= self.window {
@@ -58,5 +74,13 @@ mod tests {
         assert!((1..=60).contains(&wait));
         assert!(throttle.check(Some(b)).is_ok());
         assert!(throttle.check(None).is_ok());
+    }
+
+    #[test]
+    fn ipv6_is_counted_per_64() {
+        let throttle = Throttle::new(1, Duration::from_secs(60));
+        assert!(throttle.check(Some("2001:db8:1:2::1".parse().unwrap())).is_ok());
+        assert!(throttle.check(Some("2001:db8:1:2:ffff::9".parse().unwrap())).is_err(), "same /64");
+        assert!(throttle.check(Some("2001:db8:1:3::1".parse().unwrap())).is_ok(), "another /64");
     }
 }

@@ -14,6 +14,9 @@ pub const TOO_MANY_REQUESTS: &str = "TOO_MANY_REQUESTS";
 pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 
 fn auth_error(err: &AuthError) -> async_graphql::Error {
+    if *err == AuthError::Unavailable {
+        return async_graphql::Error::new(err.to_string()).extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR));
+    }
     // An access-token failure names its problem, as SimpleJWT's `messages` do.
     let message = match err {
         AuthError::BadAccessToken(problem) => problem.message().to_owned(),

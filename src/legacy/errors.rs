@@ -58,8 +58,11 @@ pub fn unauthorized(body: &impl Serialize) -> Response {
     response
 }
 
-/// The 401 of an authentication failure.
+/// The 401 of an authentication failure (a 500 when the user could not be looked up).
 pub fn auth_error(err: &AuthError) -> Response {
+    if *err == AuthError::Unavailable {
+        return server_error();
+    }
     unauthorized(&auth_error_body(err))
 }
 

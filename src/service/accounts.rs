@@ -46,16 +46,21 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     let mut errors = FieldErrors::new();
 
     let username = input.username.trim();
+    // Stored as Django's user manager stores it, NFKC-normalised; the rules apply to what is
+    // typed and to what would be stored (NFKC can lengthen a name, or fold it onto another).
+    let stored_username: String = username.nfkc().collect();
     if username.is_empty() {
         errors.add("username", BLANK);
     } else {
         if !domain::is_valid_username(username) {
             errors.add("username", domain::USERNAME_INVALID);
         }
-        if taken(state, user::Column::Username, username).await? {
+        if taken(state, user::Column::Username, username).await?
+            || taken(state, user::Column::Username, &stored_username).await?
+        {
             errors.add("username", USERNAME_TAKEN);
         }
-        if username.chars().count() > domain::USERNAME_MAX {
+        if username.chars().count().max(stored_username.chars().count()) > domain::USERNAME_MAX {
             errors.add("username", domain::too_long(domain::USERNAME_MAX));
         }
     }
@@ -88,10 +93,8 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     errors.into_result()?;
 
     let hash = state.passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
-    // Stored as Django's user manager stores them: the username NFKC-normalised, the email's
-    // domain lower-cased.
-    let username: String = username.nfkc().collect();
-    let username = username.as_str();
+    // The email is stored with its domain lower-cased, as Django's user manager does.
+    let username = stored_username.as_str();
     let email = normalize_email(email);
     let email = email.as_str();
     let now = Utc::now().trunc_subsecs(6);

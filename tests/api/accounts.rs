@@ -30,6 +30,19 @@ async fn usernames_are_stored_nfkc_normalised() {
     // Fullwidth letters, as Django's user manager normalises them.
     let data = app.gql_ok(None, REGISTER, json!({"u": "ｎｆｋｃ_user", "e": "nfkc@example.com", "p": PASSWORD})).await;
     assert_eq!(data["register"]["username"], "nfkc_user");
+    // The normalised form is what must be unique, and what must fit.
+    let again = app.gql(None, REGISTER, json!({"u": "nfkc_ｕｓｅｒ", "e": "nfkc2@example.com", "p": PASSWORD})).await;
+    assert_eq!(
+        field_errors(&again),
+        vec![("username".to_owned(), vec!["A user with that username already exists.".to_owned()])]
+    );
+    // U+FDFA is one letter that NFKC expands to 18 characters.
+    let long =
+        app.gql(None, REGISTER, json!({"u": "\u{FDFA}".repeat(10), "e": "nfkc3@example.com", "p": PASSWORD})).await;
+    assert_eq!(
+        field_errors(&long),
+        vec![("username".to_owned(), vec!["Ensure this field has no more than 150 characters.".to_owned()])]
+    );
 }
 
 #[tokio::test]
