@@ -5,6 +5,10 @@
 //!
 //! This is transport work only: what a valid value is (length, blank, uniqueness, …) is decided
 //! by the services behind the GraphQL operations.
+//!
+//! Bounded before any work that grows with the body: at most [`MAX_BODY_BYTES`] are read, and a
+//! form with more than [`MAX_FIELDS`] fields or [`MAX_FILES`] files is refused as Django refuses
+//! it (`TooManyFieldsSent`, `TooManyFilesSent`: its `handler400`, DRF's `bad_request`).
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart};
@@ -14,11 +18,21 @@ use axum::http::{HeaderMap, Request};
 use axum::response::Response;
 
 use super::errors;
-use super::pyjson::{self, PyValue};
+use super::pyjson::{self, DictBuilder, PyValue};
 use super::shapes::ValidationErrors;
 
 pub const REQUIRED: &str = "This field is required.";
 pub const NULL: &str = "This field may not be null.";
+
+/// The largest body a legacy endpoint reads (the server's `max_body_bytes` when smaller). Every
+/// legacy body is a few short text fields (the longest, a post, is under 130 KB even with every
+/// character `\u`-escaped) and file parts are discarded: nothing legitimate comes near 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Django's `DATA_UPLOAD_MAX_NUMBER_FIELDS` (default): the fields of a urlencoded or multipart
+/// body, counted as Django counts them.
+pub const MAX_FIELDS: usize = 1000;
+/// Django's `DATA_UPLOAD_MAX_NUMBER_FILES` (default): the file parts of a multipart body.
+pub const MAX_FILES: usize = 100;
 
 /// How DRF's serializer field for a body field turns the raw value into text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,11 +86,16 @@ pub async fn read(parts: &Parts, body: Body, limit: usize) -> Result<PyValue, Re
             pyjson::parse(text).map_err(|e| json_error(e.0))
         }
         Some(Parser::Form) => {
-            let mut entries = Vec::new();
-            for (name, value) in url::form_urlencoded::parse(&bytes) {
-                set_last(&mut entries, name.into_owned(), PyValue::Str(value.into_owned()));
+            // Python's `parse_qsl(max_num_fields=…)`: one field more than there are `&`, empty
+            // ones included, counted before anything is decoded.
+            if bytes.iter().filter(|&&b| b == b'&').count() + 1 > MAX_FIELDS {
+                return Err(errors::bad_request());
             }
-            Ok(PyValue::Dict(entries))
+            let mut dict = DictBuilder::default();
+            for (name, value) in url::form_urlencoded::parse(&bytes) {
+                dict.set_last(name.into_owned(), PyValue::Str(value.into_owned()));
+            }
+            Ok(dict.finish())
         }
         Some(Parser::Multipart) => multipart(&parts.headers, bytes).await,
         None => Err(errors::unsupported_media_type(&content_type)),
@@ -124,27 +143,28 @@ async fn multipart(headers: &HeaderMap, bytes: bytes::Bytes) -> Result<PyValue, 
             return Err(errors::parse_error("Multipart form parse error - Invalid boundary in multipart: None".into()));
         }
     };
-    let mut entries: Vec<(String, PyValue)> = Vec::new();
+    let mut dict = DictBuilder::default();
+    let (mut fields, mut files) = (0, 0);
     while let Ok(Some(field)) = form.next_field().await {
         let name = field.name().unwrap_or_default().to_owned();
-        let value = match field.file_name().map(str::to_owned) {
+        let file_name = field.file_name().map(str::to_owned);
+        // Django counts each part as it comes, and stops at the first one over a limit.
+        let (count, limit) = if file_name.is_some() { (&mut files, MAX_FILES) } else { (&mut fields, MAX_FIELDS) };
+        *count += 1;
+        if *count > limit {
+            return Err(errors::bad_request());
+        }
+        let value = match file_name {
             Some(file_name) => PyValue::File(file_name),
             None => match field.bytes().await {
                 Ok(data) => PyValue::Str(String::from_utf8_lossy(&data).into_owned()),
                 Err(_) => break,
             },
         };
-        set_last(&mut entries, name, value);
+        // A repeated name reads as its last value (Django's `QueryDict.get`).
+        dict.set_last(name, value);
     }
-    Ok(PyValue::Dict(entries))
-}
-
-/// A repeated form name reads as its last value (Django's `QueryDict.get`).
-fn set_last(entries: &mut Vec<(String, PyValue)>, name: String, value: PyValue) {
-    match entries.iter_mut().find(|(n, _)| *n == name) {
-        Some(entry) => entry.1 = value,
-        None => entries.push((name, value)),
-    }
+    Ok(dict.finish())
 }
 
 /// The declared fields of a parsed body. `Err` is DRF's answer to a body that is not an object.
@@ -276,6 +296,129 @@ mod tests {
         assert_eq!(text("\"s\""), r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got str."]}"#);
         assert_eq!(text("5"), r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got int."]}"#);
         assert_eq!(text("null"), r#"{"non_field_errors":["No data provided"]}"#);
+    }
+
+    /// What `read` makes of `body` sent as `content_type`: the parsed value, or the refusal's
+    /// status and body.
+    async fn read_as(content_type: &str, body: Vec<u8>) -> Result<PyValue, (u16, String)> {
+        let (parts, ()) = Request::builder().header(CONTENT_TYPE, content_type).body(()).unwrap().into_parts();
+        match read(&parts, Body::from(body), MAX_BODY_BYTES).await {
+            Ok(value) => Ok(value),
+            Err(response) => {
+                let status = response.status().as_u16();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                Err((status, String::from_utf8(bytes.to_vec()).unwrap()))
+            }
+        }
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const MULTIPART: &str = "multipart/form-data; boundary=xx";
+    const BAD_REQUEST: (u16, &str) = (400, r#"{"error": "Bad Request (400)"}"#);
+
+    fn form(fields: usize) -> Vec<u8> {
+        (0..fields).map(|n| format!("k{n}=")).collect::<Vec<_>>().join("&").into_bytes()
+    }
+
+    /// `count` distinct names of at most three characters, so that many fit under the limit.
+    fn short_names(count: usize) -> Vec<String> {
+        const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let name = |mut n: usize| {
+            let mut name = vec![DIGITS[n % 62]];
+            while n >= 62 {
+                n = n / 62 - 1;
+                name.push(DIGITS[n % 62]);
+            }
+            String::from_utf8(name).unwrap()
+        };
+        assert!(count <= 62 + 62 * 62 + 62 * 62 * 62);
+        (0..count).map(name).collect()
+    }
+
+    /// `texts` text parts and `files` file parts.
+    fn multipart_body(texts: usize, files: usize) -> Vec<u8> {
+        let mut body = String::new();
+        for n in 0..texts {
+            body.push_str(&format!("--xx\r\nContent-Disposition: form-data; name=\"k{n}\"\r\n\r\nv\r\n"));
+        }
+        for n in 0..files {
+            body.push_str(&format!(
+                "--xx\r\nContent-Disposition: form-data; name=\"f{n}\"; filename=\"a.txt\"\r\n\r\nv\r\n"
+            ));
+        }
+        body.push_str("--xx--\r\n");
+        body.into_bytes()
+    }
+
+    fn entry_count(value: &PyValue) -> usize {
+        match value {
+            PyValue::Dict(entries) => entries.len(),
+            other => panic!("not a dict: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_form_names_keep_their_first_place_and_take_the_last_value() {
+        let value = read_as(FORM, b"k=1&j=2&k=3&&i&j=4".to_vec()).await.unwrap();
+        assert_eq!(value.py_repr(), "{'k': '3', 'j': '4', 'i': ''}");
+        let body = "--xx\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n1\r\n\
+                    --xx\r\nContent-Disposition: form-data; name=\"j\"\r\n\r\n2\r\n\
+                    --xx\r\nContent-Disposition: form-data; name=\"k\"; filename=\"a.txt\"\r\n\r\nv\r\n--xx--\r\n";
+        let value = read_as(MULTIPART, body.as_bytes().to_vec()).await.unwrap();
+        assert_eq!(value.py_repr(), "{'k': <InMemoryUploadedFile: a.txt>, 'j': '2'}");
+    }
+
+    /// Django's limits, at the edge (checked against the reference: 1,000 fields are read, 1,001
+    /// get its `bad_request`; the same for multipart, and 101 files).
+    #[tokio::test]
+    async fn forms_with_too_many_fields_or_files_are_refused_as_django_does() {
+        assert_eq!(entry_count(&read_as(FORM, form(MAX_FIELDS)).await.unwrap()), MAX_FIELDS);
+        let refused = read_as(FORM, form(MAX_FIELDS + 1)).await.unwrap_err();
+        assert_eq!((refused.0, refused.1.as_str()), BAD_REQUEST);
+        // Python counts the separators, empty fields included.
+        let empty_fields = vec![b'&'; MAX_FIELDS];
+        assert_eq!(read_as(FORM, empty_fields).await.unwrap_err().0, 400);
+        assert_eq!(entry_count(&read_as(FORM, vec![b'&'; MAX_FIELDS - 1]).await.unwrap()), 0);
+
+        assert_eq!(entry_count(&read_as(MULTIPART, multipart_body(MAX_FIELDS, MAX_FILES)).await.unwrap()), 1100);
+        for body in [multipart_body(MAX_FIELDS + 1, 0), multipart_body(0, MAX_FILES + 1)] {
+            let refused = read_as(MULTIPART, body).await.unwrap_err();
+            assert_eq!((refused.0, refused.1.as_str()), BAD_REQUEST);
+        }
+    }
+
+    /// 200,000 distinct names: a scan of the earlier names per name took minutes; now the count
+    /// refuses the form before anything is decoded, and a JSON object of many keys is linear.
+    #[tokio::test]
+    async fn many_fields_are_cheap() {
+        let names = short_names(200_000);
+        assert_eq!(names.iter().collect::<std::collections::HashSet<_>>().len(), names.len(), "distinct");
+        let started = std::time::Instant::now();
+        let form = names.join("&");
+        assert!(form.len() < MAX_BODY_BYTES);
+        assert_eq!(read_as(FORM, form.into_bytes()).await.unwrap_err(), (400, BAD_REQUEST.1.to_owned()));
+        assert_eq!(read_as(MULTIPART, multipart_body(5_000, 0)).await.unwrap_err().0, 400);
+        let json =
+            format!("{{{}}}", names[..120_000].iter().map(|n| format!(r#""{n}":0"#)).collect::<Vec<_>>().join(","));
+        assert!(json.len() < MAX_BODY_BYTES);
+        assert_eq!(entry_count(&read_as("application/json", json.into_bytes()).await.unwrap()), 120_000);
+        let elapsed = started.elapsed();
+        assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_before_parsing() {
+        let refused = read_as("application/json", vec![b'['; MAX_BODY_BYTES + 1]).await.unwrap_err();
+        assert_eq!(refused, (413, r#"{"detail":"Request body is larger than 1048576 bytes."}"#.to_owned()));
+        let deep = read_as("application/json", vec![b'['; MAX_BODY_BYTES]).await.unwrap_err();
+        assert_eq!(
+            deep,
+            (
+                400,
+                r#"{"detail":"JSON parse error - maximum recursion depth exceeded while decoding a JSON array from a unicode string"}"#
+                    .to_owned()
+            )
+        );
     }
 
     #[test]

@@ -97,6 +97,12 @@ pub fn invalid(errors: &ValidationErrors) -> Response {
     json(StatusCode::BAD_REQUEST, errors)
 }
 
+/// DRF's `bad_request` (the reference's `handler400`), byte for byte: Django's answer to a
+/// `SuspiciousOperation` such as a form with too many fields.
+pub fn bad_request() -> Response {
+    raw_json(StatusCode::BAD_REQUEST, &br#"{"error": "Bad Request (400)"}"#[..])
+}
+
 /// Django's `server_error` body, byte for byte (`JsonResponse` keeps the space after the colon).
 pub fn server_error() -> Response {
     raw_json(StatusCode::INTERNAL_SERVER_ERROR, &br#"{"error": "Server Error (500)"}"#[..])

@@ -121,7 +121,8 @@ async fn handle(
         .collect();
     let mut input = Input { path, query, body: Default::default() };
     if parts.method == Method::POST {
-        let data = match body::read(&parts, body, ctx.state.settings.max_body_bytes).await {
+        let limit = ctx.state.settings.max_body_bytes.min(body::MAX_BODY_BYTES);
+        let data = match body::read(&parts, body, limit).await {
             Ok(data) => data,
             Err(response) => return response,
         };

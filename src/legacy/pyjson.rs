@@ -5,6 +5,22 @@
 //!
 //! Values keep what DRF's fields look at: integers as their exact digits, floats as `f64`,
 //! objects in document order (a repeated key keeps its first place and takes the last value).
+//!
+//! Bounded for hostile input: the scanner keeps open arrays and objects on a heap stack rather
+//! than recursing, and refuses nesting deeper than [`MAX_DEPTH`] (with CPython's `RecursionError`
+//! message), so neither it nor the recursive functions over a parsed value (`py_repr`, `Drop`, …)
+//! can exhaust a worker's stack; repeated keys are found through a hash index ([`DictBuilder`]),
+//! so an object costs linear time.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// The deepest nesting of arrays and objects a document may have. CPython's `json` gives up
+/// near 1,000 levels (its recursion limit, less the frames already in use); no legitimate
+/// body of the legacy API nests more than two. The scanner itself does not recurse; 512 levels
+/// keep what does (`repr`, `Drop`, derived `Clone`/`PartialEq`) within a quarter of a tokio
+/// worker's 2 MiB stack, in debug builds too (a unit test checks this).
+pub const MAX_DEPTH: usize = 512;
 
 /// A parsed JSON value, as Python's `json` module would hold it.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,22 +62,75 @@ impl PyValue {
 
     /// Python's `repr(value)`.
     pub fn py_repr(&self) -> String {
+        let mut out = String::new();
+        self.write_repr(&mut out);
+        out
+    }
+
+    /// `repr` into one buffer, so nested values are not copied once per level. Recurses once per
+    /// level: parsed values nest at most [`MAX_DEPTH`] deep.
+    fn write_repr(&self, out: &mut String) {
         match self {
-            PyValue::Null => "None".to_owned(),
-            PyValue::Bool(true) => "True".to_owned(),
-            PyValue::Bool(false) => "False".to_owned(),
-            PyValue::Int(digits) => digits.clone(),
-            PyValue::Float(f) => float_repr(*f),
-            PyValue::Str(s) => str_repr(s),
-            PyValue::File(name) => format!("<InMemoryUploadedFile: {name}>"),
-            PyValue::List(items) => {
-                format!("[{}]", items.iter().map(PyValue::py_repr).collect::<Vec<_>>().join(", "))
+            PyValue::Null => out.push_str("None"),
+            PyValue::Bool(true) => out.push_str("True"),
+            PyValue::Bool(false) => out.push_str("False"),
+            PyValue::Int(digits) => out.push_str(digits),
+            PyValue::Float(f) => out.push_str(&float_repr(*f)),
+            PyValue::Str(s) => out.push_str(&str_repr(s)),
+            PyValue::File(name) => {
+                out.push_str("<InMemoryUploadedFile: ");
+                out.push_str(name);
+                out.push('>');
             }
-            PyValue::Dict(entries) => format!(
-                "{{{}}}",
-                entries.iter().map(|(k, v)| format!("{}: {}", str_repr(k), v.py_repr())).collect::<Vec<_>>().join(", ")
-            ),
+            PyValue::List(items) => {
+                out.push('[');
+                for (n, item) in items.iter().enumerate() {
+                    if n > 0 {
+                        out.push_str(", ");
+                    }
+                    item.write_repr(out);
+                }
+                out.push(']');
+            }
+            PyValue::Dict(entries) => {
+                out.push('{');
+                for (n, (key, value)) in entries.iter().enumerate() {
+                    if n > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&str_repr(key));
+                    out.push_str(": ");
+                    value.write_repr(out);
+                }
+                out.push('}');
+            }
         }
+    }
+}
+
+/// A Python `dict` under construction: entries in insertion order, and a hash index of their
+/// keys so that a repeated key is found in constant time (a scan of the earlier entries made a
+/// body of many distinct keys quadratic).
+#[derive(Debug, Default)]
+pub struct DictBuilder {
+    entries: Vec<(String, PyValue)>,
+    index: HashMap<String, usize>,
+}
+
+impl DictBuilder {
+    /// `d[key] = value`: a repeated key keeps its first place and takes the last value.
+    pub fn set_last(&mut self, key: String, value: PyValue) {
+        match self.index.entry(key) {
+            Entry::Occupied(slot) => self.entries[*slot.get()].1 = value,
+            Entry::Vacant(slot) => {
+                self.entries.push((slot.key().clone(), value));
+                slot.insert(self.entries.len() - 1);
+            }
+        }
+    }
+
+    pub fn finish(self) -> PyValue {
+        PyValue::Dict(self.entries)
     }
 }
 
@@ -208,9 +277,93 @@ impl Scanner<'_> {
         self.bytes[i..].starts_with(word.as_bytes())
     }
 
-    /// `scan_once`: a value at `i` and the position after it; `None` is Python's
+    /// `scan_once`: the value at `i` and the position after it; `None` is Python's
     /// `StopIteration` ("Expecting value" at the caller's position).
-    fn value(&self, i: usize) -> Result<Option<(PyValue, usize)>, ParseError> {
+    ///
+    /// CPython recurses into arrays and objects; this keeps the open ones on a heap stack instead,
+    /// so the scanner's own depth is constant, and refuses to open one deeper than [`MAX_DEPTH`]
+    /// (checked before it is read, as CPython's `Py_EnterRecursiveCall`), so every value it
+    /// returns is shallow enough for the recursive functions over values. Errors are found at
+    /// the same place, in the same order, as by CPython's recursive scanner.
+    fn value(&self, start: usize) -> Result<Option<(PyValue, usize)>, ParseError> {
+        let mut open: Vec<Open> = Vec::new();
+        let mut i = start;
+        loop {
+            // A value starts at `i`: a scalar, or an array or object (opened, unless empty).
+            let (mut value, mut end) = match self.bytes.get(i) {
+                Some(b'[') => {
+                    nested(open.len(), "array")?;
+                    let first = self.skip_ws(i + 1);
+                    if self.bytes.get(first) == Some(&b']') {
+                        (PyValue::List(Vec::new()), first + 1)
+                    } else {
+                        open.push(Open::List(Vec::new()));
+                        i = first;
+                        continue;
+                    }
+                }
+                Some(b'{') => {
+                    nested(open.len(), "object")?;
+                    let first = self.skip_ws(i + 1);
+                    if self.bytes.get(first) == Some(&b'}') {
+                        (PyValue::Dict(Vec::new()), first + 1)
+                    } else {
+                        let (key, value_at) = self.key(first)?;
+                        open.push(Open::Dict(DictBuilder::default(), key));
+                        i = value_at;
+                        continue;
+                    }
+                }
+                _ => match self.scalar(i)? {
+                    Some(found) => found,
+                    None if open.is_empty() => return Ok(None),
+                    None => return Err(self.error("Expecting value", i)),
+                },
+            };
+            // The value is complete: it goes into the innermost open container, which then
+            // continues with another value or closes (and is itself a complete value).
+            loop {
+                let Some(container) = open.last_mut() else { return Ok(Some((value, end))) };
+                let after = self.skip_ws(end);
+                let next = self.bytes.get(after);
+                match container {
+                    Open::List(items) => {
+                        items.push(value);
+                        match next {
+                            Some(b']') => {}
+                            Some(b',') => {
+                                i = self.skip_ws(after + 1);
+                                break;
+                            }
+                            _ => return Err(self.error("Expecting ',' delimiter", after)),
+                        }
+                    }
+                    Open::Dict(dict, key) => {
+                        dict.set_last(std::mem::take(key), value);
+                        match next {
+                            Some(b'}') => {}
+                            Some(b',') => {
+                                let (next_key, value_at) = self.key(self.skip_ws(after + 1))?;
+                                *key = next_key;
+                                i = value_at;
+                                break;
+                            }
+                            _ => return Err(self.error("Expecting ',' delimiter", after)),
+                        }
+                    }
+                }
+                value = match open.pop() {
+                    Some(Open::List(items)) => PyValue::List(items),
+                    Some(Open::Dict(dict, _)) => dict.finish(),
+                    None => unreachable!("a container was open"),
+                };
+                end = after + 1;
+            }
+        }
+    }
+
+    /// A value that is not an array or an object.
+    fn scalar(&self, i: usize) -> Result<Option<(PyValue, usize)>, ParseError> {
         let Some(&c) = self.bytes.get(i) else { return Ok(None) };
         let constant = |name: &str, value: f64| {
             if self.constants {
@@ -223,8 +376,6 @@ impl Scanner<'_> {
                 let (s, end) = self.string(i + 1)?;
                 (PyValue::Str(s), end)
             }
-            b'{' => self.object(i + 1)?,
-            b'[' => self.array(i + 1)?,
             b'n' if self.starts(i, "null") => (PyValue::Null, i + 4),
             b't' if self.starts(i, "true") => (PyValue::Bool(true), i + 4),
             b'f' if self.starts(i, "false") => (PyValue::Bool(false), i + 5),
@@ -237,6 +388,19 @@ impl Scanner<'_> {
             },
             _ => return Ok(None),
         }))
+    }
+
+    /// An object's `"key":` at `i`, and where its value starts.
+    fn key(&self, i: usize) -> Result<(String, usize), ParseError> {
+        if self.bytes.get(i) != Some(&b'"') {
+            return Err(self.error("Expecting property name enclosed in double quotes", i));
+        }
+        let (key, after_key) = self.string(i + 1)?;
+        let colon = self.skip_ws(after_key);
+        if self.bytes.get(colon) != Some(&b':') {
+            return Err(self.error("Expecting ':' delimiter", colon));
+        }
+        Ok((key, self.skip_ws(colon + 1)))
     }
 
     /// `-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?`, each optional part taken only when complete.
@@ -347,54 +511,24 @@ impl Scanner<'_> {
         }
         u32::from_str_radix(std::str::from_utf8(hex).expect("ASCII"), 16).map_err(|_| invalid())
     }
+}
 
-    fn object(&self, start: usize) -> Result<(PyValue, usize), ParseError> {
-        let mut entries: Vec<(String, PyValue)> = Vec::new();
-        let mut i = self.skip_ws(start);
-        if self.bytes.get(i) == Some(&b'}') {
-            return Ok((PyValue::Dict(entries), i + 1));
-        }
-        loop {
-            if self.bytes.get(i) != Some(&b'"') {
-                return Err(self.error("Expecting property name enclosed in double quotes", i));
-            }
-            let (key, after_key) = self.string(i + 1)?;
-            i = self.skip_ws(after_key);
-            if self.bytes.get(i) != Some(&b':') {
-                return Err(self.error("Expecting ':' delimiter", i));
-            }
-            i = self.skip_ws(i + 1);
-            let (value, after_value) = self.value(i)?.ok_or_else(|| self.error("Expecting value", i))?;
-            match entries.iter_mut().find(|(k, _)| *k == key) {
-                Some(entry) => entry.1 = value,
-                None => entries.push((key, value)),
-            }
-            i = self.skip_ws(after_value);
-            match self.bytes.get(i) {
-                Some(b'}') => return Ok((PyValue::Dict(entries), i + 1)),
-                Some(b',') => i = self.skip_ws(i + 1),
-                _ => return Err(self.error("Expecting ',' delimiter", i)),
-            }
-        }
-    }
+/// An array or object being read: its items so far (an object's, with the key whose value is
+/// being read).
+enum Open {
+    List(Vec<PyValue>),
+    Dict(DictBuilder, String),
+}
 
-    fn array(&self, start: usize) -> Result<(PyValue, usize), ParseError> {
-        let mut items = Vec::new();
-        let mut i = self.skip_ws(start);
-        if self.bytes.get(i) == Some(&b']') {
-            return Ok((PyValue::List(items), i + 1));
-        }
-        loop {
-            let (value, after) = self.value(i)?.ok_or_else(|| self.error("Expecting value", i))?;
-            items.push(value);
-            i = self.skip_ws(after);
-            match self.bytes.get(i) {
-                Some(b']') => return Ok((PyValue::List(items), i + 1)),
-                Some(b',') => i = self.skip_ws(i + 1),
-                _ => return Err(self.error("Expecting ',' delimiter", i)),
-            }
-        }
+/// CPython's `RecursionError` (which has no position) for an array or object opened inside
+/// `depth` others, when that is deeper than [`MAX_DEPTH`].
+fn nested(depth: usize, kind: &str) -> Result<(), ParseError> {
+    if depth >= MAX_DEPTH {
+        return Err(ParseError(format!(
+            "maximum recursion depth exceeded while decoding a JSON {kind} from a unicode string"
+        )));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -446,6 +580,26 @@ mod tests {
             ("1 2", "Extra data: line 1 column 3 (char 2)"),
             ("{\"a\":[1,2}", "Expecting ',' delimiter: line 1 column 10 (char 9)"),
             ("{\"a\":1]", "Expecting ',' delimiter: line 1 column 7 (char 6)"),
+            // Nested containers: errors at the same place as CPython's recursive scanner.
+            ("[[1,[2,]]]", "Expecting value: line 1 column 8 (char 7)"),
+            ("{\"a\":{\"b\":[1,2}}", "Expecting ',' delimiter: line 1 column 15 (char 14)"),
+            ("{\"a\":[{}, {\"b\" 1}]}", "Expecting ':' delimiter: line 1 column 16 (char 15)"),
+            ("[{\"a\":1,}]", "Expecting property name enclosed in double quotes: line 1 column 9 (char 8)"),
+            ("[[[]]", "Expecting ',' delimiter: line 1 column 6 (char 5)"),
+            ("{\"a\":{}}x", "Extra data: line 1 column 9 (char 8)"),
+            ("{\"a\":[1]", "Expecting ',' delimiter: line 1 column 9 (char 8)"),
+            ("[{\"a\":1}", "Expecting ',' delimiter: line 1 column 9 (char 8)"),
+            ("[1,[2,[3,]]]", "Expecting value: line 1 column 10 (char 9)"),
+            ("{\"a\":1,\"b\":{\"c\":}}", "Expecting value: line 1 column 17 (char 16)"),
+            ("[[", "Expecting value: line 1 column 3 (char 2)"),
+            ("{\"a\":{\"b\":", "Expecting value: line 1 column 11 (char 10)"),
+            ("[[] ,{} ,[{\"x\":[]} ] ", "Expecting ',' delimiter: line 1 column 22 (char 21)"),
+            ("{\"a\":[],\"b\":{\"c\":1 2}}", "Expecting ',' delimiter: line 1 column 20 (char 19)"),
+            ("[{\"a\":1}{\"b\":2}]", "Expecting ',' delimiter: line 1 column 9 (char 8)"),
+            ("[{}, {\"a\":[1,,]}]", "Expecting value: line 1 column 14 (char 13)"),
+            ("{\"a\":[1],}", "Expecting property name enclosed in double quotes: line 1 column 10 (char 9)"),
+            ("[1]]", "Extra data: line 1 column 4 (char 3)"),
+            ("{\"a\":{\"a\":1}}}", "Extra data: line 1 column 14 (char 13)"),
             ("NaN", "Out of range float values are not JSON compliant: 'NaN'"),
             ("[-Infinity]", "Out of range float values are not JSON compliant: '-Infinity'"),
         ];
@@ -484,6 +638,89 @@ mod tests {
         assert_eq!(strs, ["1", "0", "2.5", "1000.0", "1e-05", "1e+16", "123456789012345678901234567890"]);
         assert_eq!(parse(r#"{"a": {"b": ['x']}}"#).unwrap_err().0.split(':').next(), Some("Expecting value"));
         assert_eq!(parse(r#"{"a": 1, "b": ["x", true, null]}"#).unwrap().py_repr(), "{'a': 1, 'b': ['x', True, None]}");
+        assert_eq!(
+            parse(r#" [[] ,{} ,[{"x":[ ]} ], {"a": {"b": [{}]}, "c" : [1, [2, [3]]]}] "#).unwrap().py_repr(),
+            "[[], {}, [{'x': []}], {'a': {'b': [{}]}, 'c': [1, [2, [3]]]}]"
+        );
+    }
+
+    fn nested_arrays(depth: usize) -> String {
+        format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    fn nested_objects(depth: usize) -> String {
+        format!("{}1{}", r#"{"a": "#.repeat(depth), "}".repeat(depth))
+    }
+
+    /// Arrays and objects alternating, `depth` in all.
+    fn nested_mixed(depth: usize) -> String {
+        let open: String = (0..depth).map(|n| if n % 2 == 0 { "[" } else { r#"{"k":"# }).collect();
+        let close: String = (0..depth).rev().map(|n| if n % 2 == 0 { ']' } else { '}' }).collect();
+        format!("{open}\"x\"{close}")
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_as_cpython_does() {
+        let too_deep_array =
+            ParseError("maximum recursion depth exceeded while decoding a JSON array from a unicode string".into());
+        let too_deep_object =
+            ParseError("maximum recursion depth exceeded while decoding a JSON object from a unicode string".into());
+        assert!(parse(&nested_arrays(MAX_DEPTH)).is_ok());
+        assert!(parse(&nested_objects(MAX_DEPTH)).is_ok());
+        assert!(parse(&nested_mixed(MAX_DEPTH)).is_ok());
+        assert_eq!(parse(&nested_arrays(MAX_DEPTH + 1)), Err(too_deep_array.clone()));
+        assert_eq!(parse(&nested_objects(MAX_DEPTH + 1)), Err(too_deep_object.clone()));
+        assert_eq!(parse_lenient(&nested_arrays(MAX_DEPTH + 1)), Err(too_deep_array.clone()));
+        // The innermost container opened decides the wording.
+        let mixed = format!("{}[", r#"{"a":"#.repeat(MAX_DEPTH));
+        assert_eq!(parse(&mixed), Err(too_deep_array.clone()));
+        // What the review sent: a million `[` (and no `]`) on this thread's default stack.
+        assert_eq!(parse(&"[".repeat(1_000_000)), Err(too_deep_array));
+        assert_eq!(parse_lenient(&r#"{"a":"#.repeat(1_000_000)), Err(too_deep_object));
+        // An earlier syntax error is reported first, as CPython scans in order.
+        let early = format!("[[1 2{}", "[".repeat(MAX_DEPTH));
+        assert_eq!(parse(&early), Err(ParseError("Expecting ',' delimiter: line 1 column 5 (char 4)".into())));
+    }
+
+    /// Scanning is not recursive, and everything recursive over a value of the deepest allowed
+    /// nesting (`repr`, comparing, cloning, dropping) fits in a quarter of a tokio worker's 2 MiB
+    /// stack, in a debug build (measured: `repr` and dropping need under 256 KiB).
+    #[test]
+    fn the_deepest_values_fit_a_small_stack() {
+        let work = || {
+            for text in [nested_arrays(MAX_DEPTH), nested_objects(MAX_DEPTH), nested_mixed(MAX_DEPTH)] {
+                let value = parse(&text).unwrap();
+                let repr = value.py_repr();
+                assert!(repr.len() > MAX_DEPTH, "{}", &repr[..40]);
+                assert!(value.clone() == value);
+                drop(value);
+            }
+        };
+        std::thread::Builder::new().stack_size(512 * 1024).spawn(work).unwrap().join().expect("no stack overflow");
+    }
+
+    #[test]
+    fn repeated_keys_keep_their_first_place_and_take_the_last_value() {
+        let value = parse(r#"{"b": 1, "a": 2, "b": 3, "c": 4, "a": {"x": 1, "x": 2}, "b": 5}"#).unwrap();
+        assert_eq!(value.py_repr(), "{'b': 5, 'a': {'x': 2}, 'c': 4}");
+        let mut dict = DictBuilder::default();
+        for (key, value) in [("k", "1"), ("j", "2"), ("k", "3")] {
+            dict.set_last(key.to_owned(), PyValue::Str(value.to_owned()));
+        }
+        assert_eq!(dict.finish().py_repr(), "{'k': '3', 'j': '2'}");
+    }
+
+    /// 200,000 distinct keys: with a scan of the earlier keys per key this took minutes.
+    #[test]
+    fn many_keys_take_linear_time() {
+        let keys = 200_000;
+        let body = format!("{{{}}}", (0..keys).map(|n| format!(r#""k{n}":{n}"#)).collect::<Vec<_>>().join(","));
+        let started = std::time::Instant::now();
+        let PyValue::Dict(entries) = parse(&body).unwrap() else { panic!("not a dict") };
+        let elapsed = started.elapsed();
+        assert_eq!(entries.len(), keys);
+        assert_eq!(entries[keys - 1], (format!("k{}", keys - 1), PyValue::Int((keys - 1).to_string())));
+        assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}");
     }
 
     #[test]

@@ -630,6 +630,104 @@ async fn malformed_and_unsupported_bodies() {
     .expect(400, r#"{"password":["Not a valid string."]}"#);
 }
 
+/// Django's `bad_request` (its `handler400`), byte for byte.
+const BAD_REQUEST: &str = r#"{"error": "Bad Request (400)"}"#;
+
+/// `count` distinct names of at most three characters (many fit in a small body).
+fn short_names(count: usize) -> Vec<String> {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..count)
+        .map(|mut n| {
+            let mut name = vec![DIGITS[n % 62]];
+            while n >= 62 {
+                n = n / 62 - 1;
+                name.push(DIGITS[n % 62]);
+            }
+            String::from_utf8(name).unwrap()
+        })
+        .collect()
+}
+
+/// A multipart body of `texts` text parts and `files` file parts, boundary `xx`.
+fn multipart_parts(texts: usize, files: usize) -> Vec<u8> {
+    let text = (0..texts).map(|n| format!("--xx\r\nContent-Disposition: form-data; name=\"k{n}\"\r\n\r\nv\r\n"));
+    let file = (0..files)
+        .map(|n| format!("--xx\r\nContent-Disposition: form-data; name=\"f{n}\"; filename=\"a.txt\"\r\n\r\nv\r\n"));
+    let mut body: String = text.chain(file).collect();
+    body.push_str("--xx--\r\n");
+    body.into_bytes()
+}
+
+/// Bodies built to exhaust the server (a review found a million `[` aborted the process, and
+/// 700,000 form fields took minutes of CPU), on the open sign-in endpoint: each is refused
+/// quickly, and the server goes on answering.
+#[tokio::test]
+async fn hostile_bodies_are_refused_cheaply_and_the_server_keeps_answering() {
+    let app = spawn_app().await;
+    let raw = |content_type: &'static str, bytes: Vec<u8>| Payload::Raw(content_type, bytes);
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    let multipart = "multipart/form-data; boundary=xx";
+    let required = r#"{"username":["This field is required."],"password":["This field is required."]}"#;
+    let started = std::time::Instant::now();
+
+    // Nesting: a million `[` (under the 1 MiB limit), as CPython's RecursionError words it.
+    rest(&app, Method::POST, TOKEN, None, raw(json, vec![b'['; 1_000_000]))
+        .await
+        .expect(
+            400,
+            r#"{"detail":"JSON parse error - maximum recursion depth exceeded while decoding a JSON array from a unicode string"}"#,
+        )
+        .allow(ALLOW_TOKEN);
+    rest(&app, Method::POST, TOKEN, None, raw(json, r#"{"a":"#.repeat(100_000).into_bytes())).await.expect(
+        400,
+        r#"{"detail":"JSON parse error - maximum recursion depth exceeded while decoding a JSON object from a unicode string"}"#,
+    );
+    // 512 levels are read (and the body is then not a dictionary).
+    let deepest = format!("{}{}", "[".repeat(512), "]".repeat(512));
+    rest(&app, Method::POST, TOKEN, None, raw(json, deepest.into_bytes()))
+        .await
+        .expect(400, r#"{"non_field_errors":["Invalid data. Expected a dictionary, but got list."]}"#);
+
+    // Many fields: 200,000 distinct names in a form under 1 MiB; Django's limit is 1,000.
+    let names = short_names(200_000);
+    let many = names.join("&").into_bytes();
+    assert!(many.len() < 1024 * 1024);
+    rest(&app, Method::POST, TOKEN, None, raw(form, many)).await.expect(400, BAD_REQUEST).allow(ALLOW_TOKEN);
+    rest(&app, Method::POST, TOKEN, None, raw(form, names[..1001].join("&").into_bytes()))
+        .await
+        .expect(400, BAD_REQUEST);
+    rest(&app, Method::POST, TOKEN, None, raw(form, names[..1000].join("&").into_bytes())).await.expect(400, required);
+    rest(&app, Method::POST, TOKEN, None, raw(multipart, multipart_parts(1001, 0))).await.expect(400, BAD_REQUEST);
+    rest(&app, Method::POST, TOKEN, None, raw(multipart, multipart_parts(0, 101))).await.expect(400, BAD_REQUEST);
+    rest(&app, Method::POST, TOKEN, None, raw(multipart, multipart_parts(1000, 100))).await.expect(400, required);
+    // A JSON object has no field limit (nor in Django), but its keys cost linear time.
+    let object =
+        format!("{{{}}}", names[..120_000].iter().map(|n| format!(r#""{n}":0"#)).collect::<Vec<_>>().join(","));
+    rest(&app, Method::POST, TOKEN, None, raw(json, object.into_bytes())).await.expect(400, required);
+    // Minutes before (quadratic); well under a second each now, even in a debug build.
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}");
+
+    // Larger than any legacy body needs: 413 before anything is parsed.
+    let over = format!("username={}", "a".repeat(1024 * 1024)).into_bytes();
+    rest(&app, Method::POST, TOKEN, None, raw(form, over))
+        .await
+        .expect(413, r#"{"detail":"Request body is larger than 1048576 bytes."}"#)
+        .allow(ALLOW_TOKEN);
+    let user = legacy_user(&app, "hostile").await;
+    rest(&app, Method::POST, POSTS, Some(&user.access), raw(json, vec![b'['; 2 * 1024 * 1024]))
+        .await
+        .expect(413, r#"{"detail":"Request body is larger than 1048576 bytes."}"#);
+
+    // Still serving, and the limits leave ordinary bodies alone.
+    let content = "é".repeat(10_000);
+    let created = post(&app, POSTS, Some(&user.access), json!({"title": "t", "content": content})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let pair = post(&app, TOKEN, None, json!({"username": user.username, "password": PASSWORD})).await;
+    assert_eq!(pair.status, 200, "{}", pair.text);
+}
+
 #[tokio::test]
 async fn unknown_paths_get_drf_404_without_allow() {
     let app = spawn_app().await;

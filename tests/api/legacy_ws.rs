@@ -423,6 +423,33 @@ async fn bad_frames_get_an_error_on_that_socket_only_and_store_nothing() {
     assert_eq!(bob_ws.content().await, "still open");
 }
 
+/// A frame nested deeper than the parser's limit (a 64 KiB `[[[…` aborted the process before) is
+/// "Invalid JSON." like any other, and the socket goes on working; 512 levels are read.
+#[tokio::test]
+async fn deeply_nested_frames_are_invalid_json_and_the_socket_stays_open() {
+    let app = spawn_app().await;
+    let (alice, bob, room) = pair(&app).await;
+    let mut alice_ws = LegacyWs::connect(&app, &room, &alice.access).await;
+    let mut bob_ws = LegacyWs::connect(&app, &room, &bob.access).await;
+    let invalid = Frame::Text(json!({"error": "Invalid JSON."}));
+    alice_ws.send_text(&"[".repeat(64 * 1024)).await;
+    assert_eq!(alice_ws.frame().await, invalid);
+    alice_ws.send_binary(format!(r#"{{"message":{}"#, r#"{"a":"#.repeat(10_000)).as_bytes()).await;
+    assert_eq!(alice_ws.frame().await, invalid);
+    let too_deep = format!(r#"{{"message":{}1{}}}"#, "[".repeat(512), "]".repeat(512));
+    alice_ws.send_text(&too_deep).await;
+    assert_eq!(alice_ws.frame().await, invalid);
+    let deepest = format!(r#"{{"message":{}1{}}}"#, "[".repeat(511), "]".repeat(511));
+    alice_ws.send_text(&deepest).await;
+    assert_eq!(alice_ws.frame().await, Frame::Text(json!({"error": "Not a valid string."})));
+    bob_ws.expect_silence(Duration::from_millis(300)).await;
+
+    alice_ws.say("still open").await;
+    assert_eq!(alice_ws.content().await, "still open");
+    assert_eq!(bob_ws.content().await, "still open");
+    assert_eq!(contents(&history(&app, &room, &bob.access).await), ["still open"]);
+}
+
 #[tokio::test]
 async fn binary_frames_numbers_and_extra_keys_are_accepted() {
     let app = spawn_app().await;
