@@ -847,3 +847,67 @@ async fn a_subscription_resumes_after_a_message_with_no_gap() {
     let refused = bad.next_payload().await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
 }
+
+#[tokio::test]
+async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    let db = &app.context.state.db;
+    let stored = entity::chat_room::Entity::find()
+        .filter(entity::chat_room::Column::Name.eq(room.as_str()))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    const STORED: i64 = 450;
+    let now = chrono::Utc::now();
+    let rows = (1..=STORED).map(|seq| entity::message::ActiveModel {
+        room_id: Set(stored.id),
+        room_seq: Set(seq),
+        author_id: Set(bob.id),
+        content: Set(format!("m{seq}")),
+        timestamp: Set(now),
+        ..Default::default()
+    });
+    entity::message::Entity::insert_many(rows).exec_without_returning(db).await.unwrap();
+    entity::chat_room::Entity::update_many()
+        .col_expr(entity::chat_room::Column::LastSeq, sea_orm::sea_query::Expr::value(STORED))
+        .filter(entity::chat_room::Column::Id.eq(stored.id))
+        .exec(db)
+        .await
+        .unwrap();
+    let ids = stored_ids(&app, &room).await;
+
+    // Resuming after the first message: 449 to replay, read 200 at a time as they are consumed.
+    let counter = &app.context.state.db_statements;
+    let statements = || counter.load(Ordering::SeqCst);
+    let before = statements();
+    let mut feed = agora::service::live::room_feed(db, &*app.context.state.bus, &stored, Some(ids[0]))
+        .await
+        .unwrap()
+        .expect("within the replay limit");
+    let opened = statements();
+    assert!(opened - before <= 3, "opening reads no message: {} statements", opened - before);
+    let mut reads = Vec::new();
+    for expected in &ids[1..] {
+        let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(event.message_id, *expected);
+        assert_eq!((event.room_name.as_str(), event.author_username.as_str()), (room.as_str(), bob.username.as_str()));
+        reads.push(statements() - opened);
+    }
+    // Chunks of 200, 200 and 49 messages; the short one is known to be the last.
+    let chunks_read_by = |delivered: usize| reads[delivered - 1];
+    assert_eq!(chunks_read_by(1), 1, "the first message needs the first chunk only");
+    assert_eq!(chunks_read_by(200), 1);
+    assert_eq!(chunks_read_by(201), 2);
+    assert_eq!(chunks_read_by(400), 2);
+    assert_eq!(chunks_read_by(401), 3);
+    assert_eq!(chunks_read_by(449), 3);
+
+    // Then live, with no gap and no duplicate.
+    let live = send(&app, &alice, &room, "live").await;
+    let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((event.message_id, event.room_seq), (live, STORED + 1));
+}
