@@ -14,6 +14,7 @@ pub mod posts;
 pub mod profiles;
 pub mod scalars;
 pub mod transport;
+pub mod ws_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;

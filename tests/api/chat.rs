@@ -911,3 +911,87 @@ async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
     assert_eq!((event.message_id, event.room_seq), (live, STORED + 1));
 }
+
+/// The result type of each protocol (`next` / `data`).
+fn is_result(message: &Value) -> bool {
+    matches!(message["type"].as_str(), Some("next" | "data"))
+}
+
+#[tokio::test]
+async fn one_connection_runs_a_bounded_number_of_operations() {
+    use agora::graphql::ws_limit::{MAX_OPERATIONS, too_many_message};
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let resume = "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id } }";
+
+    for protocol in WsProtocol::BOTH {
+        let bob = app.user("bob").await;
+        let room = room_name(&app, &alice, &bob).await;
+        let first = send(&app, &bob, &room, "one").await;
+        let second = send(&app, &bob, &room, "two").await;
+        let from_first = json!({"room": room, "after": message_cursor(first)});
+        let mut ws = GqlWs::connect(&app, protocol, Some(&alice.access)).await;
+        let refusal_of = |message: &Value, id: &str| {
+            assert_eq!(message["type"], "error", "{protocol:?}: {message}");
+            assert_eq!(message["id"], id);
+            let error = match protocol {
+                WsProtocol::TransportWs => &message["payload"][0],
+                WsProtocol::LegacyWs => &message["payload"],
+            };
+            assert_eq!(error["message"], too_many_message(), "{message}");
+            assert_eq!(error["extensions"]["code"], "TOO_MANY_REQUESTS", "{message}");
+        };
+        // Up to the cap every subscription runs (each replays "two" at once); one more is refused.
+        let mut running = Vec::new();
+        for _ in 0..MAX_OPERATIONS {
+            running.push(ws.subscribe(resume, from_first.clone()).await);
+        }
+        let over = ws.subscribe(resume, from_first.clone()).await;
+        let mut replayed = Vec::new();
+        let mut refused = false;
+        while replayed.len() < MAX_OPERATIONS || !refused {
+            let message = ws.recv().await.expect("the connection stays open");
+            if is_result(&message) {
+                assert_eq!(id_of(added(&message["payload"])), second, "{message}");
+                replayed.push(message["id"].as_str().unwrap().to_owned());
+            } else {
+                refusal_of(&message, &over);
+                refused = true;
+            }
+        }
+        replayed.sort();
+        running.sort();
+        assert_eq!(replayed, running, "{protocol:?}: one replay per running subscription");
+
+        // The refused one holds nothing; the running ones go on.
+        let third = send(&app, &bob, &room, "three").await;
+        for _ in 0..MAX_OPERATIONS {
+            let message = ws.recv().await.unwrap();
+            assert!(is_result(&message), "{message}");
+            assert_eq!(id_of(added(&message["payload"])), third);
+        }
+
+        // Stopping one frees its place; so does an operation the server completes (a query, or
+        // a subscription that fails), once it has completed.
+        ws.unsubscribe(&running[0]).await;
+        assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": running[0]}));
+        for (query, variables) in [
+            ("{ me { username } }", json!({})),
+            ("{ me { username } }", json!({})),
+            (resume, json!({"room": "no_such_room"})),
+        ] {
+            let id = ws.subscribe(query, variables).await;
+            let message = ws.recv().await.unwrap();
+            assert!(is_result(&message), "{protocol:?}: a slot was free for {query}: {message}");
+            assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": id}));
+        }
+        let again = ws.subscribe(resume, from_first.clone()).await;
+        for expected in [second, third] {
+            let message = ws.recv().await.unwrap();
+            assert_eq!((message["id"].as_str(), id_of(added(&message["payload"]))), (Some(again.as_str()), expected));
+        }
+        let over = ws.subscribe(resume, from_first.clone()).await;
+        refusal_of(&ws.recv().await.unwrap(), &over);
+        ws.close().await;
+    }
+}
