@@ -17,10 +17,11 @@ use super::accounts::User;
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
-use super::{TotalCount, cursor, loaders, state, viewer};
+use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer};
 use crate::bus::ChatEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
+use crate::service::page::MAX_PAGE;
 
 /// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
 pub const MESSAGE_CURSOR: &str = "message";
@@ -62,7 +63,7 @@ impl ChatRoom {
     /// newest message; `first`/`after` page forwards from the oldest. With neither `first`
     /// nor `last`: the newest 20 (or, with only `after`, the 20 after it). Pages hold at most
     /// 100 messages.
-    #[graphql(complexity = "1 + child_complexity * first.or(last).unwrap_or(20).clamp(0, 100) as usize")]
+    #[graphql(complexity = "connection_complexity(first.or(last), child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -153,6 +154,9 @@ pub struct ChatQuery;
 #[Object]
 impl ChatQuery {
     /// The rooms the signed-in user belongs to, most recent activity first.
+    // Not paged (the contract's plain list): counted as a page of the largest size, so that
+    // what is selected per room (one `messages` query each) is bounded by the complexity limit.
+    #[graphql(complexity = "list_complexity(MAX_PAGE, child_complexity)")]
     async fn my_chat_rooms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChatRoom>> {
         let me = viewer(ctx).require().gql(ctx)?;
         Ok(service::rooms_of(state(ctx), me.id).await.gql(ctx)?.into_iter().map(ChatRoom).collect())

@@ -56,8 +56,13 @@ pub struct TotalCount {
 pub fn connection_complexity(first: Option<i32>, child_complexity: usize) -> usize {
     use crate::service::page::{DEFAULT_PAGE, MAX_PAGE};
     // Beyond the maximum the resolver refuses the size itself (BAD_USER_INPUT on `first`).
-    let page = first.map_or(DEFAULT_PAGE, |n| (n.max(1) as u64).min(MAX_PAGE)) as usize;
-    page.saturating_mul(child_complexity).saturating_add(1)
+    let page = first.map_or(DEFAULT_PAGE, |n| (n.max(1) as u64).min(MAX_PAGE));
+    list_complexity(page, child_complexity)
+}
+
+/// Complexity of a list field of (about) `items` items: its selection counted once per item.
+pub fn list_complexity(items: u64, child_complexity: usize) -> usize {
+    (items as usize).saturating_mul(child_complexity).saturating_add(1)
 }
 
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {

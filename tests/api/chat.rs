@@ -995,3 +995,31 @@ async fn one_connection_runs_a_bounded_number_of_operations() {
         ws.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_list_of_rooms_counts_as_a_full_page_against_the_complexity_limit() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    send(&app, &bob, &room, "hello").await;
+
+    // A history page per room, for however many rooms: refused before anything runs.
+    for query in [
+        "{ myChatRooms { messages(last: 100) { nodes { content } } } }",
+        "{ myChatRooms { messages { nodes { content author { username } } } } }",
+    ] {
+        let refused = app.gql(Some(&alice.access), query, json!({})).await;
+        assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{query}: {refused}");
+        assert_eq!(codes(&refused), vec!["BAD_USER_INPUT"]);
+    }
+    // What a room list shows (batched by DataLoaders) stays well within the limit.
+    let list = "{ myChatRooms { name lastMessage { content author { username } } } }";
+    let data = app.gql_ok(Some(&alice.access), list, json!({})).await;
+    assert_eq!(
+        data["myChatRooms"],
+        json!([{"name": room, "lastMessage": {"content": "hello", "author": {"username": bob.username}}}])
+    );
+    let shown = "{ myChatRooms { id name displayName createdAt members { id username } lastMessage { id content timestamp author { username } } } }";
+    app.gql_ok(Some(&alice.access), shown, json!({})).await;
+}
