@@ -17,7 +17,7 @@ use super::accounts::User;
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
-use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer};
+use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer, wanted_total};
 use crate::bus::ChatEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
@@ -78,12 +78,10 @@ impl ChatRoom {
             last,
             before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
         };
-        let page = service::history(state(ctx), self.0.id, page).await.gql(ctx)?;
-        let mut connection = MessageConnection::with_additional_fields(
-            page.has_previous,
-            page.has_next,
-            TotalCount { total_count: page.total_count as i64 },
-        );
+        let total = wanted_total(ctx);
+        let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
+        let mut connection =
+            MessageConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
         connection
             .edges
             .extend(page.items.into_iter().map(|m| Edge::new(cursor::encode_id(MESSAGE_CURSOR, m.id), Message(m))));

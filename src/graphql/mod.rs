@@ -19,9 +19,10 @@ pub mod ws_limit;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Request, Schema, SimpleObject};
+use async_graphql::{Context, MergedObject, MergedSubscription, Object, Request, Schema};
 
 use crate::auth::Viewer;
+use crate::service::page::Total;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
@@ -45,10 +46,28 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
-/// `totalCount` of every connection.
-#[derive(SimpleObject)]
-pub struct TotalCount {
-    pub total_count: i64,
+/// `totalCount` of every connection. Counting is a statement of its own (a `COUNT(*)` over the
+/// whole list), so a connection counts only when the query selects it ([`wanted_total`]):
+/// `None` here means it was not selected.
+pub struct TotalCount(pub Option<u64>);
+
+#[Object]
+impl TotalCount {
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        match self.0 {
+            Some(count) => Ok(i64::try_from(count).unwrap_or(i64::MAX)),
+            None => {
+                let bug = crate::error::AppError::internal(anyhow::anyhow!("totalCount resolved but not counted"));
+                Err(error::to_graphql(ctx, bug))
+            }
+        }
+    }
+}
+
+/// Whether the connection field being resolved selects `totalCount` (through fragments too;
+/// each occurrence of a field is resolved, and asked, on its own).
+pub fn wanted_total(ctx: &Context<'_>) -> Total {
+    if ctx.look_ahead().field("totalCount").exists() { Total::Count } else { Total::Skip }
 }
 
 /// Complexity of a connection field: its selection counted once per item of the requested page

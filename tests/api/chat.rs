@@ -849,6 +849,60 @@ async fn a_subscription_resumes_after_a_message_with_no_gap() {
 }
 
 #[tokio::test]
+async fn a_history_page_counts_its_messages_only_when_asked() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    for content in ["one", "two", "three"] {
+        send(&app, &bob, &room, content).await;
+    }
+    let counter = &app.context.state.db_statements;
+    let mut costs = Vec::new();
+    for query in [
+        "query($n: String!) { chatRoom(name: $n) { messages(last: 2) { nodes { content } } } }",
+        "query($n: String!) { chatRoom(name: $n) { messages(last: 2) { nodes { content } totalCount } } }",
+    ] {
+        let before = counter.load(Ordering::SeqCst);
+        let data = app.gql_ok(Some(&alice.access), query, json!({"n": room})).await;
+        costs.push(counter.load(Ordering::SeqCst) - before);
+        assert_eq!(data["chatRoom"]["messages"]["nodes"], json!([{"content": "two"}, {"content": "three"}]));
+        if query.contains("totalCount") {
+            assert_eq!(data["chatRoom"]["messages"]["totalCount"], 3);
+        }
+    }
+    assert_eq!(costs[1], costs[0] + 1, "the count is the only extra statement: {costs:?}");
+}
+
+#[tokio::test]
+async fn a_list_of_rooms_counts_as_a_full_page_against_the_complexity_limit() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    send(&app, &bob, &room, "hello").await;
+
+    // A history page per room, for however many rooms: refused before anything runs.
+    for query in [
+        "{ myChatRooms { messages(last: 100) { nodes { content } } } }",
+        "{ myChatRooms { messages { nodes { content author { username } } } } }",
+    ] {
+        let refused = app.gql(Some(&alice.access), query, json!({})).await;
+        assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{query}: {refused}");
+        assert_eq!(codes(&refused), vec!["BAD_USER_INPUT"]);
+    }
+    // What a room list shows (batched by DataLoaders) stays well within the limit.
+    let list = "{ myChatRooms { name lastMessage { content author { username } } } }";
+    let data = app.gql_ok(Some(&alice.access), list, json!({})).await;
+    assert_eq!(
+        data["myChatRooms"],
+        json!([{"name": room, "lastMessage": {"content": "hello", "author": {"username": bob.username}}}])
+    );
+    let shown = "{ myChatRooms { id name displayName createdAt members { id username } lastMessage { id content timestamp author { username } } } }";
+    app.gql_ok(Some(&alice.access), shown, json!({})).await;
+}
+
+#[tokio::test]
 async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
@@ -994,32 +1048,4 @@ async fn one_connection_runs_a_bounded_number_of_operations() {
         refusal_of(&ws.recv().await.unwrap(), &over);
         ws.close().await;
     }
-}
-
-#[tokio::test]
-async fn a_list_of_rooms_counts_as_a_full_page_against_the_complexity_limit() {
-    let app = spawn_app().await;
-    let alice = app.user("alice").await;
-    let bob = app.user("bob").await;
-    let room = room_name(&app, &alice, &bob).await;
-    send(&app, &bob, &room, "hello").await;
-
-    // A history page per room, for however many rooms: refused before anything runs.
-    for query in [
-        "{ myChatRooms { messages(last: 100) { nodes { content } } } }",
-        "{ myChatRooms { messages { nodes { content author { username } } } } }",
-    ] {
-        let refused = app.gql(Some(&alice.access), query, json!({})).await;
-        assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{query}: {refused}");
-        assert_eq!(codes(&refused), vec!["BAD_USER_INPUT"]);
-    }
-    // What a room list shows (batched by DataLoaders) stays well within the limit.
-    let list = "{ myChatRooms { name lastMessage { content author { username } } } }";
-    let data = app.gql_ok(Some(&alice.access), list, json!({})).await;
-    assert_eq!(
-        data["myChatRooms"],
-        json!([{"name": room, "lastMessage": {"content": "hello", "author": {"username": bob.username}}}])
-    );
-    let shown = "{ myChatRooms { id name displayName createdAt members { id username } lastMessage { id content timestamp author { username } } } }";
-    app.gql_ok(Some(&alice.access), shown, json!({})).await;
 }
