@@ -7,7 +7,7 @@ use entity::{profile, user};
 
 use super::error::GqlResultExt;
 use super::posts::PostConnection;
-use super::{ClientAddr, TotalCount, connection_complexity, cursor, loaders, state, viewer};
+use super::{ClientAddr, TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
 use crate::media::MediaStore;
 use crate::service::accounts;
 
@@ -107,17 +107,15 @@ impl AccountsQuery {
     ) -> async_graphql::Result<UserConnection> {
         viewer(ctx).require().gql(ctx)?;
         let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
-        let page = accounts::list(state(ctx), search.as_deref(), first, after).await.gql(ctx)?;
+        let total = wanted_total(ctx);
+        let page = accounts::list(state(ctx), search.as_deref(), first, after, total).await.gql(ctx)?;
         // The profiles of the whole page in one call, before the nodes ask (see `loaders`).
         let look = ctx.look_ahead();
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
-        let mut connection = UserConnection::with_additional_fields(
-            page.has_previous,
-            page.has_next,
-            TotalCount { total_count: page.total_count as i64 },
-        );
+        let mut connection =
+            UserConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
         connection
             .edges
             .extend(page.items.into_iter().map(|u| Edge::new(cursor::encode_id(USER_CURSOR, u.id), User(u))));

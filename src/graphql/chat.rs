@@ -17,10 +17,11 @@ use super::accounts::User;
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
-use super::{TotalCount, cursor, loaders, state, viewer};
+use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer, wanted_total};
 use crate::bus::ChatEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
+use crate::service::page::MAX_PAGE;
 
 /// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
 pub const MESSAGE_CURSOR: &str = "message";
@@ -62,7 +63,7 @@ impl ChatRoom {
     /// newest message; `first`/`after` page forwards from the oldest. With neither `first`
     /// nor `last`: the newest 20 (or, with only `after`, the 20 after it). Pages hold at most
     /// 100 messages.
-    #[graphql(complexity = "1 + child_complexity * first.or(last).unwrap_or(20).clamp(0, 100) as usize")]
+    #[graphql(complexity = "connection_complexity(first.or(last), child_complexity)")]
     async fn messages(
         &self,
         ctx: &Context<'_>,
@@ -77,12 +78,10 @@ impl ChatRoom {
             last,
             before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
         };
-        let page = service::history(state(ctx), self.0.id, page).await.gql(ctx)?;
-        let mut connection = MessageConnection::with_additional_fields(
-            page.has_previous,
-            page.has_next,
-            TotalCount { total_count: page.total_count as i64 },
-        );
+        let total = wanted_total(ctx);
+        let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
+        let mut connection =
+            MessageConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
         connection
             .edges
             .extend(page.items.into_iter().map(|m| Edge::new(cursor::encode_id(MESSAGE_CURSOR, m.id), Message(m))));
@@ -153,6 +152,9 @@ pub struct ChatQuery;
 #[Object]
 impl ChatQuery {
     /// The rooms the signed-in user belongs to, most recent activity first.
+    // Not paged (the contract's plain list): counted as a page of the largest size, so that
+    // what is selected per room (one `messages` query each) is bounded by the complexity limit.
+    #[graphql(complexity = "list_complexity(MAX_PAGE, child_complexity)")]
     async fn my_chat_rooms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChatRoom>> {
         let me = viewer(ctx).require().gql(ctx)?;
         Ok(service::rooms_of(state(ctx), me.id).await.gql(ctx)?.into_iter().map(ChatRoom).collect())

@@ -14,13 +14,15 @@ pub mod posts;
 pub mod profiles;
 pub mod scalars;
 pub mod transport;
+pub mod ws_limit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Request, Schema, SimpleObject};
+use async_graphql::{Context, MergedObject, MergedSubscription, Object, Request, Schema};
 
 use crate::auth::Viewer;
+use crate::service::page::Total;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
@@ -44,10 +46,28 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
-/// `totalCount` of every connection.
-#[derive(SimpleObject)]
-pub struct TotalCount {
-    pub total_count: i64,
+/// `totalCount` of every connection. Counting is a statement of its own (a `COUNT(*)` over the
+/// whole list), so a connection counts only when the query selects it ([`wanted_total`]):
+/// `None` here means it was not selected.
+pub struct TotalCount(pub Option<u64>);
+
+#[Object]
+impl TotalCount {
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        match self.0 {
+            Some(count) => Ok(i64::try_from(count).unwrap_or(i64::MAX)),
+            None => {
+                let bug = crate::error::AppError::internal(anyhow::anyhow!("totalCount resolved but not counted"));
+                Err(error::to_graphql(ctx, bug))
+            }
+        }
+    }
+}
+
+/// Whether the connection field being resolved selects `totalCount` (through fragments too;
+/// each occurrence of a field is resolved, and asked, on its own).
+pub fn wanted_total(ctx: &Context<'_>) -> Total {
+    if ctx.look_ahead().field("totalCount").exists() { Total::Count } else { Total::Skip }
 }
 
 /// Complexity of a connection field: its selection counted once per item of the requested page
@@ -55,8 +75,13 @@ pub struct TotalCount {
 pub fn connection_complexity(first: Option<i32>, child_complexity: usize) -> usize {
     use crate::service::page::{DEFAULT_PAGE, MAX_PAGE};
     // Beyond the maximum the resolver refuses the size itself (BAD_USER_INPUT on `first`).
-    let page = first.map_or(DEFAULT_PAGE, |n| (n.max(1) as u64).min(MAX_PAGE)) as usize;
-    page.saturating_mul(child_complexity).saturating_add(1)
+    let page = first.map_or(DEFAULT_PAGE, |n| (n.max(1) as u64).min(MAX_PAGE));
+    list_complexity(page, child_complexity)
+}
+
+/// Complexity of a list field of (about) `items` items: its selection counted once per item.
+pub fn list_complexity(items: u64, child_complexity: usize) -> usize {
+    (items as usize).saturating_mul(child_complexity).saturating_add(1)
 }
 
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {

@@ -14,7 +14,7 @@ use entity::post;
 use super::accounts::User;
 use super::error::GqlResultExt;
 use super::scalars::Timestamp;
-use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer};
+use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
 use crate::error::{AppError, FieldErrors};
 use crate::service::posts::{self, NewPost, PostKey};
 
@@ -94,13 +94,11 @@ pub(crate) async fn connection(
     after: Option<String>,
 ) -> async_graphql::Result<PostConnection> {
     let after = decode_cursor("after", after.as_deref()).gql(ctx)?;
-    let page = posts::list(state(ctx), author, first, after).await.gql(ctx)?;
+    let total = wanted_total(ctx);
+    let page = posts::list(state(ctx), author, first, after, total).await.gql(ctx)?;
     prefetch(ctx, &page.items).await?;
-    let mut connection = PostConnection::with_additional_fields(
-        page.has_previous,
-        page.has_next,
-        TotalCount { total_count: page.total_count as i64 },
-    );
+    let mut connection =
+        PostConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
     connection.edges.extend(page.items.into_iter().map(|p| Edge::new(encode_cursor(PostKey::from(&p)), Post(p))));
     Ok(connection)
 }

@@ -1,5 +1,6 @@
 //! GraphQL over HTTP (`/graphql`, GET and POST, multipart uploads), the GraphiQL page
-//! (`/graphiql`) and subscriptions over WebSocket (`/graphql/ws`, both protocols).
+//! (`/graphiql`) and subscriptions over WebSocket (`/graphql/ws`, both protocols, at most
+//! [`ws_limit::MAX_OPERATIONS`] operations at once per connection).
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures_util::TryStreamExt;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{AgoraSchema, ClientAddr, loaders};
+use super::{AgoraSchema, ClientAddr, loaders, ws_limit};
 use crate::auth::{self, Viewer};
 use crate::client::ClientIp;
 use crate::startup::AppContext;
@@ -136,6 +137,7 @@ pub async fn graphql_ws(
 ) -> Response {
     let header_viewer = viewer_from_headers(&ctx, &headers).await;
     let schema: AgoraSchema = ctx.schema.clone();
+    let wire_protocol = ws_limit::protocol_of(&headers);
     let state = ctx.state.clone();
     let lifecycle = ctx.lifecycle.clone();
     let ping_every = std::time::Duration::from_secs(state.settings.ws_ping_seconds.max(1));
@@ -143,6 +145,8 @@ pub async fn graphql_ws(
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = crate::ws::keepalive(socket, ping_every, &lifecycle);
+            let (executor, active) = ws_limit::CountingExecutor::new(schema);
+            let stream = ws_limit::gate(stream, active, sink.clone(), wire_protocol);
             let on_init = {
                 let state = state.clone();
                 move |payload: serde_json::Value| async move {
@@ -167,7 +171,7 @@ pub async fn graphql_ws(
             // No `keepalive_timeout`: async-graphql counts only GraphQL messages from the client
             // (WebSocket pongs are filtered out before it), so it would drop every subscriber
             // that just listens. `ws::keepalive` detects dead connections by their pongs.
-            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol).on_connection_init(on_init).serve().await;
+            GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol).on_connection_init(on_init).serve().await;
         })
         .into_response()
 }

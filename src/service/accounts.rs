@@ -14,7 +14,7 @@ use unicode_normalization::UnicodeNormalization;
 use crate::auth::{AuthError, TokenKind};
 use crate::domain::{self, BLANK};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::service::page::{Page, page_size};
+use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
 
 pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
@@ -225,6 +225,7 @@ pub async fn list(
     search: Option<&str>,
     first: Option<i32>,
     after_id: Option<i64>,
+    total: Total,
 ) -> AppResult<Page<user::Model>> {
     let limit = page_size("first", first)?;
     let mut filter = Condition::all();
@@ -235,7 +236,10 @@ pub async fn list(
                 .like(LikeExpr::new(format!("{}%", escaped.to_lowercase())).escape('\\')),
         );
     }
-    let total = user::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let total = match total {
+        Total::Count => Some(user::Entity::find().filter(filter.clone()).count(&state.db).await?),
+        Total::Skip => None,
+    };
     let mut query = user::Entity::find().filter(filter).order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));

@@ -18,7 +18,7 @@ use sea_orm::{
 use crate::bus::ChatEvent;
 use crate::domain;
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::service::page::{DEFAULT_PAGE, Page, page_size};
+use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
 use crate::state::AppState;
 
 /// DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
@@ -213,7 +213,12 @@ async fn any_message(
 /// A page of a room's messages, oldest first. `first`/`after` go forwards from the oldest,
 /// `last`/`before` backwards from the newest; with neither `first` nor `last`, `after` alone
 /// goes forwards and anything else gives the newest page. Both flags of the page are exact.
-pub async fn history(state: &AppState, room_id: i64, page: HistoryPage) -> AppResult<Page<message::Model>> {
+pub async fn history(
+    state: &AppState,
+    room_id: i64,
+    page: HistoryPage,
+    total: Total,
+) -> AppResult<Page<message::Model>> {
     let (limit, forwards) = match (page.first, page.last) {
         (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
         (Some(first), None) => (page_size("first", Some(first))?, true),
@@ -221,7 +226,10 @@ pub async fn history(state: &AppState, room_id: i64, page: HistoryPage) -> AppRe
         (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),
     };
     let db = &state.db;
-    let total_count = message::Entity::find().filter(message::Column::RoomId.eq(room_id)).count(db).await?;
+    let total_count = match total {
+        Total::Count => Some(message::Entity::find().filter(message::Column::RoomId.eq(room_id)).count(db).await?),
+        Total::Skip => None,
+    };
     let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
     if let Some(after) = page.after {
         query = query.filter(message::Column::Id.gt(after));

@@ -18,6 +18,9 @@
 //! A room the all-rooms feed has not seen at its baseline read was created after that read,
 //! so every message of it is new: its baseline is 0.
 //!
+//! A room feed that resumes after a message starts with a fill of everything stored since
+//! then, read by the same chunked path as a gap.
+//!
 //! Bounded buffers: the bus receiver is a bounded broadcast channel. A feed that falls so far
 //! behind that the channel drops events for it (`Lagged`) yields a final [`LiveError::Lagged`]
 //! and ends, rather than buffering without bound or skipping silently: the client reconnects
@@ -36,7 +39,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::bus::{ChatEvent, EventBus};
 
-/// Messages read from the database per query when filling a gap.
+/// Messages read from the database per query when filling a gap or replaying: the most a
+/// feed holds in memory at once.
 const GAP_CHUNK: u64 = 200;
 
 /// Why a feed ended early. Either way the client should reconnect and read history.
@@ -99,16 +103,42 @@ impl Tracker {
     }
 }
 
-/// A gap being filled: messages of `event`'s room after `after`, up to the event itself.
+/// The room a fill reads from: what every message read back carries besides the row itself.
+#[derive(Debug)]
+struct RoomContext {
+    id: i64,
+    name: String,
+    member_ids: Vec<i64>,
+}
+
+impl RoomContext {
+    fn of(event: &ChatEvent) -> Self {
+        RoomContext { id: event.room_id, name: event.room_name.clone(), member_ids: event.member_ids.clone() }
+    }
+}
+
+/// Messages being read back from the database, one chunk at a time as the feed is read (never
+/// more than [`GAP_CHUNK`] of them in memory): those of `room` after `after` and before
+/// `until`, then `then` (the bus event that revealed a gap) if there is one.
 struct Fill {
-    event: Arc<ChatEvent>,
+    room: RoomContext,
     after: i64,
+    until: i64,
+    then: Option<Arc<ChatEvent>>,
+}
+
+impl Fill {
+    /// The messages missing before `event`, after `after`, then the event itself.
+    fn gap(event: Arc<ChatEvent>, after: i64) -> Self {
+        Fill { room: RoomContext::of(&event), after, until: event.room_seq, then: Some(event) }
+    }
 }
 
 struct State {
     receiver: broadcast::Receiver<Arc<ChatEvent>>,
     db: DatabaseConnection,
     tracker: Tracker,
+    /// At most one chunk of a fill (and the event after it).
     ready: VecDeque<Arc<ChatEvent>>,
     fill: Option<Fill>,
     finished: bool,
@@ -121,6 +151,9 @@ pub const MAX_REPLAY: i64 = 1_000;
 /// message `after` (replayed from the database first, then live, with no gap and no
 /// duplicate). `Ok(None)` when `after` is more than [`MAX_REPLAY`] messages back. The caller
 /// has checked membership.
+///
+/// The replay is read lazily, a chunk at a time as the feed is consumed: a subscription that
+/// resumes far back holds one chunk in memory, not the whole replay.
 pub async fn room_feed(
     db: &DatabaseConnection,
     bus: &dyn EventBus,
@@ -135,9 +168,9 @@ pub async fn room_feed(
         .one(db)
         .await?
         .unwrap_or(0);
+    let tracker = Tracker { scope: Scope::Room(room.id), last: HashMap::from([(room.id, current)]) };
     let Some(after) = after else {
-        let last = HashMap::from([(room.id, current)]);
-        return Ok(Some(feed(receiver, db.clone(), Tracker { scope: Scope::Room(room.id), last }, VecDeque::new())));
+        return Ok(Some(feed(receiver, db.clone(), tracker, None)));
     };
     // Messages up to `after` (by id, which orders a room like `room_seq`) are old news.
     let baseline: Option<i64> = message::Entity::find()
@@ -153,26 +186,15 @@ pub async fn room_feed(
     if current - baseline > MAX_REPLAY {
         return Ok(None);
     }
-    let context = ChatEvent {
-        message_id: 0,
-        room_id: room.id,
-        room_seq: current + 1,
-        room_name: room.name.clone(),
-        member_ids: crate::service::chat::member_ids(db, room.id).await?,
-        author_id: 0,
-        author_username: String::new(),
-        content: String::new(),
-        timestamp: room.created_at,
+    // Every message up to `current` is committed (see the module docs): the replay is
+    // `(baseline, current]`, and the bus takes over from `current` (the tracker's baseline).
+    let replay = if current > baseline {
+        let member_ids = crate::service::chat::member_ids(db, room.id).await?;
+        let room = RoomContext { id: room.id, name: room.name.clone(), member_ids };
+        Some(Fill { room, after: baseline, until: current + 1, then: None })
+    } else {
+        None
     };
-    let mut replay = VecDeque::new();
-    let mut last = baseline;
-    loop {
-        let chunk = missing(db, &context, last).await?;
-        let Some(newest) = chunk.last() else { break };
-        last = newest.room_seq;
-        replay.extend(chunk);
-    }
-    let tracker = Tracker { scope: Scope::Room(room.id), last: HashMap::from([(room.id, last)]) };
     Ok(Some(feed(receiver, db.clone(), tracker, replay)))
 }
 
@@ -189,16 +211,17 @@ pub async fn member_feed(db: &DatabaseConnection, bus: &dyn EventBus, user_id: i
         .all(db)
         .await?;
     let tracker = Tracker { scope: Scope::Member(user_id), last: rooms.into_iter().collect() };
-    Ok(feed(receiver, db.clone(), tracker, VecDeque::new()))
+    Ok(feed(receiver, db.clone(), tracker, None))
 }
 
+/// A feed that first delivers `fill` (if any), then what the bus brings.
 fn feed(
     receiver: broadcast::Receiver<Arc<ChatEvent>>,
     db: DatabaseConnection,
     tracker: Tracker,
-    ready: VecDeque<Arc<ChatEvent>>,
+    fill: Option<Fill>,
 ) -> Feed {
-    let state = State { receiver, db, tracker, ready, fill: None, finished: false };
+    let state = State { receiver, db, tracker, ready: VecDeque::new(), fill, finished: false };
     stream::unfold(state, |mut state| async move {
         let item = next(&mut state).await?;
         Some((item, state))
@@ -215,17 +238,22 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
         if state.finished {
             return None;
         }
-        if let Some(fill) = state.fill.take() {
-            match missing(&state.db, &fill.event, fill.after).await {
-                // The gap is closed: the event itself comes last.
-                Ok(found) if found.is_empty() => state.ready.push_back(fill.event),
+        if let Some(mut fill) = state.fill.take() {
+            match missing(&state.db, &fill.room, fill.after, fill.until).await {
                 Ok(found) => {
-                    let after = found.last().map_or(fill.after, |m| m.room_seq);
+                    // A short chunk is the last one: everything before `until` is committed.
+                    let done = (found.len() as u64) < GAP_CHUNK;
+                    fill.after = found.last().map_or(fill.after, |m| m.room_seq);
                     state.ready.extend(found);
-                    state.fill = Some(Fill { event: fill.event, after });
+                    if done {
+                        // The gap is closed: the event itself comes last.
+                        state.ready.extend(fill.then);
+                    } else {
+                        state.fill = Some(fill);
+                    }
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, room_id = fill.event.room_id, "live feed could not fill a gap");
+                    tracing::error!(error = %err, room_id = fill.room.id, "live feed could not fill a gap");
                     state.finished = true;
                     return Some(Err(LiveError::Unavailable));
                 }
@@ -236,7 +264,7 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
             Ok(event) => match state.tracker.judge(&event) {
                 Verdict::Skip => {}
                 Verdict::Deliver => return Some(Ok(event)),
-                Verdict::Fill { after } => state.fill = Some(Fill { event, after }),
+                Verdict::Fill { after } => state.fill = Some(Fill::gap(event, after)),
             },
             Err(RecvError::Lagged(skipped)) => {
                 tracing::warn!(skipped, "live feed fell behind the bus; ending it");
@@ -248,12 +276,17 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
     }
 }
 
-/// The next chunk of messages of `event`'s room after `after` and before the event.
-async fn missing(db: &DatabaseConnection, event: &ChatEvent, after: i64) -> Result<Vec<Arc<ChatEvent>>, DbErr> {
+/// The next chunk (at most [`GAP_CHUNK`]) of messages of `room` after `after` and before `until`.
+async fn missing(
+    db: &DatabaseConnection,
+    room: &RoomContext,
+    after: i64,
+    until: i64,
+) -> Result<Vec<Arc<ChatEvent>>, DbErr> {
     let rows = message::Entity::find()
-        .filter(message::Column::RoomId.eq(event.room_id))
+        .filter(message::Column::RoomId.eq(room.id))
         .filter(message::Column::RoomSeq.gt(after))
-        .filter(message::Column::RoomSeq.lt(event.room_seq))
+        .filter(message::Column::RoomSeq.lt(until))
         .order_by_asc(message::Column::RoomSeq)
         .limit(GAP_CHUNK)
         .find_also_related(user::Entity)
@@ -266,8 +299,8 @@ async fn missing(db: &DatabaseConnection, event: &ChatEvent, after: i64) -> Resu
                 message_id: m.id,
                 room_id: m.room_id,
                 room_seq: m.room_seq,
-                room_name: event.room_name.clone(),
-                member_ids: event.member_ids.clone(),
+                room_name: room.name.clone(),
+                member_ids: room.member_ids.clone(),
                 author_id: m.author_id,
                 author_username: author.map(|a| a.username).unwrap_or_default(),
                 content: m.content,

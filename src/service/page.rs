@@ -23,12 +23,20 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next: bool,
     pub has_previous: bool,
-    pub total_count: u64,
+    /// Items in the whole list, when the caller asked for it ([`Total::Count`]).
+    pub total_count: Option<u64>,
+}
+
+/// Whether a page also counts its whole list: a `COUNT(*)` of its own, so only when asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Total {
+    Count,
+    Skip,
 }
 
 impl<T> Page<T> {
     /// Cuts a fetched `limit + 1` rows down to `limit`, noting whether there was more.
-    pub fn from_overfetch(mut items: Vec<T>, limit: u64, has_previous: bool, total_count: u64) -> Self {
+    pub fn from_overfetch(mut items: Vec<T>, limit: u64, has_previous: bool, total_count: Option<u64>) -> Self {
         let has_next = items.len() as u64 > limit;
         items.truncate(limit as usize);
         Page { items, has_next, has_previous, total_count }

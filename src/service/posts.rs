@@ -12,7 +12,7 @@ use sea_orm::{
 
 use crate::domain::{self, POST_CONTENT_MAX, POST_TITLE_MAX};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::service::page::{Page, page_size};
+use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
 
 /// Where a page of posts starts: just after this post in newest-first order.
@@ -62,13 +62,17 @@ pub async fn list(
     author: Option<i64>,
     first: Option<i32>,
     after: Option<PostKey>,
+    total: Total,
 ) -> AppResult<Page<post::Model>> {
     let limit = page_size("first", first)?;
     let mut filter = Condition::all();
     if let Some(author) = author {
         filter = filter.add(post::Column::AuthorId.eq(author));
     }
-    let total = post::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let total = match total {
+        Total::Count => Some(post::Entity::find().filter(filter.clone()).count(&state.db).await?),
+        Total::Skip => None,
+    };
     if let Some(key) = after {
         filter =
             filter.add(Condition::any().add(post::Column::CreatedAt.lt(key.created_at)).add(

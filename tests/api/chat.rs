@@ -847,3 +847,205 @@ async fn a_subscription_resumes_after_a_message_with_no_gap() {
     let refused = bad.next_payload().await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
 }
+
+#[tokio::test]
+async fn a_history_page_counts_its_messages_only_when_asked() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    for content in ["one", "two", "three"] {
+        send(&app, &bob, &room, content).await;
+    }
+    let counter = &app.context.state.db_statements;
+    let mut costs = Vec::new();
+    for query in [
+        "query($n: String!) { chatRoom(name: $n) { messages(last: 2) { nodes { content } } } }",
+        "query($n: String!) { chatRoom(name: $n) { messages(last: 2) { nodes { content } totalCount } } }",
+    ] {
+        let before = counter.load(Ordering::SeqCst);
+        let data = app.gql_ok(Some(&alice.access), query, json!({"n": room})).await;
+        costs.push(counter.load(Ordering::SeqCst) - before);
+        assert_eq!(data["chatRoom"]["messages"]["nodes"], json!([{"content": "two"}, {"content": "three"}]));
+        if query.contains("totalCount") {
+            assert_eq!(data["chatRoom"]["messages"]["totalCount"], 3);
+        }
+    }
+    assert_eq!(costs[1], costs[0] + 1, "the count is the only extra statement: {costs:?}");
+}
+
+#[tokio::test]
+async fn a_list_of_rooms_counts_as_a_full_page_against_the_complexity_limit() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    send(&app, &bob, &room, "hello").await;
+
+    // A history page per room, for however many rooms: refused before anything runs.
+    for query in [
+        "{ myChatRooms { messages(last: 100) { nodes { content } } } }",
+        "{ myChatRooms { messages { nodes { content author { username } } } } }",
+    ] {
+        let refused = app.gql(Some(&alice.access), query, json!({})).await;
+        assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{query}: {refused}");
+        assert_eq!(codes(&refused), vec!["BAD_USER_INPUT"]);
+    }
+    // What a room list shows (batched by DataLoaders) stays well within the limit.
+    let list = "{ myChatRooms { name lastMessage { content author { username } } } }";
+    let data = app.gql_ok(Some(&alice.access), list, json!({})).await;
+    assert_eq!(
+        data["myChatRooms"],
+        json!([{"name": room, "lastMessage": {"content": "hello", "author": {"username": bob.username}}}])
+    );
+    let shown = "{ myChatRooms { id name displayName createdAt members { id username } lastMessage { id content timestamp author { username } } } }";
+    app.gql_ok(Some(&alice.access), shown, json!({})).await;
+}
+
+#[tokio::test]
+async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = room_name(&app, &alice, &bob).await;
+    let db = &app.context.state.db;
+    let stored = entity::chat_room::Entity::find()
+        .filter(entity::chat_room::Column::Name.eq(room.as_str()))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    const STORED: i64 = 450;
+    let now = chrono::Utc::now();
+    let rows = (1..=STORED).map(|seq| entity::message::ActiveModel {
+        room_id: Set(stored.id),
+        room_seq: Set(seq),
+        author_id: Set(bob.id),
+        content: Set(format!("m{seq}")),
+        timestamp: Set(now),
+        ..Default::default()
+    });
+    entity::message::Entity::insert_many(rows).exec_without_returning(db).await.unwrap();
+    entity::chat_room::Entity::update_many()
+        .col_expr(entity::chat_room::Column::LastSeq, sea_orm::sea_query::Expr::value(STORED))
+        .filter(entity::chat_room::Column::Id.eq(stored.id))
+        .exec(db)
+        .await
+        .unwrap();
+    let ids = stored_ids(&app, &room).await;
+
+    // Resuming after the first message: 449 to replay, read 200 at a time as they are consumed.
+    let counter = &app.context.state.db_statements;
+    let statements = || counter.load(Ordering::SeqCst);
+    let before = statements();
+    let mut feed = agora::service::live::room_feed(db, &*app.context.state.bus, &stored, Some(ids[0]))
+        .await
+        .unwrap()
+        .expect("within the replay limit");
+    let opened = statements();
+    assert!(opened - before <= 3, "opening reads no message: {} statements", opened - before);
+    let mut reads = Vec::new();
+    for expected in &ids[1..] {
+        let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(event.message_id, *expected);
+        assert_eq!((event.room_name.as_str(), event.author_username.as_str()), (room.as_str(), bob.username.as_str()));
+        reads.push(statements() - opened);
+    }
+    // Chunks of 200, 200 and 49 messages; the short one is known to be the last.
+    let chunks_read_by = |delivered: usize| reads[delivered - 1];
+    assert_eq!(chunks_read_by(1), 1, "the first message needs the first chunk only");
+    assert_eq!(chunks_read_by(200), 1);
+    assert_eq!(chunks_read_by(201), 2);
+    assert_eq!(chunks_read_by(400), 2);
+    assert_eq!(chunks_read_by(401), 3);
+    assert_eq!(chunks_read_by(449), 3);
+
+    // Then live, with no gap and no duplicate.
+    let live = send(&app, &alice, &room, "live").await;
+    let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!((event.message_id, event.room_seq), (live, STORED + 1));
+}
+
+/// The result type of each protocol (`next` / `data`).
+fn is_result(message: &Value) -> bool {
+    matches!(message["type"].as_str(), Some("next" | "data"))
+}
+
+#[tokio::test]
+async fn one_connection_runs_a_bounded_number_of_operations() {
+    use agora::graphql::ws_limit::{MAX_OPERATIONS, too_many_message};
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let resume = "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id } }";
+
+    for protocol in WsProtocol::BOTH {
+        let bob = app.user("bob").await;
+        let room = room_name(&app, &alice, &bob).await;
+        let first = send(&app, &bob, &room, "one").await;
+        let second = send(&app, &bob, &room, "two").await;
+        let from_first = json!({"room": room, "after": message_cursor(first)});
+        let mut ws = GqlWs::connect(&app, protocol, Some(&alice.access)).await;
+        let refusal_of = |message: &Value, id: &str| {
+            assert_eq!(message["type"], "error", "{protocol:?}: {message}");
+            assert_eq!(message["id"], id);
+            let error = match protocol {
+                WsProtocol::TransportWs => &message["payload"][0],
+                WsProtocol::LegacyWs => &message["payload"],
+            };
+            assert_eq!(error["message"], too_many_message(), "{message}");
+            assert_eq!(error["extensions"]["code"], "TOO_MANY_REQUESTS", "{message}");
+        };
+        // Up to the cap every subscription runs (each replays "two" at once); one more is refused.
+        let mut running = Vec::new();
+        for _ in 0..MAX_OPERATIONS {
+            running.push(ws.subscribe(resume, from_first.clone()).await);
+        }
+        let over = ws.subscribe(resume, from_first.clone()).await;
+        let mut replayed = Vec::new();
+        let mut refused = false;
+        while replayed.len() < MAX_OPERATIONS || !refused {
+            let message = ws.recv().await.expect("the connection stays open");
+            if is_result(&message) {
+                assert_eq!(id_of(added(&message["payload"])), second, "{message}");
+                replayed.push(message["id"].as_str().unwrap().to_owned());
+            } else {
+                refusal_of(&message, &over);
+                refused = true;
+            }
+        }
+        replayed.sort();
+        running.sort();
+        assert_eq!(replayed, running, "{protocol:?}: one replay per running subscription");
+
+        // The refused one holds nothing; the running ones go on.
+        let third = send(&app, &bob, &room, "three").await;
+        for _ in 0..MAX_OPERATIONS {
+            let message = ws.recv().await.unwrap();
+            assert!(is_result(&message), "{message}");
+            assert_eq!(id_of(added(&message["payload"])), third);
+        }
+
+        // Stopping one frees its place; so does an operation the server completes (a query, or
+        // a subscription that fails), once it has completed.
+        ws.unsubscribe(&running[0]).await;
+        assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": running[0]}));
+        for (query, variables) in [
+            ("{ me { username } }", json!({})),
+            ("{ me { username } }", json!({})),
+            (resume, json!({"room": "no_such_room"})),
+        ] {
+            let id = ws.subscribe(query, variables).await;
+            let message = ws.recv().await.unwrap();
+            assert!(is_result(&message), "{protocol:?}: a slot was free for {query}: {message}");
+            assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": id}));
+        }
+        let again = ws.subscribe(resume, from_first.clone()).await;
+        for expected in [second, third] {
+            let message = ws.recv().await.unwrap();
+            assert_eq!((message["id"].as_str(), id_of(added(&message["payload"]))), (Some(again.as_str()), expected));
+        }
+        let over = ws.subscribe(resume, from_first.clone()).await;
+        refusal_of(&ws.recv().await.unwrap(), &over);
+        ws.close().await;
+    }
+}

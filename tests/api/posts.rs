@@ -375,3 +375,54 @@ async fn introspection_can_be_switched_off() {
     let posts = closed.gql_ok(Some(&alice.access), POSTS, json!({})).await;
     assert_eq!(titles(&posts["posts"]), ["still works"]);
 }
+
+#[tokio::test]
+async fn total_count_is_counted_only_when_selected() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    for title in ["a1", "a2"] {
+        create(&app, &alice, title).await;
+    }
+    create(&app, &bob, "b1").await;
+    let (app, alice, counter) = (&app, &alice, &app.context.state.db_statements);
+    let cost = |query: &'static str| async move {
+        let before = counter.load(Ordering::SeqCst);
+        let data = app.gql_ok(Some(&alice.access), query, json!({"u": alice.username})).await;
+        (counter.load(Ordering::SeqCst) - before, data)
+    };
+
+    // The same page without and with `totalCount`: the count is the one extra statement.
+    for (without, with, pointer, total) in [
+        ("{ posts(first: 2) { nodes { title } } }", "{ posts(first: 2) { totalCount nodes { title } } }", "/posts", 3),
+        (
+            "query($u: String!) { user(username: $u) { posts(first: 1) { nodes { title } } } }",
+            "query($u: String!) { user(username: $u) { posts(first: 1) { nodes { title } totalCount } } }",
+            "/user/posts",
+            2,
+        ),
+        (
+            "{ users(first: 1) { pageInfo { hasNextPage } } }",
+            "{ users(first: 1) { pageInfo { hasNextPage } totalCount } }",
+            "/users",
+            2,
+        ),
+    ] {
+        let (plain, data) = cost(without).await;
+        assert!(data.pointer(pointer).unwrap().get("totalCount").is_none(), "{data}");
+        let (counted, data) = cost(with).await;
+        assert_eq!(data.pointer(pointer).unwrap()["totalCount"], total, "{with}: {data}");
+        assert_eq!(counted, plain + 1, "{without}: {plain} statements, with totalCount {counted}");
+    }
+
+    // Selected through fragments, or in one of two merged selections, it is still counted.
+    for query in [
+        "{ posts(first: 1) { ...Total nodes { title } } } fragment Total on PostConnection { totalCount }",
+        "{ posts(first: 1) { ... on PostConnection { totalCount } } }",
+        "{ posts(first: 1) { nodes { title } } posts(first: 1) { totalCount } }",
+        "{ posts(first: 1) { ... @include(if: true) { totalCount } } }",
+    ] {
+        let data = app.gql_ok(Some(&alice.access), query, json!({})).await;
+        assert_eq!(data["posts"]["totalCount"], 3, "{query}: {data}");
+    }
+}
