@@ -4,19 +4,28 @@
 //! One path for every request:
 //!
 //! ```text
-//! legacy REST  ─┐                                   ┌─> GraphQL subscriptions (both WS protocols)
-//! legacy WS    ─┼─> graphql (schema) ─> service ─> SeaORM (SQLite | PostgreSQL)
-//! GraphQL HTTP ─┘    resolvers          rules   └─> bus (in-process | Redis) ─┴─> legacy chat sockets
+//! legacy REST ──┐  (a table of GraphQL operations)
+//! legacy WS ────┤  (messageAdded subscription + sendMessage)
+//! GraphQL HTTP ─┼─> graphql (schema, resolvers) ─> service (rules) ─> SeaORM (SQLite | PostgreSQL)
+//! GraphQL WS ───┘                                      │
+//!                                   after commit: bus (in-process | Redis pub/sub)
+//!                                                      │
+//!                      service::live feeds (dedupe + gap fill) ─> every live socket
 //! ```
 //!
-//! - [`startup`]: settings in, router and server out; graceful shutdown.
-//! - [`graphql`]: the schema (the core), its transports and DataLoaders.
-//! - [`service`]: business rules over [`entity`]; [`domain`]: validation with DRF's messages.
-//! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, the caller's [`auth::Viewer`].
+//! - [`startup`]: settings in, router and server out; graceful shutdown (WebSockets get 1001).
+//! - [`graphql`]: the schema (the core), its transports, limits and DataLoaders.
+//! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
+//!   live feeds; [`domain`]: validation with DRF's messages.
+//! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
+//!   [`auth::Viewer`]; [`client`]: the caller's address.
 //! - [`bus`]: live chat events after commit; the database stays the record.
-//! - [`error`]: the one error type, mapped once to GraphQL and once (from GraphQL) to DRF.
+//! - [`error`]: the one error type, mapped once to GraphQL (`graphql::error`) and, from the
+//!   GraphQL errors, once to DRF's bodies (`legacy::errors`).
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
-//!   errors, `/openapi.json`; every unknown path gets DRF's 404.
+//!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
+//! - [`ws`]: WebSocket plumbing shared by both socket kinds (bounded buffers, pings, 1001).
+//! - [`media`]: uploaded avatars, checked by their bytes.
 
 pub mod auth;
 pub mod bus;
