@@ -149,15 +149,34 @@ pub struct CreateChatRoomPayload {
 #[derive(Default)]
 pub struct ChatQuery;
 
+/// The order of `myChatRooms`.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChatRoomOrder {
+    /// Most recent activity (last message, else creation) first.
+    #[default]
+    Activity,
+    /// Oldest room first.
+    Created,
+}
+
 #[Object]
 impl ChatQuery {
-    /// The rooms the signed-in user belongs to, most recent activity first.
+    /// The rooms the signed-in user belongs to, most recent activity first (or, with
+    /// `order: CREATED`, oldest first).
     // Not paged (the contract's plain list): counted as a page of the largest size, so that
     // what is selected per room (one `messages` query each) is bounded by the complexity limit.
     #[graphql(complexity = "list_complexity(MAX_PAGE, child_complexity)")]
-    async fn my_chat_rooms(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ChatRoom>> {
+    async fn my_chat_rooms(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] order: ChatRoomOrder,
+    ) -> async_graphql::Result<Vec<ChatRoom>> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(service::rooms_of(state(ctx), me.id).await.gql(ctx)?.into_iter().map(ChatRoom).collect())
+        let order = match order {
+            ChatRoomOrder::Activity => service::RoomOrder::Activity,
+            ChatRoomOrder::Created => service::RoomOrder::Created,
+        };
+        Ok(service::rooms_of(state(ctx), me.id, order).await.gql(ctx)?.into_iter().map(ChatRoom).collect())
     }
 
     /// A room by name; NOT_FOUND when it does not exist or the caller is not a member.

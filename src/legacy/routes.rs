@@ -260,6 +260,8 @@ fn post_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 // ---- 7, 9. chat rooms --------------------------------------------------------------------------
 
 const MY_ROOMS: &str = "{ myChatRooms { id name members { id } display_name: displayName } }";
+const MY_ROOMS_BY_CREATION: &str =
+    "{ myChatRooms(order: CREATED) { id name members { id } display_name: displayName } }";
 
 const CREATE_ROOM: &str = "mutation($recipient: String!) {
   createChatRoom(recipient: $recipient) { created chatRoom { id name members { id } display_name: displayName } }
@@ -269,14 +271,6 @@ const ROOM_FIELDS: &[Field] = &[Field { name: "recipient", kind: Kind::Slug }];
 
 fn room_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     Variables::all(json!({"recipient": input.body.text("recipient")}))
-}
-
-/// Endpoint 7 lists the caller's rooms by id (endpoint 9 keeps `myChatRooms`' activity order).
-fn rooms_by_id(data: Value) -> Result<Reply, serde_json::Error> {
-    let mut rooms: Vec<shapes::Room> =
-        serde_json::from_value(data.pointer("/myChatRooms").cloned().unwrap_or_default())?;
-    rooms.sort_by_key(|room| room.id);
-    Ok(Reply { body: serde_json::to_vec(&rooms)?, status: None })
 }
 
 /// 201 for a new room, 200 for the pair's existing one.
@@ -504,13 +498,13 @@ pub static ROUTES: &[Route] = &[
         get: Some(Operation {
             summary: "The caller's rooms, by id",
             open: false,
-            document: MY_ROOMS,
+            document: MY_ROOMS_BY_CREATION,
             fields: &[],
             params: &[],
             variables: no_variables,
             guard: None,
             paging: None,
-            shape: rooms_by_id,
+            shape: |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
             status: StatusCode::OK,
             response: many::<shapes::Room>,
             other_statuses: &[],

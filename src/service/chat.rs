@@ -163,14 +163,26 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
 }
 
 /// The rooms of a user, most recent activity first (ties: the newer room first).
-pub async fn rooms_of(state: &AppState, user_id: i64) -> AppResult<Vec<chat_room::Model>> {
-    Ok(chat_room::Entity::find()
+pub async fn rooms_of(state: &AppState, user_id: i64, order: RoomOrder) -> AppResult<Vec<chat_room::Model>> {
+    let query = chat_room::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
-        .filter(room_member::Column::UserId.eq(user_id))
-        .order_by_desc(chat_room::Column::LastActivityAt)
-        .order_by_desc(chat_room::Column::Id)
-        .all(&state.db)
-        .await?)
+        .filter(room_member::Column::UserId.eq(user_id));
+    let query = match order {
+        RoomOrder::Activity => {
+            query.order_by_desc(chat_room::Column::LastActivityAt).order_by_desc(chat_room::Column::Id)
+        }
+        RoomOrder::Created => query.order_by_asc(chat_room::Column::Id),
+    };
+    Ok(query.all(&state.db).await?)
+}
+
+/// How a user's rooms are listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomOrder {
+    /// Most recent activity (last message, else creation) first; ties: the newer room first.
+    Activity,
+    /// Oldest room first (the legacy list of endpoint 7).
+    Created,
 }
 
 /// The room called `name` if `user_id` is a member; otherwise it does not exist for them.

@@ -382,6 +382,11 @@ async fn my_rooms_are_ordered_by_last_activity() {
         .await
         .unwrap();
     assert_eq!(mine().await, [with_dave.as_str(), with_carol.as_str(), with_bob.as_str()]);
+
+    // Oldest first on request (the legacy list of endpoint 7), whatever the activity.
+    send(&app, &alice, &with_dave, "latest").await;
+    let created = app.gql_ok(Some(&alice.access), "{ myChatRooms(order: CREATED) { name } }", json!({})).await;
+    assert_eq!(names(&created), [with_bob.as_str(), with_carol.as_str(), with_dave.as_str()]);
 }
 
 #[tokio::test]
