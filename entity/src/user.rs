@@ -1,4 +1,6 @@
-//! An account. Username and email are unique case-insensitively (indexes on `lower(...)`).
+//! An account. Username and email are unique case-insensitively: each has a key column holding
+//! its Unicode lower-case form, under a unique index, so SQLite (whose `lower()` only folds
+//! ASCII) and PostgreSQL decide alike.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,6 +11,10 @@ pub struct Model {
     pub id: i64,
     pub username: String,
     pub email: String,
+    /// `username` in Unicode lower case; unique.
+    pub username_key: String,
+    /// `email` in Unicode lower case; unique.
+    pub email_key: String,
     /// Argon2id PHC string.
     pub password_hash: String,
     pub is_active: bool,

@@ -12,6 +12,8 @@ enum Users {
     Id,
     Username,
     Email,
+    UsernameKey,
+    EmailKey,
     PasswordHash,
     IsActive,
     DateJoined,
@@ -89,6 +91,8 @@ impl MigrationTrait for Migration {
                     .col(big_pk_auto(Users::Id))
                     .col(string_len(Users::Username, 150))
                     .col(string_len(Users::Email, 254))
+                    .col(text(Users::UsernameKey))
+                    .col(text(Users::EmailKey))
                     .col(string(Users::PasswordHash))
                     .col(boolean(Users::IsActive).default(true))
                     .col(timestamp_with_time_zone(Users::DateJoined))
@@ -96,10 +100,11 @@ impl MigrationTrait for Migration {
                     .take(),
             )
             .await?;
-        // Case-insensitive uniqueness is an index on lower(...), never a check-then-insert.
-        let db = manager.get_connection();
-        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_username_lower ON users (lower(username))").await?;
-        db.execute_unprepared("CREATE UNIQUE INDEX ux_users_email_lower ON users (lower(email))").await?;
+        // Case-insensitive uniqueness is a unique index on the lower-cased keys (computed in Rust:
+        // SQLite's lower() folds ASCII only), never a check-then-insert.
+        for (name, column) in [("ux_users_username_key", Users::UsernameKey), ("ux_users_email_key", Users::EmailKey)] {
+            manager.create_index(Index::create().name(name).table(Users::Table).col(column).unique().take()).await?;
+        }
 
         manager
             .create_table(

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use chrono::{SubsecRound, Utc};
 use entity::{profile, revoked_token, user};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -31,13 +31,14 @@ pub struct TokenPair {
     pub refresh: String,
 }
 
-/// `lower(column) = lower(value)`: the same function as the unique indexes.
-fn ci_equals(column: user::Column, value: &str) -> sea_orm::sea_query::SimpleExpr {
-    Expr::expr(Func::lower(Expr::col(column))).eq(Func::lower(Expr::val(value.to_owned())))
+/// The case-insensitive key of a username or email (the unique indexes are on these keys).
+pub fn fold(value: &str) -> String {
+    value.to_lowercase()
 }
 
-async fn taken(state: &AppState, column: user::Column, value: &str) -> AppResult<bool> {
-    Ok(user::Entity::find().filter(ci_equals(column, value)).count(&state.db).await? > 0)
+/// Whether a username (`key` = `UsernameKey`) or email (`EmailKey`) is taken, in any case.
+async fn taken(state: &AppState, key: user::Column, value: &str) -> AppResult<bool> {
+    Ok(user::Entity::find().filter(key.eq(fold(value))).count(&state.db).await? > 0)
 }
 
 /// Creates a user and an empty profile in one transaction. Every invalid field is reported.
@@ -55,8 +56,8 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         if !domain::is_valid_username(username) {
             errors.add("username", domain::USERNAME_INVALID);
         }
-        if taken(state, user::Column::Username, username).await?
-            || taken(state, user::Column::Username, &stored_username).await?
+        if taken(state, user::Column::UsernameKey, username).await?
+            || taken(state, user::Column::UsernameKey, &stored_username).await?
         {
             errors.add("username", USERNAME_TAKEN);
         }
@@ -69,7 +70,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     if email.is_empty() {
         errors.add("email", BLANK);
     } else {
-        if taken(state, user::Column::Email, email).await? {
+        if taken(state, user::Column::EmailKey, email).await? {
             errors.add("email", EMAIL_TAKEN);
         }
         if email.chars().count() > domain::EMAIL_MAX {
@@ -102,6 +103,8 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     let created = user::ActiveModel {
         username: Set(username.to_owned()),
         email: Set(email.to_owned()),
+        username_key: Set(fold(username)),
+        email_key: Set(fold(email)),
         password_hash: Set(hash),
         is_active: Set(true),
         date_joined: Set(now),
@@ -115,10 +118,10 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         // Lost a race against an identical sign-up: the unique index decides.
         Err(err) if crate::db::is_unique_violation(&err) => {
             let mut errors = FieldErrors::new();
-            if taken(state, user::Column::Email, email).await? {
+            if taken(state, user::Column::EmailKey, email).await? {
                 errors.add("email", EMAIL_TAKEN);
             }
-            if errors.is_empty() || taken(state, user::Column::Username, username).await? {
+            if errors.is_empty() || taken(state, user::Column::UsernameKey, username).await? {
                 errors.add("username", USERNAME_TAKEN);
             }
             return Err(AppError::Invalid(errors));
@@ -231,10 +234,8 @@ pub async fn list(
     let mut filter = Condition::all();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
         let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        filter = filter.add(
-            Expr::expr(Func::lower(Expr::col(user::Column::Username)))
-                .like(LikeExpr::new(format!("{}%", escaped.to_lowercase())).escape('\\')),
-        );
+        filter = filter
+            .add(Expr::col(user::Column::UsernameKey).like(LikeExpr::new(format!("{}%", fold(&escaped))).escape('\\')));
     }
     let total = match total {
         Total::Count => Some(user::Entity::find().filter(filter.clone()).count(&state.db).await?),

@@ -126,6 +126,23 @@ async fn usernames_and_emails_are_unique_regardless_of_case() {
 }
 
 #[tokio::test]
+async fn case_is_folded_beyond_ascii_on_every_database() {
+    let app = spawn_app().await;
+    app.gql_ok(None, REGISTER, json!({"u": "Émile", "e": "Emile@Exemple.fr", "p": PASSWORD})).await;
+    let body = app.gql(None, REGISTER, json!({"u": "émile", "e": "EMILE@exemple.FR", "p": PASSWORD})).await;
+    assert_eq!(
+        field_errors(&body),
+        vec![
+            ("username".to_owned(), vec!["A user with that username already exists.".to_owned()]),
+            ("email".to_owned(), vec!["A user with that email already exists.".to_owned()]),
+        ]
+    );
+    let viewer = app.user("viewer").await;
+    let found = app.gql_ok(Some(&viewer.access), "{ users(search: \"éM\") { nodes { username } } }", json!({})).await;
+    assert_eq!(found["users"]["nodes"], json!([{"username": "Émile"}]));
+}
+
+#[tokio::test]
 async fn concurrent_sign_ups_of_one_name_create_one_user() {
     let app = spawn_app().await;
     let name = unique("race");

@@ -221,6 +221,8 @@ async fn the_user_list_is_every_user_by_id_across_pages() {
         entity::user::ActiveModel {
             username: Set(format!("bulk{i:03}")),
             email: Set(format!("bulk{i:03}@example.com")),
+            username_key: Set(format!("bulk{i:03}")),
+            email_key: Set(format!("bulk{i:03}@example.com")),
             password_hash: Set("unusable".into()),
             is_active: Set(true),
             date_joined: Set(chrono::Utc::now()),
