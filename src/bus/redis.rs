@@ -215,21 +215,26 @@ impl Publisher {
         }
     }
 
-    /// Runs `cmd`, retrying once on connection trouble: after Redis
-    /// restarted, the first command fails on the stale connection (or on the
-    /// failed reconnect from the outage) and makes the manager reconnect.
-    /// For PUBLISH a rare duplicate is possible; subscribers drop it through
+    /// Runs `cmd`, retrying on connection trouble: after Redis restarted, the first command
+    /// fails on the stale connection (or on the failed reconnect from the outage) and makes the
+    /// manager reconnect, which takes a moment, so the retries back off briefly (25, 50, 100
+    /// ms; the callers bound the whole with their own timeout). A timed-out connection is
+    /// replaced. For PUBLISH a rare duplicate is possible; subscribers drop it through
     /// `room_seq`.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        let (generation, mut conn) = self.get();
-        match cmd.query_async(&mut conn).await {
-            Err(err) if err.is_timeout() => {
-                self.replace(generation);
-                let (_, mut conn) = self.get();
-                cmd.query_async(&mut conn).await
+        let mut attempt = 0;
+        loop {
+            let (generation, mut conn) = self.get();
+            match cmd.query_async(&mut conn).await {
+                Err(err) if attempt < 3 && (err.is_timeout() || err.is_io_error() || err.is_unrecoverable_error()) => {
+                    if err.is_timeout() {
+                        self.replace(generation);
+                    }
+                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                    attempt += 1;
+                }
+                result => return result,
             }
-            Err(err) if err.is_io_error() || err.is_unrecoverable_error() => cmd.query_async(&mut conn).await,
-            result => result,
         }
     }
 }
@@ -512,12 +517,15 @@ mod tests {
         for seq in 1..=100 {
             a.publish(event(seq)).await;
         }
+        for seq in 1..=100 {
+            assert_eq!(recv_seq(&mut rx_b).await, seq);
+        }
+        // B publishes only once A's events reached it: its own event is delivered to its own
+        // receiver at once and would otherwise overtake those still travelling through Redis.
         b.publish(event(101)).await;
-
-        for rx in [&mut rx_a, &mut rx_b] {
-            for seq in 1..=101 {
-                assert_eq!(recv_seq(rx).await, seq);
-            }
+        assert_eq!(recv_seq(&mut rx_b).await, 101);
+        for seq in 1..=101 {
+            assert_eq!(recv_seq(&mut rx_a).await, seq);
         }
         // Give stray duplicates time to arrive, then make sure there are none.
         sleep(Duration::from_millis(300)).await;
@@ -638,12 +646,14 @@ mod tests {
         assert!(a.ready().await);
 
         a.publish(event(4)).await;
+        // B missed 2 and 3 (at-most-once); it would catch up from the database.
+        assert_eq!(recv_seq(&mut rx_b).await, 4);
+        // Only now B publishes: its own event reaches its receiver at once, and must not
+        // overtake 4, which is still on its way through Redis.
         b.publish(event(5)).await;
         for seq in [1, 2, 3, 4, 5] {
             assert_eq!(recv_seq(&mut rx_a).await, seq);
         }
-        // B missed 2 and 3 (at-most-once); it would catch up from the database.
-        assert_eq!(recv_seq(&mut rx_b).await, 4);
         assert_eq!(recv_seq(&mut rx_b).await, 5);
         assert!(matches!(rx_b.try_recv(), Err(TryRecvError::Empty)));
 
