@@ -3,7 +3,8 @@
 //! An avatar is accepted by its bytes (PNG, JPEG, GIF or WebP, at most
 //! [`MAX_IMAGE_BYTES`]), never by its name or declared type. The file is written before the
 //! database row changes and removed again if the row cannot be written; the replaced file is
-//! removed once the new row is committed (never the shared default image).
+//! removed once the new row is committed (never the shared default image). All of that runs in
+//! a task of its own, so a cancelled request cannot stop it halfway.
 
 use std::io::Read;
 
@@ -61,34 +62,46 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     let kind = update.image.as_deref().and_then(|bytes| errors.check("image", check_image(bytes)));
     errors.into_result()?;
 
-    let stored = match (kind, update.image.as_deref()) {
-        (Some(kind), Some(bytes)) => Some(state.media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
-        _ => None,
-    };
-    if bio.is_none() && stored.is_none() {
+    if bio.is_none() && kind.is_none() {
         return Ok(());
     }
-    match save(state, user.id, bio, stored.clone()).await {
-        Ok(replaced) => {
-            if let Some(old) = replaced
-                && Some(&old) != stored.as_ref()
-            {
-                state.media.remove(&old).await;
+    // Store, save and clean up in a task of its own: a client that goes away mid-request
+    // cancels the request, and must not leave a written file unreferenced or a replaced one
+    // behind.
+    let (db, media, user_id, image) = (state.db.clone(), state.media.clone(), user.id, update.image);
+    let job = tokio::spawn(async move {
+        let stored = match (kind, image.as_deref()) {
+            (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
+            _ => None,
+        };
+        match save(&db, user_id, bio, stored.clone()).await {
+            Ok(replaced) => {
+                if let Some(old) = replaced
+                    && Some(&old) != stored.as_ref()
+                {
+                    media.remove(&old).await;
+                }
+                Ok(())
             }
-            Ok(())
-        }
-        Err(err) => {
-            if let Some(new) = stored {
-                state.media.remove(&new).await;
+            Err(err) => {
+                if let Some(new) = stored {
+                    media.remove(&new).await;
+                }
+                Err(err)
             }
-            Err(err)
         }
-    }
+    });
+    job.await.map_err(AppError::internal)?
 }
 
 /// Writes the new values in one transaction; returns the image path that was replaced.
-async fn save(state: &AppState, user_id: i64, bio: Option<String>, image: Option<String>) -> AppResult<Option<String>> {
-    let txn = crate::db::begin_write(&state.db).await?;
+async fn save(
+    db: &sea_orm::DatabaseConnection,
+    user_id: i64,
+    bio: Option<String>,
+    image: Option<String>,
+) -> AppResult<Option<String>> {
+    let txn = crate::db::begin_write(db).await?;
     // Locked (PostgreSQL; SQLite's IMMEDIATE already serialises writers), so that two concurrent
     // uploads cannot both read the same old image and leave one new file unreferenced.
     let current =
