@@ -84,6 +84,14 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Opens the room of the token's user with `recipient` (on `a`); returns its name.
+    async fn room(&self, token: &str, recipient: &str) -> String {
+        let data = self.a.gql_ok(Some(token), CREATE, json!({"r": recipient})).await;
+        data["createChatRoom"]["chatRoom"]["name"].as_str().unwrap().to_owned()
+    }
+}
+
 fn cursor(id: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("message:{id}"))
@@ -105,11 +113,7 @@ async fn messages_reach_subscribers_on_every_process_in_order() {
     let Some(cluster) = Cluster::start("messages_reach_subscribers_on_every_process_in_order").await else { return };
     let (alice, alice_token) = cluster.user("alice").await;
     let (bob, bob_token) = cluster.user("bob").await;
-    let room =
-        cluster.a.gql_ok(Some(&alice_token), CREATE, json!({"r": bob})).await["createChatRoom"]["chatRoom"]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let room = cluster.room(&alice_token, &bob).await;
     let _ = alice;
     let hello = send(&cluster.a, &alice_token, &room, "hello").await;
 
@@ -196,11 +200,7 @@ async fn live_delivery_resumes_after_a_redis_restart() {
     let Some(mut cluster) = Cluster::start("live_delivery_resumes_after_a_redis_restart").await else { return };
     let (_, alice_token) = cluster.user("alice").await;
     let (bob, bob_token) = cluster.user("bob").await;
-    let room =
-        cluster.a.gql_ok(Some(&alice_token), CREATE, json!({"r": bob})).await["createChatRoom"]["chatRoom"]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let room = cluster.room(&alice_token, &bob).await;
     let first = send(&cluster.a, &alice_token, &room, "first").await;
     let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
     on_b.subscribe(RESUME, json!({"room": room, "after": cursor(&first)})).await;
