@@ -24,6 +24,18 @@ impl FromRequestParts<AppContext> for ClientIp {
     }
 }
 
+/// The unit limits count by: an IPv4 address, or the /64 network of an IPv6 one (one
+/// subscriber's whole network, so rotating addresses inside it gets around nothing).
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// The last address of the last `X-Forwarded-For` header.
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     let last = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;

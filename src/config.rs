@@ -77,6 +77,10 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_DB_POOL", default_value_t = 16)]
     pub db_pool: u32,
 
+    /// Open WebSockets allowed per client address (IPv6: per /64); 0: no limit.
+    #[arg(long, global = true, env = "AGORA_WS_MAX_PER_CLIENT", default_value_t = 64)]
+    pub ws_max_per_client: usize,
+
     /// Seconds between pings to idle WebSocket connections.
     #[arg(long, global = true, env = "AGORA_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,

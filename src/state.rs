@@ -21,6 +21,8 @@ pub struct AppState {
     pub media: MediaStore,
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
+    /// Open WebSockets per client address.
+    pub sockets: Arc<crate::ws::SocketLimiter>,
     /// SQL statements run since start (every statement of `db` and its clones).
     pub db_statements: Arc<AtomicU64>,
 }
@@ -34,6 +36,7 @@ impl AppState {
             passwords: PasswordHasher::new(settings.hash_concurrency.unwrap_or(cores)),
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
+            sockets: crate::ws::SocketLimiter::new(settings.ws_max_per_client),
             bus,
             db_statements,
             db,

@@ -19,6 +19,50 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Frames queued for one connection before its writer pushes back.
 const OUTGOING_QUEUE: usize = 64;
 
+/// Open WebSockets per client (address, or IPv6 /64): each costs buffers and live feeds, so
+/// one client cannot open them without end.
+pub struct SocketLimiter {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One open socket of a client; dropping it (the connection ended) frees the place.
+pub struct SocketPermit {
+    limiter: Arc<SocketLimiter>,
+    key: std::net::IpAddr,
+}
+
+impl SocketLimiter {
+    /// At most `max` sockets per client; 0: no limit.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { max, open: Default::default() })
+    }
+
+    /// A place for one more socket of `ip`, or `None` when it has `max` open already.
+    pub fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<SocketPermit> {
+        let key = crate::client::network(ip);
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if self.max > 0 && *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketPermit { limiter: self.clone(), key })
+    }
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Bounds what one connection may cost.
 pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade.read_buffer_size(READ_BUFFER_BYTES).max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES)

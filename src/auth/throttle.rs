@@ -18,17 +18,6 @@ pub struct Throttle {
     next_sweep: std::sync::atomic::AtomicUsize,
 }
 
-/// The unit that is counted: an IPv4 address, or the /64 network of an IPv6 one.
-fn network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
-}
-
 impl Throttle {
     /// `limit` attempts per `window` per address; a limit of 0 disables throttling.
     pub fn new(limit: u32, window: Duration) -> Self {
@@ -37,7 +26,7 @@ impl Throttle {
 
     /// Counts one attempt; `Err(seconds)` tells how long until the next one is allowed.
     pub fn check(&self, key: Option<IpAddr>) -> Result<(), u64> {
-        let Some(key) = key.filter(|_| self.limit > 0).map(network) else { return Ok(()) };
+        let Some(key) = key.filter(|_| self.limit > 0).map(crate::client::network) else { return Ok(()) };
         let now = Instant::now();
         let mut counters = self.counters.lock().expect("throttle lock");
         // Forget finished windows now and then, so the map stays as large as the live clients.

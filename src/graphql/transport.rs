@@ -135,6 +135,10 @@ pub async fn graphql_ws(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(permit) = ctx.state.sockets.acquire(ip) else {
+        return (axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many open WebSockets from this address.")
+            .into_response();
+    };
     let header_viewer = viewer_from_headers(&ctx, &headers).await;
     let schema: AgoraSchema = ctx.schema.clone();
     let wire_protocol = ws_limit::protocol_of(&headers);
@@ -144,6 +148,7 @@ pub async fn graphql_ws(
     crate::ws::configure(upgrade)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
+            let _permit = permit;
             let (sink, stream) = crate::ws::keepalive(socket, ping_every, &lifecycle);
             let (executor, active) = ws_limit::CountingExecutor::new(schema);
             let stream = ws_limit::gate(stream, active, sink.clone(), wire_protocol);

@@ -96,10 +96,21 @@ pub async fn connect(
         Ok(after) => after,
         Err(refusal) => return refusal,
     };
+    let Some(permit) = bridge.ctx.state.sockets.acquire(ip) else {
+        return errors::detail(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "Too many open WebSockets from this address.",
+        );
+    };
     let every = Duration::from_secs(bridge.ctx.state.settings.ws_ping_seconds.max(1));
     let tasks = bridge.ctx.lifecycle.tasks.clone();
     ws::configure(upgrade)
-        .on_upgrade(move |socket| tasks.track_future(bridge.run(socket, after, every)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                let _permit = permit;
+                bridge.run(socket, after, every).await
+            })
+        })
         .into_response()
 }
 

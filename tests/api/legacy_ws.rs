@@ -675,3 +675,36 @@ async fn legacy_client_whole_flow() {
     assert_eq!(payload["data"]["messageAdded"]["author"]["username"], json!(alice.username));
     assert_eq!(history(&app, &room, &alice_access).await.len(), 5);
 }
+
+#[tokio::test]
+async fn open_websockets_are_capped_per_client() {
+    let app = spawn_app_with(|s| s.ws_max_per_client = 2).await;
+    let (alice, bob, room) = pair(&app).await;
+    let url = |token: &str| app.ws_url(&format!("{}?token={token}", chat_path(&room)));
+    let first = LegacyWs::connect_url(&url(&alice.access)).await;
+    let _second = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
+
+    // A third socket of the same address, of either kind, is refused before the upgrade.
+    assert_eq!(LegacyWs::try_connect(&url(&bob.access), &[]).await.err(), Some(429));
+    let refused = handshake(&app, &format!("{}?token={}", chat_path(&room), alice.access), &[]).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.text, r#"{"detail":"Too many open WebSockets from this address."}"#);
+    let mut request = app.ws_url("/graphql/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("expected a 429 refusal, got {:?}", other.map(|_| ())),
+    }
+
+    // Closing one frees its place.
+    first.close().await;
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok(socket) = LegacyWs::try_connect(&url(&alice.access), &[]).await {
+            reopened = Some(socket);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "the place of a closed socket is given back");
+}
