@@ -9,7 +9,7 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Type};
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, RefOr, Required, ResponseBuilder, Schema,
@@ -119,8 +119,10 @@ fn operation(
     }
     if !op.fields.is_empty() {
         let mut object = ObjectBuilder::new().schema_type(Type::Object);
+        // Every body field is a required text that may not be blank (trimmed first).
+        let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(r"\S"));
         for field in op.fields {
-            object = object.property(field.name, String::schema()).required(field.name);
+            object = object.property(field.name, text()).required(field.name);
         }
         let object: RefOr<Schema> = object.build().into();
         let mut body = RequestBodyBuilder::new().required(Some(Required::True));
@@ -140,7 +142,8 @@ fn operation(
     }
     let detail = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name(Detail::name()));
     if !op.fields.is_empty() || !op.params.is_empty() {
-        let invalid = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(ValidationErrors::name()));
+        let fields = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(ValidationErrors::name()));
+        let invalid = OneOfBuilder::new().item(fields).item(detail()).into();
         builder = builder.response("400", json_response("Invalid fields, or a malformed body ({\"detail\"})", invalid));
     }
     let auth = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(AuthFailure::name()));

@@ -868,6 +868,14 @@ async fn openapi_describes_every_legacy_endpoint() {
         "#/components/schemas/Room"
     );
     assert!(paths[ROOMS]["post"]["responses"].get("200").is_some());
+    // A 400 is either field errors or a malformed body's {"detail"} (found by schemathesis).
+    assert_eq!(
+        paths[POSTS]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["oneOf"],
+        json!([{"$ref": "#/components/schemas/ValidationErrors"}, {"$ref": "#/components/schemas/Detail"}])
+    );
+    // Body fields are required, non-blank text.
+    let title = &paths[POSTS]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["title"];
+    assert_eq!((&title["minLength"], &title["pattern"]), (&json!(1), &json!("\\S")));
     assert_eq!(
         paths[POSTS]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/Post"
