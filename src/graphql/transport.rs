@@ -44,6 +44,9 @@ pub struct LimitedRequest(pub async_graphql::Request);
 pub enum LimitedRejection {
     Parse(GraphQLRejection),
     TooManyFiles,
+    /// A mutation (or subscription) sent with GET: only queries may be, as GET requests can be
+    /// triggered across sites and cached.
+    NotAQuery,
 }
 
 impl IntoResponse for LimitedRejection {
@@ -52,6 +55,14 @@ impl IntoResponse for LimitedRejection {
             LimitedRejection::Parse(rejection) => rejection.into_response(),
             LimitedRejection::TooManyFiles => {
                 (StatusCode::BAD_REQUEST, format!("Too many files: at most {MAX_UPLOADS}.")).into_response()
+            }
+            LimitedRejection::NotAQuery => {
+                let body = serde_json::json!({"errors": [{
+                    "message": "Only queries may be sent with GET; use POST.",
+                    "extensions": {"code": super::error::BAD_USER_INPUT},
+                }]});
+                (StatusCode::METHOD_NOT_ALLOWED, [(axum::http::header::ALLOW, "GET, POST")], axum::Json(body))
+                    .into_response()
             }
         }
     }
@@ -69,7 +80,11 @@ impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         if req.method() == Method::GET {
             let request = GraphQLRequest::<GraphQLRejection>::from_request(req, state).await;
-            return request.map(|r| LimitedRequest(r.into_inner())).map_err(LimitedRejection::Parse);
+            let mut request = request.map(|r| r.into_inner()).map_err(LimitedRejection::Parse)?;
+            if !is_query(&mut request) {
+                return Err(LimitedRejection::NotAQuery);
+            }
+            return Ok(LimitedRequest(request));
         }
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = req.into_body().into_data_stream().map_err(std::io::Error::other);
@@ -83,6 +98,22 @@ impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
         }
         Ok(LimitedRequest(request))
     }
+}
+
+/// Whether the operation a request selects is a query (a document that does not parse, or names
+/// no operation, counts as one: execution reports the error).
+fn is_query(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return true };
+    let operation = match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()),
+        (DocumentOperations::Multiple(operations), None) => {
+            operations.values().next().filter(|_| operations.len() == 1)
+        }
+    };
+    operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
 }
 
 pub async fn graphql_http(

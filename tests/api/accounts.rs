@@ -380,3 +380,21 @@ async fn behind_a_proxy_the_forwarded_address_is_throttled() {
     let body: serde_json::Value = attempt("203.0.113.2").await.unwrap().json().await.unwrap();
     assert_eq!(codes(&body), vec!["UNAUTHENTICATED"]);
 }
+
+#[tokio::test]
+async fn get_carries_queries_only() {
+    let app = spawn_app().await;
+    let get = |query: &'static str| app.client.get(app.url("/graphql")).query(&[("query", query)]).send();
+    let ok = get("{ __typename }").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.json::<serde_json::Value>().await.unwrap()["data"]["__typename"], "Query");
+
+    let mutation = "mutation { register(input: {username: \"viaget\", email: \"g@example.com\", password: \"correct horse\"}) { id } }";
+    let refused = get(mutation).await.unwrap();
+    assert_eq!(refused.status(), 405);
+    assert_eq!(refused.headers()["allow"], "GET, POST");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(codes(&body), vec!["BAD_USER_INPUT"]);
+    // Nothing was registered: the same mutation over POST still succeeds.
+    app.gql_ok(None, mutation, json!({})).await;
+}
