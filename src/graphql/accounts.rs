@@ -1,7 +1,7 @@
 //! Accounts in GraphQL: `register`, `tokenAuth`, `refreshToken`, `revokeToken`, `me`, `users`,
 //! `user`, and the `User` and `Profile` types.
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::{profile, user};
 
@@ -114,12 +114,7 @@ impl AccountsQuery {
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
-        let mut connection =
-            UserConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
-        connection
-            .edges
-            .extend(page.items.into_iter().map(|u| Edge::new(cursor::encode_id(USER_CURSOR, u.id), User(u))));
-        Ok(connection)
+        Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
     }
 
     async fn user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<Option<User>> {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject, Subscription};
 use entity::{chat_room, message, user};
@@ -80,12 +80,7 @@ impl ChatRoom {
         };
         let total = wanted_total(ctx);
         let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
-        let mut connection =
-            MessageConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
-        connection
-            .edges
-            .extend(page.items.into_iter().map(|m| Edge::new(cursor::encode_id(MESSAGE_CURSOR, m.id), Message(m))));
-        Ok(connection)
+        Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message))
     }
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {

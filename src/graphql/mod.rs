@@ -64,6 +64,25 @@ impl TotalCount {
     }
 }
 
+/// A Relay connection of a service page: each item becomes a node with the cursor `cursor`
+/// gives it.
+pub fn connection<T, N: async_graphql::OutputType>(
+    page: crate::service::page::Page<T>,
+    cursor: impl Fn(&T) -> String,
+    node: impl Fn(T) -> N,
+) -> async_graphql::connection::Connection<String, N, TotalCount> {
+    let mut connection = async_graphql::connection::Connection::with_additional_fields(
+        page.has_previous,
+        page.has_next,
+        TotalCount(page.total_count),
+    );
+    connection.edges.extend(page.items.into_iter().map(|item| {
+        let cursor = cursor(&item);
+        async_graphql::connection::Edge::new(cursor, node(item))
+    }));
+    connection
+}
+
 /// Whether the connection field being resolved selects `totalCount` (through fragments too;
 /// each occurrence of a field is resolved, and asked, on its own).
 pub fn wanted_total(ctx: &Context<'_>) -> Total {

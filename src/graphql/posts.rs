@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use async_graphql::connection::{Connection, Edge};
+use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::DateTime;
 use entity::post;
@@ -97,10 +97,7 @@ pub(crate) async fn connection(
     let total = wanted_total(ctx);
     let page = posts::list(state(ctx), author, first, after, total).await.gql(ctx)?;
     prefetch(ctx, &page.items).await?;
-    let mut connection =
-        PostConnection::with_additional_fields(page.has_previous, page.has_next, TotalCount(page.total_count));
-    connection.edges.extend(page.items.into_iter().map(|p| Edge::new(encode_cursor(PostKey::from(&p)), Post(p))));
-    Ok(connection)
+    Ok(super::connection(page, |p| encode_cursor(PostKey::from(p)), Post))
 }
 
 #[derive(InputObject)]
