@@ -102,6 +102,16 @@ pub fn bearer_token(header: Option<&str>) -> Result<Option<&str>, AuthError> {
     }
 }
 
+/// The active user of an `Authorization` header (SimpleJWT's `JWTAuthentication`); no header or
+/// another scheme: anonymous.
+pub async fn authenticate_header(
+    db: &DatabaseConnection,
+    tokens: &TokenService,
+    header: Option<&str>,
+) -> Result<Option<entity::user::Model>, AuthError> {
+    authenticate(db, tokens, bearer_token(header)?).await
+}
+
 /// The active user an access token names. `None` token: anonymous.
 pub async fn authenticate(
     db: &DatabaseConnection,

@@ -23,11 +23,7 @@ use crate::startup::AppContext;
 /// The caller of an HTTP request, from its `Authorization` header.
 pub async fn viewer_from_headers(ctx: &AppContext, headers: &HeaderMap) -> Viewer {
     let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let result = match auth::bearer_token(header) {
-        Ok(token) => auth::authenticate(&ctx.state.db, &ctx.state.tokens, token).await,
-        Err(err) => Err(err),
-    };
-    Viewer::from_result(result)
+    Viewer::from_result(auth::authenticate_header(&ctx.state.db, &ctx.state.tokens, header).await)
 }
 
 /// Most files one request may carry (`updateProfile.image` is the only upload).

@@ -182,8 +182,7 @@ fn negotiate(parts: &Parts) -> Option<Response> {
 /// The caller as SimpleJWT's `JWTAuthentication` finds them (the same functions as GraphQL's).
 async fn caller(ctx: &AppContext, parts: &Parts) -> Result<Option<entity::user::Model>, AuthError> {
     let header = parts.headers.get(AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let token = auth::bearer_token(header.as_deref())?;
-    auth::authenticate(&ctx.state.db, &ctx.state.tokens, token).await
+    auth::authenticate_header(&ctx.state.db, &ctx.state.tokens, header.as_deref()).await
 }
 
 /// One request's GraphQL calls, with the caller's identity and address.
