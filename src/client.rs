@@ -1,28 +1,15 @@
-//! The caller's address, for throttling. Behind a reverse proxy every connection comes from the
+//! The caller's address ([`ClientIp`], taken from each request by `transport::extract`), for
+//! throttling and per-client limits. Behind a reverse proxy every connection comes from the
 //! proxy, so with `AGORA_TRUST_FORWARDED_FOR` the address is the one the proxy appended last to
 //! `X-Forwarded-For` (a client can forge the entries before it, never that one).
 
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
-use axum::http::request::Parts;
 
-use crate::startup::AppContext;
-
+/// The address of the caller: of the connection, or the one a trusted proxy reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppContext> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, Infallible> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let forwarded = ctx.state.settings.trust_forwarded_for.then(|| forwarded_for(&parts.headers)).flatten();
-        Ok(ClientIp(forwarded.or(peer).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
-    }
-}
 
 /// The unit limits count by: an IPv4 address, or the /64 network of an IPv6 one (one
 /// subscriber's whole network, so rotating addresses inside it gets around nothing).
@@ -37,7 +24,7 @@ pub fn network(ip: IpAddr) -> IpAddr {
 }
 
 /// The last address of the last `X-Forwarded-For` header.
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+pub fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     let last = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
     last.rsplit(',').next()?.trim().parse().ok()
 }

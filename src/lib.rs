@@ -13,8 +13,15 @@
 //!                      service::live feeds (dedupe + gap fill) ─> every live socket
 //! ```
 //!
+//! Layers point one way: `main` → [`startup`] → the transports ([`transport`], [`legacy`]) →
+//! [`context`] → [`graphql`] → [`service`] → [`auth`], [`bus`], [`db`], [`domain`]. Only `main`
+//! and the tests import `startup`.
+//!
 //! - [`startup`]: settings in, router and server out; graceful shutdown (WebSockets get 1001).
-//! - [`graphql`]: the schema (the core), its transports, limits and DataLoaders.
+//! - [`context`]: what every handler gets (state, schema, lifecycle).
+//! - [`transport`]: GraphQL over HTTP and WebSocket, the shared extractors (caller, address)
+//!   and WebSocket plumbing (bounded buffers, pings, 1001).
+//! - [`graphql`]: the schema (the core), its limits and DataLoaders.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
 //!   live feeds; [`domain`]: validation with DRF's messages.
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
@@ -24,13 +31,13 @@
 //!   GraphQL errors, once to DRF's bodies (`legacy::errors`).
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
-//! - [`ws`]: WebSocket plumbing shared by both socket kinds (bounded buffers, pings, 1001).
 //! - [`media`]: uploaded avatars, checked by their bytes.
 
 pub mod auth;
 pub mod bus;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod db;
 pub mod domain;
 pub mod error;
@@ -40,4 +47,4 @@ pub mod media;
 pub mod service;
 pub mod startup;
 pub mod state;
-pub mod ws;
+pub mod transport;

@@ -14,31 +14,16 @@ use axum::http::{HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 use crate::bus::{self, BusConfig};
 use crate::config::Settings;
-use crate::graphql::{self, AgoraSchema, transport};
+use crate::context::{AppContext, Lifecycle};
+use crate::graphql;
 use crate::state::AppState;
-
-/// Shutdown signal and the long-lived tasks (WebSockets) to wait for.
-#[derive(Clone, Default)]
-pub struct Lifecycle {
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-}
-
-/// What every handler gets: the shared state, the schema and the lifecycle.
-#[derive(Clone)]
-pub struct AppContext {
-    pub state: Arc<AppState>,
-    pub schema: AgoraSchema,
-    pub lifecycle: Lifecycle,
-}
+use crate::transport::{graphql_http, graphql_ws};
 
 pub struct Application {
     listener: TcpListener,
@@ -133,9 +118,9 @@ fn router(context: AppContext) -> Router {
     let media = ServeDir::new(context.state.media.root());
     let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
     let app = Router::new()
-        .route("/graphql", get(transport::graphql_http).post(transport::graphql_http).layer(body_limit))
-        .route("/graphql/ws", get(transport::graphql_ws))
-        .route("/graphiql", get(transport::graphiql))
+        .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http).layer(body_limit))
+        .route("/graphql/ws", get(graphql_ws::graphql_ws))
+        .route("/graphiql", get(graphql_http::graphiql))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest_service("/media", media)

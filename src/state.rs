@@ -22,7 +22,7 @@ pub struct AppState {
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
     /// Open WebSockets per client address.
-    pub sockets: Arc<crate::ws::SocketLimiter>,
+    pub sockets: Arc<crate::transport::socket::SocketLimiter>,
     /// SQL statements run since start (every statement of `db` and its clones).
     pub db_statements: Arc<AtomicU64>,
 }
@@ -36,7 +36,7 @@ impl AppState {
             passwords: PasswordHasher::new(settings.hash_concurrency.unwrap_or(cores)),
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
-            sockets: crate::ws::SocketLimiter::new(settings.ws_max_per_client),
+            sockets: crate::transport::socket::SocketLimiter::new(settings.ws_max_per_client),
             bus,
             db_statements,
             db,

@@ -102,6 +102,15 @@ pub fn bearer_token(header: Option<&str>) -> Result<Option<&str>, AuthError> {
     }
 }
 
+/// The `Authorization` header as Django's `request.META` has it: each value decoded as Latin-1,
+/// several headers joined with `,` (so two of them are a malformed header, never a choice).
+pub fn authorization_header(headers: &axum::http::HeaderMap) -> Option<String> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let first = values.next()?;
+    let latin1 = |bytes: &[u8]| bytes.iter().map(|&b| b as char).collect::<String>();
+    Some(values.fold(latin1(first.as_bytes()), |joined, next| joined + "," + &latin1(next.as_bytes())))
+}
+
 /// The active user of an `Authorization` header (SimpleJWT's `JWTAuthentication`); no header or
 /// another scheme: anonymous.
 pub async fn authenticate_header(
@@ -147,5 +156,16 @@ mod tests {
         assert_eq!(bearer_token(Some("Bearer abc")), Ok(Some("abc")));
         assert_eq!(bearer_token(Some("Bearer")), Err(AuthError::BadHeader));
         assert_eq!(bearer_token(Some("Bearer a b")), Err(AuthError::BadHeader));
+    }
+
+    #[test]
+    fn the_header_is_read_as_django_reads_it() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(authorization_header(&headers), None);
+        headers.append("authorization", axum::http::HeaderValue::from_bytes(b"Bearer \xe9t\xe9").unwrap());
+        assert_eq!(authorization_header(&headers).as_deref(), Some("Bearer \u{e9}t\u{e9}"));
+        headers.append("authorization", "Bearer b".parse().unwrap());
+        assert_eq!(authorization_header(&headers).as_deref(), Some("Bearer \u{e9}t\u{e9},Bearer b"));
+        assert_eq!(bearer_token(authorization_header(&headers).as_deref()), Err(AuthError::BadHeader));
     }
 }

@@ -7,7 +7,8 @@ use entity::{profile, user};
 
 use super::error::GqlResultExt;
 use super::posts::PostConnection;
-use super::{ClientAddr, TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use crate::client::ClientIp;
 use crate::media::MediaStore;
 use crate::service::accounts;
 
@@ -132,7 +133,7 @@ impl AccountsMutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> async_graphql::Result<User> {
         let registration =
             accounts::Registration { username: input.username, email: input.email, password: input.password };
-        let client = ctx.data_opt::<ClientAddr>().and_then(|c| c.0);
+        let client = ctx.data_opt::<ClientIp>().map(|c| c.0);
         Ok(User(accounts::register(state(ctx), client, registration).await.gql(ctx)?))
     }
 
@@ -143,7 +144,7 @@ impl AccountsMutation {
         username: String,
         password: String,
     ) -> async_graphql::Result<TokenPair> {
-        let client = ctx.data_opt::<ClientAddr>().and_then(|c| c.0);
+        let client = ctx.data_opt::<ClientIp>().map(|c| c.0);
         let pair = accounts::sign_in(state(ctx), client, &username, &password).await.gql(ctx)?;
         Ok(TokenPair { access: pair.access, refresh: pair.refresh })
     }

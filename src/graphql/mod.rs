@@ -13,15 +13,13 @@ pub mod loaders;
 pub mod posts;
 pub mod profiles;
 pub mod scalars;
-pub mod transport;
-pub mod ws_limit;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Object, Request, Schema};
 
 use crate::auth::Viewer;
+use crate::client::ClientIp;
 use crate::service::page::Total;
 use crate::state::AppState;
 
@@ -41,10 +39,6 @@ pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 pub const MAX_DEPTH: usize = 16;
 /// Highest complexity accepted (each field counts 1; lists count their page size).
 pub const MAX_COMPLEXITY: usize = 5_000;
-
-/// The address of the caller, for throttling.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub Option<IpAddr>);
 
 /// `totalCount` of every connection. Counting is a statement of its own (a `COUNT(*)` over the
 /// whole list), so a connection counts only when the query selects it ([`wanted_total`]):
@@ -122,9 +116,9 @@ pub fn sdl() -> String {
     build_schema(None).sdl()
 }
 
-/// Attaches what every resolver may need to a request.
-pub fn prepare(request: Request, state: &AppState, viewer: Viewer, client: Option<IpAddr>) -> Request {
-    request.data(viewer).data(ClientAddr(client)).data(Arc::new(loaders::loaders(state.db.clone())))
+/// Attaches what every resolver may need to a request: the caller, their address, DataLoaders.
+pub fn prepare(request: Request, state: &AppState, viewer: Viewer, client: ClientIp) -> Request {
+    request.data(viewer).data(client).data(Arc::new(loaders::loaders(state.db.clone())))
 }
 
 pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

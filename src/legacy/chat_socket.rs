@@ -31,7 +31,7 @@ use async_graphql::{Request as GqlRequest, ServerError, Variables};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, close_code};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::header::{AUTHORIZATION, CONNECTION, UPGRADE};
+use axum::http::header::{CONNECTION, UPGRADE};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -43,9 +43,9 @@ use super::shapes::{self, ValidationErrors};
 use super::{decorate, errors};
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
+use crate::context::AppContext;
 use crate::graphql::{self, chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
-use crate::startup::AppContext;
-use crate::ws;
+use crate::transport::socket as ws;
 
 /// The route, with and without its trailing slash.
 pub const PATHS: [&str; 2] = ["/messenger/ws/ws/chat/{room_name}", "/messenger/ws/ws/chat/{room_name}/"];
@@ -145,7 +145,8 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// The caller as the reference's `JWTAuthMiddleware` finds them: the first non-empty `?token=`
-/// (Python's `parse_qs` drops empty values), else the last `Authorization` header.
+/// (Python's `parse_qs` drops empty values), else the `Authorization` header (read as the REST
+/// endpoints read it).
 async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<entity::user::Model, AuthError> {
     let from_query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(name, value)| name == "token" && !value.is_empty())
@@ -153,11 +154,7 @@ async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<enti
     let token = match from_query {
         Some(token) => Some(token),
         None => {
-            let header = headers
-                .get_all(AUTHORIZATION)
-                .iter()
-                .next_back()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let header = auth::authorization_header(headers);
             auth::bearer_token(header.as_deref())?.map(str::to_owned)
         }
     };
@@ -183,7 +180,7 @@ enum Reply {
 impl Bridge {
     fn request(&self, document: &str, variables: Value) -> GqlRequest {
         let request = GqlRequest::new(document).variables(Variables::from_json(variables));
-        graphql::prepare(request, &self.ctx.state, self.viewer.clone(), Some(self.ip))
+        graphql::prepare(request, &self.ctx.state, self.viewer.clone(), ClientIp(self.ip))
     }
 
     async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use async_graphql::{Request as GqlRequest, ServerError, Variables as GqlVariables};
 use axum::Router;
 use axum::extract::{RawPathParams, Request, State};
-use axum::http::header::{ACCEPT, ALLOW, AUTHORIZATION, HeaderName, HeaderValue};
+use axum::http::header::{ACCEPT, ALLOW, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,7 @@ use self::routes::{Direction, Input, Operation, PAGE, Route};
 use self::shapes::ValidationErrors;
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
-use crate::startup::AppContext;
+use crate::context::AppContext;
 
 /// The legacy endpoints (each with and without its trailing slash), the legacy chat WebSocket,
 /// `/openapi.json`, and DRF's 404 for every other path.
@@ -181,7 +181,7 @@ fn negotiate(parts: &Parts) -> Option<Response> {
 
 /// The caller as SimpleJWT's `JWTAuthentication` finds them (the same functions as GraphQL's).
 async fn caller(ctx: &AppContext, parts: &Parts) -> Result<Option<entity::user::Model>, AuthError> {
-    let header = parts.headers.get(AUTHORIZATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let header = auth::authorization_header(&parts.headers);
     auth::authenticate_header(&ctx.state.db, &ctx.state.tokens, header.as_deref()).await
 }
 
@@ -195,7 +195,7 @@ struct Call<'a> {
 impl Call<'_> {
     async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {
         let request = GqlRequest::new(document).variables(GqlVariables::from_json(variables));
-        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), Some(self.ip));
+        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), ClientIp(self.ip));
         let response = self.ctx.schema.execute(request).await;
         if !response.errors.is_empty() {
             return Err(response.errors);

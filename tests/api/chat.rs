@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use agora::auth::Viewer;
 use agora::bus::{BusConfig, ChatEvent};
+use agora::client::ClientIp;
 use agora::state::AppState;
 use base64::Engine;
 use futures_util::StreamExt;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::{Value, json};
+
+/// The address of requests a test prepares by hand.
+const LOCALHOST: ClientIp = ClientIp(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
 
 use crate::helpers::*;
 
@@ -408,7 +412,7 @@ async fn room_lists_cost_a_constant_number_of_statements() {
     let cost = || async {
         statements.store(0, Ordering::SeqCst);
         let request =
-            agora::graphql::prepare(async_graphql::Request::new(query), &counting, Viewer::User(me.clone()), None);
+            agora::graphql::prepare(async_graphql::Request::new(query), &counting, Viewer::User(me.clone()), LOCALHOST);
         let response = schema.execute(request).await;
         assert!(response.errors.is_empty(), "{:?}", response.errors);
         let rooms = response.data.into_json().unwrap()["myChatRooms"].as_array().unwrap().len();
@@ -782,7 +786,7 @@ async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end() {
     let me = entity::user::Entity::find_by_id(alice.id).one(&state.db).await.unwrap().unwrap();
     let request =
         async_graphql::Request::new(ADDED).variables(async_graphql::Variables::from_json(json!({"room": room})));
-    let mut stream = schema.execute_stream(agora::graphql::prepare(request, &small, Viewer::User(me), None));
+    let mut stream = schema.execute_stream(agora::graphql::prepare(request, &small, Viewer::User(me), LOCALHOST));
 
     // Events of another room: never delivered, so only falling behind can produce an item.
     let elsewhere = ChatEvent {
@@ -978,7 +982,7 @@ fn is_result(message: &Value) -> bool {
 
 #[tokio::test]
 async fn one_connection_runs_a_bounded_number_of_operations() {
-    use agora::graphql::ws_limit::{MAX_OPERATIONS, too_many_message};
+    use agora::transport::ws_limit::{MAX_OPERATIONS, too_many_message};
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let resume = "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id } }";

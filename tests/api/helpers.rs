@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use agora::config::Settings;
-use agora::startup::{AppContext, Application};
+use agora::context::AppContext;
+use agora::startup::Application;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

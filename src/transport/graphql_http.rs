@@ -1,30 +1,21 @@
-//! GraphQL over HTTP (`/graphql`, GET and POST, multipart uploads), the GraphiQL page
-//! (`/graphiql`) and subscriptions over WebSocket (`/graphql/ws`, both protocols, at most
-//! [`ws_limit::MAX_OPERATIONS`] operations at once per connection).
+//! GraphQL over HTTP (`/graphql`, GET and POST, multipart uploads) and the GraphiQL page
+//! (`/graphiql`).
 
-use std::sync::Arc;
-
+use async_graphql::ParseRequestError;
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
-use async_graphql::{Data, ParseRequestError};
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{FromRequest, Query, State, WebSocketUpgrade};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, Method, StatusCode};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{FromRequest, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::TryStreamExt;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
-use super::{AgoraSchema, ClientAddr, loaders, ws_limit};
-use crate::auth::{self, Viewer};
+use super::extract::Caller;
 use crate::client::ClientIp;
-use crate::startup::AppContext;
-
-/// The caller of an HTTP request, from its `Authorization` header.
-pub async fn viewer_from_headers(ctx: &AppContext, headers: &HeaderMap) -> Viewer {
-    let header = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    Viewer::from_result(auth::authenticate_header(&ctx.state.db, &ctx.state.tokens, header).await)
-}
+use crate::context::AppContext;
+use crate::graphql;
 
 /// Most files one request may carry (`updateProfile.image` is the only upload).
 pub const MAX_UPLOADS: usize = 1;
@@ -55,7 +46,7 @@ impl IntoResponse for LimitedRejection {
             LimitedRejection::NotAQuery => {
                 let body = serde_json::json!({"errors": [{
                     "message": "Only queries may be sent with GET; use POST.",
-                    "extensions": {"code": super::error::BAD_USER_INPUT},
+                    "extensions": {"code": graphql::error::BAD_USER_INPUT},
                 }]});
                 (StatusCode::METHOD_NOT_ALLOWED, [(axum::http::header::ALLOW, "GET, POST")], axum::Json(body))
                     .into_response()
@@ -114,12 +105,11 @@ fn is_query(request: &mut async_graphql::Request) -> bool {
 
 pub async fn graphql_http(
     State(ctx): State<AppContext>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
+    client: ClientIp,
+    Caller(viewer): Caller,
     LimitedRequest(request): LimitedRequest,
 ) -> GraphQLResponse {
-    let viewer = viewer_from_headers(&ctx, &headers).await;
-    let request = super::prepare(request, &ctx.state, viewer, Some(ip));
+    let request = graphql::prepare(request, &ctx.state, viewer, client);
     ctx.schema.execute(request).await.into()
 }
 
@@ -144,66 +134,4 @@ pub async fn graphiql(State(ctx): State<AppContext>, Query(query): Query<Playgro
     }
     let base = ctx.state.settings.graphiql_cdn.trim_end_matches('/');
     Html(page.finish().replace("https://unpkg.com", base))
-}
-
-/// The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
-fn token_from_init(payload: &serde_json::Value) -> Result<Option<String>, auth::AuthError> {
-    let header = payload.get("Authorization").or_else(|| payload.get("authorization")).and_then(|v| v.as_str());
-    if let Some(header) = header {
-        return auth::bearer_token(Some(header)).map(|t| t.map(str::to_owned));
-    }
-    Ok(payload.get("token").and_then(|v| v.as_str()).map(str::to_owned))
-}
-
-pub async fn graphql_ws(
-    State(ctx): State<AppContext>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let Some(permit) = ctx.state.sockets.acquire(ip) else {
-        return (axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many open WebSockets from this address.")
-            .into_response();
-    };
-    let header_viewer = viewer_from_headers(&ctx, &headers).await;
-    let schema: AgoraSchema = ctx.schema.clone();
-    let wire_protocol = ws_limit::protocol_of(&headers);
-    let state = ctx.state.clone();
-    let lifecycle = ctx.lifecycle.clone();
-    let ping_every = std::time::Duration::from_secs(state.settings.ws_ping_seconds.max(1));
-    crate::ws::configure(upgrade)
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let _permit = permit;
-            let (sink, stream) = crate::ws::keepalive(socket, ping_every, &lifecycle);
-            let (executor, active) = ws_limit::CountingExecutor::new(schema);
-            let stream = ws_limit::gate(stream, active, sink.clone(), wire_protocol);
-            let on_init = {
-                let state = state.clone();
-                move |payload: serde_json::Value| async move {
-                    let viewer = match token_from_init(&payload) {
-                        Ok(Some(token)) => {
-                            let result = auth::authenticate(&state.db, &state.tokens, Some(&token)).await;
-                            match result {
-                                Ok(user) => Viewer::from_result(Ok(user)),
-                                Err(err) => return Err(async_graphql::Error::new(err.to_string())),
-                            }
-                        }
-                        Ok(None) => header_viewer,
-                        Err(err) => return Err(async_graphql::Error::new(err.to_string())),
-                    };
-                    let mut data = Data::default();
-                    data.insert(viewer);
-                    data.insert(ClientAddr(Some(ip)));
-                    data.insert(Arc::new(loaders::uncached(state.db.clone())));
-                    Ok(data)
-                }
-            };
-            // No `keepalive_timeout`: async-graphql counts only GraphQL messages from the client
-            // (WebSocket pongs are filtered out before it), so it would drop every subscriber
-            // that just listens. `ws::keepalive` detects dead connections by their pongs.
-            GraphQLWebSocket::new_with_pair(sink, stream, executor, protocol).on_connection_init(on_init).serve().await;
-        })
-        .into_response()
 }

@@ -29,8 +29,8 @@ use futures_util::SinkExt;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use serde_json::json;
 
-use super::AgoraSchema;
-use super::error::TOO_MANY_REQUESTS;
+use crate::graphql::AgoraSchema;
+use crate::graphql::error::TOO_MANY_REQUESTS;
 
 /// Most operations (subscriptions, and queries or mutations sent over the socket) that one
 /// GraphQL WebSocket connection runs at once. A client needs about one per room it shows;

@@ -10,7 +10,7 @@ use futures_channel::mpsc;
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::Lifecycle;
+use crate::context::Lifecycle;
 
 /// Largest frame a client may send; chat messages are at most 4,000 characters.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -1,0 +1,10 @@
+//! The network edge of the GraphQL API: GraphQL over HTTP and over WebSocket, the extractors
+//! every HTTP handler shares (the caller and their address), and the WebSocket plumbing both
+//! socket kinds use (this module's and the legacy chat socket's). Handlers here only translate
+//! a transport into a `graphql` request; the legacy layer (`crate::legacy`) stands beside it.
+
+pub mod extract;
+pub mod graphql_http;
+pub mod graphql_ws;
+pub mod socket;
+pub mod ws_limit;
