@@ -9,6 +9,7 @@ mod chat;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
+mod limits;
 mod posts;
 mod processes;
 mod profiles;
