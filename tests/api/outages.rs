@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use agora::bus::ChatEvent;
+use agora::bus::{ChatEvent, MessageEvent};
 
 use crate::helpers::*;
 use crate::legacy_rest::get;
@@ -84,7 +84,7 @@ async fn a_gap_that_cannot_be_filled_ends_the_feed_with_unavailable() {
 
     // The event of message 4 arrives while 3 was never announced: 3 must be read, and cannot be.
     database_goes_away(&app).await;
-    let event = ChatEvent {
+    let event = ChatEvent::Message(MessageEvent {
         message_id: first + 3,
         room_id,
         room_seq: 4,
@@ -94,7 +94,7 @@ async fn a_gap_that_cannot_be_filled_ends_the_feed_with_unavailable() {
         author_username: alice.username.clone(),
         content: "four".to_owned(),
         timestamp: chrono::Utc::now(),
-    };
+    });
     app.context.state.bus.publish(event).await;
 
     let payload = subscriber.next_payload().await;
