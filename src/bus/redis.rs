@@ -280,6 +280,7 @@ impl EventBus for RedisBus {
                 }
             }
             Err(error) => {
+                crate::metrics::bus_publish_failed();
                 if self.failed_publishes.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(
                         channel = %self.channel,

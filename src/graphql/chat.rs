@@ -247,6 +247,7 @@ impl ChatSubscription {
             }
             None => live::member_feed(&state.db, &*state.bus, me.id).await.gql(ctx)?,
         };
+        let feed = feed.inspect(|item| item.iter().for_each(|event| crate::metrics::chat_delivered(event.timestamp)));
         Ok(feed.map(|item| item.map(|event| Message::from(&*event)).map_err(feed_error)).boxed())
     }
 }

@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod error;
 pub mod introspection;
 pub mod loaders;
+pub mod observe;
 pub mod posts;
 pub mod profiles;
 pub mod scalars;
@@ -101,7 +102,8 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(error::EveryErrorHasACode);
+        .extension(error::EveryErrorHasACode)
+        .extension(observe::Observation);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);

@@ -9,6 +9,7 @@ mod chat;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
+mod operating;
 mod posts;
 mod processes;
 mod profiles;
