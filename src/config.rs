@@ -89,6 +89,27 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
 
+    /// Largest GraphQL document, in bytes (checked before parsing).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]
+    pub graphql_max_bytes: usize,
+
+    /// Most lexical tokens in a GraphQL document (checked before parsing).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_TOKENS", default_value_t = 10_000)]
+    pub graphql_max_tokens: usize,
+
+    /// Deepest nesting of braces, brackets and parentheses in a GraphQL document (checked
+    /// before parsing: the parser recurses into values without bound).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_NESTING", default_value_t = 32)]
+    pub graphql_max_nesting: usize,
+
+    /// Most aliased fields in a GraphQL document.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ALIASES", default_value_t = 100)]
+    pub graphql_max_aliases: usize,
+
+    /// Most root fields in one GraphQL mutation.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ROOT_MUTATION_FIELDS", default_value_t = 10)]
+    pub graphql_max_root_mutation_fields: usize,
+
     /// Read `AGORA_SECRET_KEY` from this file (its first line).
     #[arg(long, global = true, env = "AGORA_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
@@ -206,6 +227,11 @@ impl std::fmt::Debug for Settings {
             .field("db_pool", &self.db_pool)
             .field("ws_max_per_client", &self.ws_max_per_client)
             .field("ws_ping_seconds", &self.ws_ping_seconds)
+            .field("graphql_max_bytes", &self.graphql_max_bytes)
+            .field("graphql_max_tokens", &self.graphql_max_tokens)
+            .field("graphql_max_nesting", &self.graphql_max_nesting)
+            .field("graphql_max_aliases", &self.graphql_max_aliases)
+            .field("graphql_max_root_mutation_fields", &self.graphql_max_root_mutation_fields)
             .field("secret_key_file", &self.secret_key_file)
             .field("database_url_file", &self.database_url_file)
             .field("redis_url_file", &self.redis_url_file)

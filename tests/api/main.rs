@@ -6,9 +6,11 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod hostile;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
+mod limits;
 mod operating;
 mod posts;
 mod processes;
