@@ -105,6 +105,18 @@ pub struct Settings {
     /// Most root fields in one GraphQL mutation.
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ROOT_MUTATION_FIELDS", default_value_t = 10)]
     pub graphql_max_root_mutation_fields: usize,
+
+    /// Most selections a GraphQL operation stands for once its fragment spreads are expanded.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_EXPANDED_SELECTIONS", default_value_t = 10_000)]
+    pub graphql_max_expanded_selections: usize,
+
+    /// Most directives on one field, fragment or operation of a GraphQL document.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_DIRECTIVES", default_value_t = 10)]
+    pub graphql_max_directives: usize,
+
+    /// Most errors listed in one GraphQL response (then one error says how many more).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ERRORS", default_value_t = 100)]
+    pub graphql_max_errors: usize,
 }
 
 impl Settings {
