@@ -11,6 +11,7 @@ pub mod error;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
+pub mod observe;
 pub mod order;
 pub mod posts;
 pub mod profiles;
@@ -106,6 +107,7 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
+        .extension(observe::Observation)
         .extension(limits::DocumentLimits(document_limits))
         .extension(order::SelectionOrder);
     if let Some(state) = state {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agora::auth::Viewer;
-use agora::bus::{BusConfig, ChatEvent};
+use agora::bus::{BusConfig, ChatEvent, MessageEvent};
 use agora::client::ClientIp;
 use agora::state::AppState;
 use base64::Engine;
@@ -26,6 +26,8 @@ const ROOM: &str =
 const HISTORY: &str = "query($n: String!, $first: Int, $after: String, $last: Int, $before: String) { chatRoom(name: $n) { messages(first: $first, after: $after, last: $last, before: $before) { totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id content } } nodes { id } } } }";
 const MY_ROOMS: &str = "{ myChatRooms { name } }";
 const ADDED: &str = "subscription($room: String) { messageAdded(roomName: $room) { id content timestamp author { username } room { name displayName } } }";
+const RESUME: &str =
+    "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
 
 /// A user with exactly this name (each test has a database of its own).
 async fn named(app: &TestApp, username: &str) -> TestUser {
@@ -547,9 +549,16 @@ async fn subscriptions_work_over_both_protocols_with_both_token_forms() {
     first.unsubscribe("1").await;
     assert_eq!(first.recv().await.unwrap(), json!({"type": "complete", "id": "1"}));
     let last = send(&app, &bob, &room, "four").await;
-    clients[0].1.expect_silence(Duration::from_millis(300)).await;
     for (_, ws) in &mut clients[1..] {
         assert_eq!(id_of(added(&ws.next_payload().await)), last);
+    }
+    // A new subscription on the stopped one's socket, from "four" on: the sentinel is the first
+    // thing that socket gets, so "four" never came for the stopped one.
+    let (_, first) = &mut clients[0];
+    first.subscribe(RESUME, json!({"room": room, "after": message_cursor(last)})).await;
+    send(&app, &alice, &room, SENTINEL).await;
+    for (_, ws) in &mut clients {
+        ws.expect_sentinel().await;
     }
 }
 
@@ -589,9 +598,12 @@ async fn concurrent_subscribers_get_every_message_once_in_storage_order() {
             received.push(id_of(added(&ws.next_payload().await)));
         }
         assert_eq!(received, stored, "every message, once, in storage order ({:?})", ws.protocol);
-        ws.expect_silence(Duration::from_millis(300)).await;
     }
     assert_eq!(sent, stored);
+    send(&app, &bob, &room, SENTINEL).await;
+    for ws in &mut subscribers {
+        ws.expect_sentinel().await;
+    }
 }
 
 #[tokio::test]
@@ -622,7 +634,9 @@ async fn a_subscription_without_a_room_follows_all_of_the_subscribers_rooms() {
             assert_eq!(id_of(added(&payload)), *id);
             assert_eq!(added(&payload)["room"]["name"], room.as_str());
         }
-        ws.expect_silence(Duration::from_millis(300)).await;
+        send(&app, &carol, &bob_carol, "never for alice").await;
+        send(&app, &bob, &with_bob, SENTINEL).await;
+        ws.expect_sentinel().await;
         ws.close().await;
     }
 }
@@ -683,7 +697,7 @@ async fn idle_subscribers_stay_connected() {
         ws.subscribe(ADDED, json!({"room": room})).await;
         until_live(&app, &bob, &room, &mut [&mut ws]).await;
         // Several ping periods without a GraphQL message from the client (it answers pings).
-        ws.expect_silence(Duration::from_millis(3500)).await;
+        ws.stay_idle(Duration::from_millis(3500)).await;
         let id = send(&app, &bob, &room, "still there?").await;
         assert_eq!(id_of(added(&ws.next_payload().await)), id, "{protocol:?}");
     }
@@ -751,7 +765,7 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
     }
 
     // The same event again (e.g. delivered twice across processes) is dropped.
-    let duplicate = ChatEvent {
+    let duplicate = ChatEvent::Message(MessageEvent {
         message_id: next,
         room_id: stored.id,
         room_seq: stored.last_seq + 3,
@@ -761,57 +775,90 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
         author_username: alice.username.clone(),
         content: "after the gap".to_owned(),
         timestamp: chrono::Utc::now(),
-    };
+    });
     app.context.state.bus.publish(duplicate.clone()).await;
     let last = send(&app, &bob, &room, "last").await;
     for ws in &mut subscribers {
         assert_eq!(id_of(added(&ws.next_payload().await)), last, "the duplicate was not delivered");
-        ws.expect_silence(Duration::from_millis(200)).await;
     }
     assert_eq!(stored_ids(&app, &room).await.len() as i64, stored.last_seq + 4);
+    send(&app, &alice, &room, SENTINEL).await;
+    for ws in &mut subscribers {
+        ws.expect_sentinel().await;
+    }
 }
 
 #[tokio::test]
-async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end() {
+async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end_but_never_for_other_rooms() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let room = room_name(&app, &alice, &bob).await;
-    // A bus that holds only two events per receiver.
+    // A bus that holds only two events per subscriber.
     let bus =
         agora::bus::connect(&BusConfig { redis_url: None, channel_prefix: unique("lag"), capacity: 2 }).await.unwrap();
     let state = &app.context.state;
     let small = Arc::new(AppState::new(state.settings.clone(), state.db.clone(), SECRET.as_bytes(), bus.clone()));
     let schema = agora::graphql::build_schema(Some(small.clone()));
     let me = entity::user::Entity::find_by_id(alice.id).one(&state.db).await.unwrap().unwrap();
+    let stored = entity::chat_room::Entity::find()
+        .filter(entity::chat_room::Column::Name.eq(room.as_str()))
+        .one(&state.db)
+        .await
+        .unwrap()
+        .unwrap();
     let request =
         async_graphql::Request::new(ADDED).variables(async_graphql::Variables::from_json(json!({"room": room})));
     let mut stream = schema.execute_stream(agora::graphql::prepare(request, &small, Viewer::User(me), LOCALHOST));
-
-    // Events of another room: never delivered, so only falling behind can produce an item.
-    let elsewhere = ChatEvent {
-        message_id: 1,
-        room_id: -1,
-        room_seq: 1,
-        room_name: "elsewhere".to_owned(),
-        member_ids: vec![alice.id],
-        author_id: alice.id,
-        author_username: alice.username.clone(),
-        content: "x".to_owned(),
-        timestamp: chrono::Utc::now(),
+    let event = |room_id: i64, room_seq: i64, member_ids: Vec<i64>| {
+        ChatEvent::Message(MessageEvent {
+            message_id: room_seq,
+            room_id,
+            room_seq,
+            room_name: "r".to_owned(),
+            member_ids,
+            author_id: alice.id,
+            author_username: alice.username.clone(),
+            content: format!("m{room_seq}"),
+            timestamp: chrono::Utc::now(),
+        })
     };
-    let response = tokio::time::timeout(WS_WAIT, async {
+    let content = |response: async_graphql::Response| {
+        let body = serde_json::to_value(&response).unwrap();
+        body["data"]["messageAdded"]["content"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // The subscription is open once the first message of its room arrives.
+    let first = stored.last_seq + 1;
+    let opened = tokio::time::timeout(WS_WAIT, async {
         loop {
-            for _ in 0..3 {
-                bus.publish(elsewhere.clone()).await;
-            }
+            bus.publish(event(stored.id, first, vec![alice.id, bob.id])).await;
             if let Ok(item) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
-                break item.expect("an error before the end");
+                break item.expect("a message");
             }
         }
     })
     .await
-    .expect("the subscription noticed it fell behind");
+    .expect("the subscription is live");
+    assert_eq!(content(opened), format!("m{first}"));
+
+    // Many more events of another room of the same member than the queue holds: not its topic.
+    for seq in 1..=10 {
+        bus.publish(event(-1, seq, vec![alice.id])).await;
+    }
+    bus.publish(event(stored.id, first + 1, vec![alice.id, bob.id])).await;
+    let next = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().unwrap();
+    assert_eq!(content(next), format!("m{}", first + 1), "never cut off for another room");
+
+    // Three of its own room while it does not read: the two its queue holds, then the error.
+    for seq in first + 2..=first + 4 {
+        bus.publish(event(stored.id, seq, vec![alice.id, bob.id])).await;
+    }
+    for seq in first + 2..=first + 3 {
+        let item = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().unwrap();
+        assert_eq!(content(item), format!("m{seq}"));
+    }
+    let response = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().expect("an error before the end");
     let body = serde_json::to_value(&response).unwrap();
     assert_eq!(body["errors"][0]["message"], "subscriber fell too far behind; reconnect and catch up from history");
     assert_eq!(body["errors"][0]["extensions"], json!({"code": "INTERNAL_SERVER_ERROR", "reason": "LAGGED"}));
@@ -829,22 +876,22 @@ async fn a_subscription_resumes_after_a_message_with_no_gap() {
     let third = send(&app, &alice, &room, "three").await;
 
     // Resuming after "one": "two" and "three" come at once, from the database, then live ones.
-    let resume =
-        "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
+    let resume = RESUME;
     let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
     ws.subscribe(resume, json!({"room": room, "after": message_cursor(first)})).await;
     assert_eq!(id_of(added(&ws.next_payload().await)), second);
     assert_eq!(id_of(added(&ws.next_payload().await)), third);
     let fourth = send(&app, &bob, &room, "four").await;
     assert_eq!(id_of(added(&ws.next_payload().await)), fourth);
-    ws.expect_silence(Duration::from_millis(300)).await;
 
-    // After the newest message: nothing to replay, then live (no probing needed).
+    // After the newest message: nothing to replay, then live (no probing needed). The sentinel
+    // is the next message of both subscriptions.
     let mut late = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
     late.subscribe(resume, json!({"room": room, "after": message_cursor(fourth)})).await;
-    late.expect_silence(Duration::from_millis(300)).await;
-    let fifth = send(&app, &alice, &room, "five").await;
-    assert_eq!(id_of(added(&late.next_payload().await)), fifth);
+    send(&app, &alice, &room, SENTINEL).await;
+    for ws in [&mut ws, &mut late] {
+        ws.expect_sentinel().await;
+    }
 
     // `after` needs a room, and a cursor.
     let mut bad = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;
@@ -956,6 +1003,7 @@ async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     let mut reads = Vec::new();
     for expected in &ids[1..] {
         let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+        let event = event.as_message().unwrap();
         assert_eq!(event.message_id, *expected);
         assert_eq!((event.room_name.as_str(), event.author_username.as_str()), (room.as_str(), bob.username.as_str()));
         reads.push(statements() - opened);
@@ -972,6 +1020,7 @@ async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     // Then live, with no gap and no duplicate.
     let live = send(&app, &alice, &room, "live").await;
     let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+    let event = event.as_message().unwrap();
     assert_eq!((event.message_id, event.room_seq), (live, STORED + 1));
 }
 
