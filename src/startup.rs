@@ -72,6 +72,13 @@ impl Application {
         tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
+        let state = &self.context.state;
+        tokio::spawn(crate::transport::socket::watch_owners(
+            state.db.clone(),
+            state.socket_owners.clone(),
+            Duration::from_secs(state.settings.ws_user_check_seconds.max(1)),
+            lifecycle.shutdown.clone(),
+        ));
         let app = router(self.context);
         let stopping = lifecycle.shutdown.clone();
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())

@@ -23,6 +23,8 @@ pub struct AppState {
     pub auth_throttle: Throttle,
     /// Open WebSockets per client address.
     pub sockets: Arc<crate::transport::socket::SocketLimiter>,
+    /// Open sockets per signed-in user (closed when the user is no longer active).
+    pub socket_owners: Arc<crate::transport::socket::SocketOwners>,
     /// SQL statements run since start (every statement of `db` and its clones).
     pub db_statements: Arc<AtomicU64>,
 }
@@ -37,6 +39,7 @@ impl AppState {
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
             sockets: crate::transport::socket::SocketLimiter::new(settings.ws_max_per_client),
+            socket_owners: crate::transport::socket::SocketOwners::new(),
             bus,
             db_statements,
             db,
