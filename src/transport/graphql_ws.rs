@@ -75,7 +75,7 @@ pub async fn graphql_ws(
         .protocols([protocol.name()])
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                let _permit = permit;
+                let (_permit, _open) = (permit, crate::metrics::websocket_opened("graphql"));
                 let every = Duration::from_secs(ctx.state.settings.ws_ping_seconds.max(1));
                 let (out, incoming) = socket::keepalive(socket, every, &ctx.lifecycle);
                 let connection = Connection {
