@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod graphql_http;
 mod graphql_ws;
 mod hostile;
 mod legacy_rest;
@@ -13,6 +14,7 @@ mod legacy_ws;
 mod lifecycle;
 mod limits;
 mod operating;
+mod outages;
 mod posts;
 mod processes;
 mod profiles;
