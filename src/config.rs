@@ -89,6 +89,15 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
 
+    /// Seconds a GraphQL WebSocket may stay open without `connection_init` (then closed 4408).
+    #[arg(long, global = true, env = "AGORA_WS_INIT_TIMEOUT_SECONDS", default_value_t = 3)]
+    pub ws_init_timeout_seconds: u64,
+
+    /// Seconds between checks that the users holding sockets are still active (deactivated or
+    /// deleted ones lose every socket, whoever changed the database).
+    #[arg(long, global = true, env = "AGORA_WS_USER_CHECK_SECONDS", default_value_t = 2)]
+    pub ws_user_check_seconds: u64,
+
     /// Largest GraphQL document, in bytes (checked before parsing).
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]
     pub graphql_max_bytes: usize,

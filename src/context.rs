@@ -23,4 +23,6 @@ pub struct AppContext {
     pub state: Arc<AppState>,
     pub schema: AgoraSchema,
     pub lifecycle: Lifecycle,
+    /// Open sockets per signed-in user, closed when the user is no longer active.
+    pub socket_owners: Arc<crate::transport::socket::SocketOwners>,
 }

@@ -72,7 +72,16 @@ impl Application {
         };
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
-        Ok(Self { listener, metrics_listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            context: AppContext {
+                state,
+                schema,
+                lifecycle: Lifecycle::default(),
+                socket_owners: crate::transport::socket::SocketOwners::new(),
+            },
+        })
     }
 
     /// Where `/metrics` is served.
@@ -100,6 +109,13 @@ impl Application {
         tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
+        let state = &self.context.state;
+        tokio::spawn(crate::transport::socket::watch_owners(
+            state.db.clone(),
+            self.context.socket_owners.clone(),
+            Duration::from_secs(state.settings.ws_user_check_seconds.max(1)),
+            lifecycle.shutdown.clone(),
+        ));
         tracing::info!("Metrics:              http://{}/metrics", self.metrics_addr());
         if let Some(listener) = self.metrics_listener {
             let app = Router::new().route("/metrics", get(metrics)).with_state(self.context.clone());

@@ -144,6 +144,24 @@ pub async fn authenticate(
     Ok(Some(user))
 }
 
+/// Which of `ids` are users that exist and are active, in one statement (the socket watcher's
+/// check: deactivated or deleted users lose their sockets).
+pub async fn active_users(
+    db: &DatabaseConnection,
+    ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, sea_orm::DbErr> {
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    let active: Vec<i64> = entity::user::Entity::find()
+        .select_only()
+        .column(entity::user::Column::Id)
+        .filter(entity::user::Column::Id.is_in(ids.iter().copied()))
+        .filter(entity::user::Column::IsActive.eq(true))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(active.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

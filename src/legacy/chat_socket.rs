@@ -13,7 +13,9 @@
 //!   `sendMessage` as the caller; the message then reaches every socket of the room, this one
 //!   included, through the subscription. A bad frame gets `{"error": "…"}` on this socket only.
 //!
-//! Closing: when the feed ends early (it fell behind the bus, `reason: LAGGED`, or missed
+//! Closing: like Django's, the socket lives as long as the connection (an expired token does not
+//! end it), except that it is closed with 4403 once its user is deactivated or deleted. When the
+//! feed ends early (it fell behind the bus, `reason: LAGGED`, or missed
 //! messages could not be read) the socket is closed with **1011** and the feed's message as the
 //! reason: the client reconnects and reads what it missed from the history endpoint. On
 //! shutdown `ws::keepalive` closes with 1001 (Django's uvicorn sends 1012: a known difference).
@@ -220,8 +222,15 @@ impl Bridge {
             .data(Arc::new(loaders::uncached(self.ctx.state.db.clone())))
             .data(graphql::observe::Transport("legacy"));
         let mut feed = self.ctx.schema.execute_stream(request);
+        // Ends when the user is deactivated or deleted (`ws::watch_owners`).
+        let owner = match &self.viewer {
+            Viewer::User(user) => Some(self.ctx.socket_owners.register(user.id)),
+            _ => None,
+        };
+        let revoked = owner.as_ref().map(|owner| owner.revoked.clone()).unwrap_or_default();
         loop {
             let reply = tokio::select! {
+                _ = revoked.cancelled() => Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive")),
                 item = feed.next() => match item {
                     Some(response) => frame_for(&self.room, response),
                     None => Reply::Close(self.feed_ended()),
@@ -274,10 +283,14 @@ impl Bridge {
         let Err(errors) = sent else { return Reply::Nothing };
         match field_message(&errors) {
             Some(message) => error(&message),
+            // The user was deactivated or deleted since the handshake: nothing was stored.
+            None if error_code(&errors) == Some(codes::UNAUTHENTICATED) => {
+                Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive"))
+            }
             None => {
                 let first = errors.first().map(|e| e.message.as_str()).unwrap_or_default();
                 tracing::error!(room = %self.room, error = first, "legacy chat socket: sendMessage failed");
-                Reply::Close(ws::close(close_code::ERROR, close_reason(first)))
+                Reply::Close(ws::close(close_code::ERROR, first))
             }
         }
     }
@@ -290,7 +303,7 @@ fn frame_for(room: &str, response: async_graphql::Response) -> Reply {
     if let Some(error) = response.errors.first() {
         let reason = error.extensions.as_ref().and_then(|e| e.get("reason")).map(|r| r.to_string());
         tracing::warn!(room, message = %error.message, ?reason, "legacy chat socket: feed ended");
-        return Reply::Close(ws::close(close_code::ERROR, close_reason(&error.message)));
+        return Reply::Close(ws::close(close_code::ERROR, &error.message));
     }
     let shaped = response
         .data
@@ -314,16 +327,20 @@ fn error(text: &str) -> Reply {
     Reply::Frame(Message::Text(json!({ "error": text }).to_string().into()))
 }
 
+/// The `extensions.code` of the first error.
+fn error_code(errors: &[ServerError]) -> Option<&str> {
+    match errors.first()?.extensions.as_ref()?.get("code") {
+        Some(async_graphql::Value::String(code)) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
 /// `serializer.errors["content"][0]`.
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
     let ext = first.extensions.as_ref()?;
-    let code = match ext.get("code") {
-        Some(async_graphql::Value::String(code)) => code.as_str(),
-        _ => return None,
-    };
-    match code {
+    match error_code(errors)? {
         codes::BAD_USER_INPUT if ext.get("field").is_some() => match ext.get("messages") {
             Some(async_graphql::Value::List(messages)) => match messages.first() {
                 Some(async_graphql::Value::String(message)) => Some(message.clone()),
@@ -333,15 +350,6 @@ fn field_message(errors: &[ServerError]) -> Option<String> {
         },
         _ => None,
     }
-}
-
-/// A close frame's reason is at most 123 bytes.
-fn close_reason(text: &str) -> &str {
-    let mut end = text.len().min(123);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// The text of a binary frame as `json.loads(bytes)` decodes it: the encoding is detected as
@@ -483,13 +491,5 @@ mod tests {
                 "subscriber fell too far behind; reconnect and catch up from history"
             ))
         );
-    }
-
-    #[test]
-    fn close_reasons_fit_a_close_frame() {
-        assert_eq!(close_reason("short"), "short");
-        let long = "é".repeat(100);
-        assert!(close_reason(&long).len() <= 123);
-        assert!(long.starts_with(close_reason(&long)));
     }
 }

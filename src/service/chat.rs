@@ -295,6 +295,7 @@ pub async fn send_message(
     let now = Utc::now().trunc_subsecs(6);
     let txn = crate::db::begin_write(&state.db).await?;
     let stored = async {
+        ensure_author_active(&txn, me.id).await?;
         let updated = chat_room::Entity::update_many()
             .col_expr(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
             .col_expr(chat_room::Column::LastActivityAt, Expr::value(now))
@@ -339,6 +340,19 @@ pub async fn send_message(
     let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
     state.bus.publish(ChatEvent::Message(event)).await;
     Ok(stored)
+}
+
+/// The author is still an active user when the message is stored. Sockets hold their user for
+/// hours; one deactivated or deleted meanwhile (by any tool writing the database) loses its
+/// sockets within seconds (`transport::socket::watch_owners`), and stores nothing before that.
+async fn ensure_author_active(txn: &impl ConnectionTrait, author_id: i64) -> AppResult<()> {
+    let active: Option<bool> =
+        user::Entity::find_by_id(author_id).select_only().column(user::Column::IsActive).into_tuple().one(txn).await?;
+    match active {
+        Some(true) => Ok(()),
+        Some(false) => Err(crate::auth::AuthError::UserInactive.into()),
+        None => Err(crate::auth::AuthError::UserNotFound.into()),
+    }
 }
 
 fn invalid(field: &str, problems: Vec<String>) -> AppError {

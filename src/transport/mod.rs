@@ -8,3 +8,4 @@ pub mod graphql_http;
 pub mod graphql_ws;
 pub mod socket;
 pub mod ws_limit;
+pub mod ws_protocol;

@@ -542,8 +542,8 @@ async fn subscriptions_work_over_both_protocols_with_both_token_forms() {
     }
     // A stopped subscription gets nothing more; the others carry on.
     let (_, first) = &mut clients[0];
+    assert_eq!(first.protocol, WsProtocol::TransportWs, "which sends nothing more after a `complete`");
     first.unsubscribe("1").await;
-    assert_eq!(first.recv().await.unwrap(), json!({"type": "complete", "id": "1"}));
     let last = send(&app, &bob, &room, "four").await;
     for (_, ws) in &mut clients[1..] {
         assert_eq!(id_of(added(&ws.next_payload().await)), last);
@@ -1082,7 +1082,10 @@ async fn one_connection_runs_a_bounded_number_of_operations() {
         // Stopping one frees its place; so does an operation the server completes (a query, or
         // a subscription that fails), once it has completed.
         ws.unsubscribe(&running[0]).await;
-        assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": running[0]}));
+        // subscriptions-transport-ws confirms a stop; graphql-transport-ws sends nothing more.
+        if protocol == WsProtocol::LegacyWs {
+            assert_eq!(ws.recv().await.unwrap(), json!({"type": "complete", "id": running[0]}));
+        }
         for (query, variables) in [
             ("{ me { username } }", json!({})),
             ("{ me { username } }", json!({})),

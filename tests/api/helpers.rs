@@ -355,6 +355,28 @@ impl GqlWs {
         self.socket.send(tokio_tungstenite::tungstenite::Message::text(message.to_string())).await.expect("frame sent");
     }
 
+    /// Sends a text frame as it is.
+    pub async fn send_raw(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.socket.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("frame sent");
+    }
+
+    /// The next text frame as JSON, whatever its type (pings and pongs included).
+    pub async fn recv_raw(&mut self) -> Value {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let next = tokio::time::timeout(WS_WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON frame"),
+                    Some(Ok(_)) => continue,
+                    other => panic!("socket ended: {other:?}"),
+                }
+            }
+        });
+        next.await.unwrap_or_else(|_| panic!("no WebSocket message within {WS_WAIT:?}"))
+    }
+
     /// Starts a subscription; returns its id.
     pub async fn subscribe(&mut self, query: &str, variables: Value) -> String {
         self.next_id += 1;

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod chat;
 mod graphql_http;
+mod graphql_ws;
 mod hostile;
 mod legacy_rest;
 mod legacy_ws;
