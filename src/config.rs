@@ -84,6 +84,23 @@ pub struct Settings {
     /// Seconds between pings to idle WebSocket connections.
     #[arg(long, global = true, env = "AGORA_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
+
+    /// Seconds a request's head may take to arrive, from its first byte.
+    #[arg(long, global = true, env = "AGORA_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    pub http_header_timeout: u64,
+
+    /// Seconds a request's body may take to arrive, from the end of its head (408 beyond).
+    #[arg(long, global = true, env = "AGORA_HTTP_BODY_TIMEOUT", default_value_t = 60)]
+    pub http_body_timeout: u64,
+
+    /// Seconds an HTTP connection may wait for its next request (fresh or kept alive).
+    #[arg(long, global = true, env = "AGORA_HTTP_IDLE_TIMEOUT", default_value_t = 75)]
+    pub http_idle_timeout: u64,
+
+    /// Open HTTP connections per client address (IPv6: per /64); 0: no cap. Not applied with
+    /// `AGORA_TRUST_FORWARDED_FOR` (every connection then comes from the proxy).
+    #[arg(long, global = true, env = "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub http_max_connections_per_client: usize,
 }
 
 impl Settings {

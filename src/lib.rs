@@ -20,7 +20,8 @@
 //! - [`startup`]: settings in, router and server out; graceful shutdown (WebSockets get 1001).
 //! - [`context`]: what every handler gets (state, schema, lifecycle).
 //! - [`transport`]: GraphQL over HTTP and WebSocket, the shared extractors (caller, address)
-//!   and WebSocket plumbing (bounded buffers, pings, 1001).
+//!   and WebSocket plumbing (bounded buffers, pings, 1001); the HTTP server itself (accept loop,
+//!   per-phase deadlines, connections per client).
 //! - [`graphql`]: the schema (the core), its limits and DataLoaders.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
 //!   live feeds; [`domain`]: validation with DRF's messages.

@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::context::{AppContext, Lifecycle};
 use crate::graphql;
 use crate::state::AppState;
+use crate::transport::http_server::{self, HttpLimits};
 use crate::transport::{graphql_http, graphql_ws};
 
 pub struct Application {
@@ -72,21 +73,32 @@ impl Application {
         tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
+        let limits = http_limits(&self.context.state.settings);
         let app = router(self.context);
         let stopping = lifecycle.shutdown.clone();
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = signal => {}
-                    _ = stopping.cancelled() => {}
-                }
-                tracing::info!("shutting down: closing WebSockets, draining requests");
-                stopping.cancel();
-            })
-            .await?;
+        http_server::serve(self.listener, app, limits, async move {
+            tokio::select! {
+                _ = signal => {}
+                _ = stopping.cancelled() => {}
+            }
+            tracing::info!("shutting down: closing WebSockets, draining requests");
+            stopping.cancel();
+        })
+        .await?;
         lifecycle.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), lifecycle.tasks.wait()).await;
         Ok(())
+    }
+}
+
+/// The HTTP deadlines and connection cap of the settings.
+fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits {
+        header: Duration::from_secs(settings.http_header_timeout.max(1)),
+        body: Duration::from_secs(settings.http_body_timeout.max(1)),
+        idle: Duration::from_secs(settings.http_idle_timeout.max(1)),
+        // Behind a proxy every connection is the proxy's: the proxy caps its clients.
+        per_client: if settings.trust_forwarded_for { 0 } else { settings.http_max_connections_per_client },
     }
 }
 

@@ -1,9 +1,14 @@
 //! Hostile input (issue 9): strings no stored value can hold. PostgreSQL's `text` refuses NUL,
 //! so each of these was a 500 there; every case answers as DRF does on SQLite, on both databases
-//! (these tests run on PostgreSQL when `TEST_DATABASE_URL` is set).
+//! (these tests run on PostgreSQL when `TEST_DATABASE_URL` is set). And clients that hold
+//! connections: HTTP deadlines and the per-client connection cap.
+
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::helpers::*;
 use crate::legacy_rest::{Payload, get, post, rest};
@@ -127,4 +132,148 @@ async fn lookups_by_a_name_with_nul_find_nothing() {
     // The legacy socket's path.
     let url = app.ws_url(&format!("{}?token={}", chat_path("a%00b"), me.access));
     assert_eq!(LegacyWs::try_connect(&url, &[]).await.err(), Some(404));
+}
+
+// ---- HTTP deadlines and the per-client connection cap (raw TCP clients) ----
+
+/// Everything the server sends until it closes the connection; `None` if it is still open
+/// after [`WS_WAIT`].
+async fn until_closed(stream: &mut TcpStream) -> Option<String> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(WS_WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// A server whose deadlines are all long except the ones `adjust` shortens.
+async fn app_with_deadlines(adjust: impl FnOnce(&mut agora::config::Settings)) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.http_header_timeout = 60;
+        settings.http_body_timeout = 60;
+        settings.http_idle_timeout = 60;
+        adjust(settings);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_header_trickled_byte_by_byte_is_cut_off() {
+    let app = app_with_deadlines(|s| s.http_header_timeout = 1).await;
+    let stream = TcpStream::connect(app.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // One header byte at a time, never the end of the head, until the server hangs up.
+        while writer.write_all(b"X").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let read = tokio::time::timeout(WS_WAIT, async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the connection is still open");
+    trickle.abort();
+}
+
+#[tokio::test]
+async fn a_request_line_alone_is_cut_off_but_an_idle_wait_is_not_a_header_wait() {
+    let app = app_with_deadlines(|s| s.http_header_timeout = 1).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    assert!(until_closed(&mut stream).await.is_some(), "the connection is still open");
+
+    // The header deadline starts with the request's first byte, not when the connection opens.
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = until_closed(&mut stream).await.expect("answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_fresh_or_kept_alive() {
+    let app = app_with_deadlines(|s| s.http_idle_timeout = 1).await;
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(until_closed(&mut silent).await.as_deref(), Some(""), "closed without an answer");
+
+    let mut kept = TcpStream::connect(app.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answer = until_closed(&mut kept).await.expect("closed after the idle deadline");
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408() {
+    let app = app_with_deadlines(|s| s.http_body_timeout = 1).await;
+    for path in ["/graphql", "/accounts/api/token/"] {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"query\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = until_closed(&mut stream).await.expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn connections_per_client_address_are_capped() {
+    let app = spawn_app_with(|s| s.http_max_connections_per_client = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut refused = TcpStream::connect(app.addr).await.unwrap();
+    let answer = until_closed(&mut refused).await.expect("refused at once");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.ends_with(r#"{"detail":"Too many open connections from this address."}"#), "{answer}");
+
+    // A closed connection frees its place (once the server has seen it close).
+    drop(held.pop());
+    let freed = tokio::time::timeout(WS_WAIT, async {
+        loop {
+            if app.client.get(app.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "no place freed");
+}
+
+#[tokio::test]
+async fn upgraded_websockets_outlive_the_http_deadlines() {
+    let app = spawn_app_with(|s| {
+        s.http_header_timeout = 1;
+        s.http_body_timeout = 1;
+        s.http_idle_timeout = 1;
+    })
+    .await;
+    let me = app.user("wsdeadline").await;
+    let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&me.access)).await;
+    // Longer than every HTTP deadline, without a frame.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ me { username } }"}})).await;
+    let reply = ws.recv().await.expect("the socket still answers");
+    assert_eq!(reply["payload"]["data"]["me"]["username"], me.username.as_str(), "{reply}");
 }
