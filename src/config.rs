@@ -102,6 +102,18 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub http_max_connections_per_client: usize,
 
+    /// Failed sign-ins at one account before it waits (1 s, doubling); 0: no per-account limit.
+    #[arg(long, global = true, env = "AGORA_SIGNIN_FREE_FAILURES", default_value_t = 5)]
+    pub signin_free_failures: u32,
+
+    /// Longest wait of an account after failed sign-ins, in seconds.
+    #[arg(long, global = true, env = "AGORA_SIGNIN_MAX_BACKOFF", default_value_t = 60)]
+    pub signin_max_backoff: u64,
+
+    /// Chat messages one user may send per second, every channel together (0: no limit).
+    #[arg(long, global = true, env = "AGORA_MESSAGES_PER_SECOND", default_value_t = 5)]
+    pub messages_per_second: u32,
+
     /// Largest GraphQL document, in bytes (checked before parsing).
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]
     pub graphql_max_bytes: usize,

@@ -33,6 +33,7 @@
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
 //! - [`media`]: uploaded avatars, checked by their bytes.
+//! - [`rate_limit`]: chat messages per user per second, the one rule every channel's sends pass.
 
 pub mod auth;
 pub mod bus;
@@ -45,6 +46,7 @@ pub mod error;
 pub mod graphql;
 pub mod legacy;
 pub mod media;
+pub mod rate_limit;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -102,7 +102,8 @@ fn http_limits(settings: &Settings) -> HttpLimits {
     }
 }
 
-/// The key that signs tokens: configured, or generated once and kept in the data folder.
+/// The key that signs tokens: configured, or generated once and kept in the data folder,
+/// readable by its owner alone (a key others can read is refused: they could sign tokens).
 fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Some(key) = settings.secret_key.as_ref().filter(|k| !k.is_empty()) {
         return Ok(key.as_bytes().to_vec());
@@ -111,19 +112,44 @@ fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Ok(key) = std::fs::read_to_string(&path)
         && !key.trim().is_empty()
     {
+        private_to_owner(&path)?;
         return Ok(key.trim().as_bytes().to_vec());
     }
     std::fs::create_dir_all(&settings.data_dir)?;
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     let key = hex::encode(bytes);
-    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    private_to_owner(&path)?;
     tracing::warn!(
         "AGORA_SECRET_KEY is not set: generated a signing key in {} (set AGORA_SECRET_KEY in production, \
          the same for every process)",
         path.display()
     );
     Ok(key.into_bytes())
+}
+
+/// Refuses a key file that its group or others may read or write.
+fn private_to_owner(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} can be read by other users (mode {:o}): anyone who reads it can sign tokens; \
+                 `chmod 600` it (or set AGORA_SECRET_KEY)",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
 }
 
 fn router(context: AppContext) -> Router {

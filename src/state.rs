@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 
-use crate::auth::{PasswordHasher, Throttle, TokenService};
+use crate::auth::{AccountLimits, AccountThrottle, PasswordHasher, Throttle, TokenService};
 use crate::bus::EventBus;
 use crate::config::Settings;
 use crate::media::MediaStore;
@@ -21,6 +21,10 @@ pub struct AppState {
     pub media: MediaStore,
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
+    /// Failed sign-ins per account (shared through Redis when configured).
+    pub account_throttle: AccountThrottle,
+    /// Chat messages per user per second.
+    pub message_rate: crate::rate_limit::MessageRate,
     /// Open WebSockets per client address.
     pub sockets: Arc<crate::transport::socket::SocketLimiter>,
     /// SQL statements run since start (every statement of `db` and its clones).
@@ -37,6 +41,15 @@ impl AppState {
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
             sockets: crate::transport::socket::SocketLimiter::new(settings.ws_max_per_client),
+            account_throttle: AccountThrottle::new(
+                AccountLimits {
+                    free_failures: settings.signin_free_failures,
+                    max_backoff: Duration::from_secs(settings.signin_max_backoff.max(1)),
+                },
+                settings.redis_url.as_deref(),
+                &settings.redis_channel,
+            ),
+            message_rate: crate::rate_limit::MessageRate::new(settings.messages_per_second),
             bus,
             db_statements,
             db,

@@ -313,7 +313,7 @@ fn error(text: &str) -> Reply {
 }
 
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
-/// `serializer.errors["content"][0]`.
+/// `serializer.errors["content"][0]`, or DRF's throttling message (too many messages).
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
     let ext = first.extensions.as_ref()?;
@@ -329,6 +329,10 @@ fn field_message(errors: &[ServerError]) -> Option<String> {
             },
             _ => Some(first.message.clone()),
         },
+        codes::TOO_MANY_REQUESTS => Some(match ext.get("retryAfter") {
+            Some(async_graphql::Value::Number(seconds)) => errors::throttled_message(seconds.as_u64().unwrap_or(1)),
+            _ => first.message.clone(),
+        }),
         _ => None,
     }
 }

@@ -181,15 +181,23 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
         errors.add("password", domain::NULL_CHARACTERS);
     }
     errors.into_result()?;
-    state.auth_throttle.check(client).map_err(AppError::Throttled)?;
+    // Failed sign-ins count, per address and per account; a success costs nothing.
+    state.auth_throttle.peek(client).map_err(AppError::Throttled)?;
+    let account = fold(username);
+    state.account_throttle.check(&account, client).await.map_err(AppError::Throttled)?;
 
     let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
     let matches = state.passwords.verify(password.to_owned(), hash).await.map_err(AppError::internal)?;
     let user = match found {
         Some(user) if matches && user.is_active => user,
-        _ => return Err(AuthError::BadCredentials.into()),
+        _ => {
+            state.auth_throttle.record(client);
+            state.account_throttle.failed(&account, client).await;
+            return Err(AuthError::BadCredentials.into());
+        }
     };
+    state.account_throttle.succeeded(&account, client).await;
     user::Entity::update_many()
         .col_expr(user::Column::LastLogin, Expr::value(Utc::now().trunc_subsecs(6)))
         .filter(user::Column::Id.eq(user.id))

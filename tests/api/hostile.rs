@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
-use crate::legacy_rest::{Payload, get, post, rest};
+use crate::legacy_rest::{Payload, get, legacy_user, post, rest};
 use crate::legacy_ws::{LegacyWs, chat_path};
 
 const NUL: &str = "Null characters are not allowed.";
@@ -276,4 +276,202 @@ async fn upgraded_websockets_outlive_the_http_deadlines() {
     ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query": "{ me { username } }"}})).await;
     let reply = ws.recv().await.expect("the socket still answers");
     assert_eq!(reply["payload"]["data"]["me"]["username"], me.username.as_str(), "{reply}");
+}
+
+// ---- failed sign-ins per account, per address; messages per user per second ----
+
+const WRONG: &str = "not the password";
+
+/// A GraphQL request from `client` (as a trusted proxy's `X-Forwarded-For` says); the body.
+async fn gql_from(app: &TestApp, client: &str, query: &str, variables: serde_json::Value) -> serde_json::Value {
+    let body = json!({"query": query, "variables": variables});
+    let response = app.client.post(app.url("/graphql")).header("X-Forwarded-For", client).json(&body).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
+/// `tokenAuth` from `client`.
+async fn sign_in_from(app: &TestApp, client: &str, username: &str, password: &str) -> serde_json::Value {
+    gql_from(app, client, TOKEN_AUTH, json!({"u": username, "p": password})).await
+}
+
+#[tokio::test]
+async fn guesses_at_one_account_from_many_addresses_back_off_but_not_for_its_known_network() {
+    let app = spawn_app_with(|s| {
+        s.trust_forwarded_for = true;
+        s.signin_free_failures = 3;
+    })
+    .await;
+    let name = unique("target");
+    app.register(&name).await;
+    // The owner signed in from home before the attack.
+    assert!(codes(&sign_in_from(&app, "198.51.100.7", &name, PASSWORD).await).is_empty());
+    for n in 0..3 {
+        let body = sign_in_from(&app, &format!("203.0.113.{n}"), &name, WRONG).await;
+        assert_eq!(codes(&body), ["UNAUTHENTICATED"], "{body}");
+    }
+    // A fourth address is made to wait, even with the right password: the account backs off.
+    let body = sign_in_from(&app, "203.0.113.200", &name, WRONG).await;
+    assert_eq!(codes(&body), ["TOO_MANY_REQUESTS"], "{body}");
+    let retry = body["errors"][0]["extensions"]["retryAfter"].as_u64().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(codes(&sign_in_from(&app, "192.0.2.9", &name, PASSWORD).await), ["TOO_MANY_REQUESTS"]);
+    // Another account is not held up.
+    let other = app.user("bystander").await;
+    assert!(codes(&sign_in_from(&app, "203.0.113.201", &other.username, PASSWORD).await).is_empty());
+    // The owner's network is known to the account: strangers' failures do not lock it out.
+    let body = sign_in_from(&app, "198.51.100.7", &name, PASSWORD).await;
+    assert!(codes(&body).is_empty(), "{body}");
+}
+
+#[tokio::test]
+async fn a_crowd_behind_one_address_signs_in_and_only_failures_are_counted() {
+    let app = spawn_app_with(|s| {
+        s.trust_forwarded_for = true;
+        s.auth_rate_per_minute = 3;
+    })
+    .await;
+    let carrier = "100.64.0.1";
+    let mut crowd = Vec::new();
+    for n in 0..4 {
+        let name = unique("crowd");
+        let variables = json!({"u": name, "e": format!("{name}@example.com"), "p": PASSWORD});
+        let body = gql_from(&app, &format!("192.0.2.{n}"), REGISTER, variables).await;
+        assert!(codes(&body).is_empty(), "{body}");
+        crowd.push(name);
+    }
+    // Three times the address budget of successful sign-ins from one carrier address: all answered.
+    for _ in 0..3 {
+        for name in &crowd {
+            let body = sign_in_from(&app, carrier, name, PASSWORD).await;
+            assert!(codes(&body).is_empty(), "{body}");
+        }
+    }
+    // Failures are what the address budget counts.
+    for name in &crowd[..3] {
+        assert_eq!(codes(&sign_in_from(&app, carrier, name, WRONG).await), ["UNAUTHENTICATED"]);
+    }
+    assert_eq!(codes(&sign_in_from(&app, carrier, &crowd[3], PASSWORD).await), ["TOO_MANY_REQUESTS"]);
+    // Registrations count too.
+    let variables = json!({"u": "late", "e": "late@example.com", "p": PASSWORD});
+    assert_eq!(codes(&gql_from(&app, carrier, REGISTER, variables).await), ["TOO_MANY_REQUESTS"]);
+}
+
+#[tokio::test]
+#[ignore = "needs Redis (TEST_REDIS_URL)"]
+async fn failed_sign_ins_are_counted_across_processes_through_redis() {
+    let redis = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL");
+    let prefix = unique("agora_signin");
+    let settings = |s: &mut agora::config::Settings| {
+        s.redis_url = Some(redis.clone());
+        s.redis_channel = prefix.clone();
+        s.signin_free_failures = 2;
+    };
+    let first = spawn_app_with(settings).await;
+    let second = spawn_app_with(settings).await;
+    let name = unique("ghost");
+    for app in [&first, &second] {
+        assert_eq!(codes(&app.gql(None, TOKEN_AUTH, json!({"u": name, "p": WRONG})).await), ["UNAUTHENTICATED"]);
+    }
+    for app in [&first, &second] {
+        assert_eq!(codes(&app.gql(None, TOKEN_AUTH, json!({"u": name, "p": WRONG})).await), ["TOO_MANY_REQUESTS"]);
+    }
+}
+
+#[tokio::test]
+async fn messages_per_user_per_second_are_capped_on_every_channel() {
+    let app = spawn_app_with(|s| s.messages_per_second = 2).await;
+    let me = legacy_user(&app, "flood").await;
+    let peer = legacy_user(&app, "floodpeer").await;
+    let room = app
+        .gql_ok(
+            Some(&me.access),
+            "mutation($r: String!) { createChatRoom(recipient: $r) { chatRoom { name } } }",
+            json!({"r": peer.username}),
+        )
+        .await["createChatRoom"]["chatRoom"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // GraphQL: aliased sends in one request, past the rate.
+    let flood = "mutation($n: String!) { a: sendMessage(roomName: $n, content: \"1\") { id } b: sendMessage(roomName: $n, content: \"2\") { id } c: sendMessage(roomName: $n, content: \"3\") { id } }";
+    let body = app.gql(Some(&me.access), flood, json!({"n": room})).await;
+    assert_eq!(codes(&body), ["TOO_MANY_REQUESTS"], "{body}");
+    assert!(body["data"]["a"]["id"].is_string() && body["data"]["b"]["id"].is_string(), "{body}");
+    let stored = app
+        .gql_ok(
+            Some(&me.access),
+            "query($n: String!) { chatRoom(name: $n) { messages { totalCount } } }",
+            json!({"n": room}),
+        )
+        .await;
+    assert_eq!(stored["chatRoom"]["messages"]["totalCount"], 2, "the refused one is not stored");
+
+    // Another user is not held up; REST answers 429 once their own rate is used up.
+    let path = format!("/messenger/api/chatrooms/{room}/messages/");
+    for _ in 0..2 {
+        assert_eq!(post(&app, &path, Some(&peer.access), json!({"content": "hi"})).await.status, 201);
+    }
+    let refused = post(&app, &path, Some(&peer.access), json!({"content": "hi"})).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.header("retry-after").is_some());
+
+    // The legacy socket: an `{"error"}` frame, and the socket stays open.
+    let mut socket = LegacyWs::connect(&app, &room, &peer.access).await;
+    let refusal = loop {
+        socket.say("again").await;
+        match socket.json().await {
+            frame if frame.get("error").is_some() => break frame,
+            _ => continue,
+        }
+    };
+    assert!(
+        refusal["error"].as_str().unwrap().starts_with("Request was throttled. Expected available in"),
+        "{refusal}"
+    );
+}
+
+// ---- the generated signing key ----
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_generated_key_is_private_and_a_readable_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path(), fresh_database().await);
+    settings.secret_key = None;
+    let app = agora::startup::Application::build(settings.clone()).await.expect("builds");
+    drop(app);
+    let key = dir.path().join("secret_key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // Still private: starts again with the same key.
+    agora::startup::Application::build(settings.clone()).await.expect("builds again");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = agora::startup::Application::build(settings).await.err().expect("refused");
+    assert!(refused.to_string().contains("can be read by other users"), "{refused:#}");
+}
+
+// ---- multipart part names with control characters ----
+
+#[tokio::test]
+async fn a_part_name_with_a_control_character_is_refused_not_read_as_the_end() {
+    let app = spawn_app().await;
+    let user = app.user("mpctl").await;
+    for control in ["\x08", "\x0c", "\x7f"] {
+        let body = format!(
+            "--xx\r\nContent-Disposition: form-data; name=\"a{control}b\"\r\n\r\nv\r\n\
+             --xx\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\n{}\r\n\
+             --xx\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{PASSWORD}\r\n--xx--\r\n",
+            user.username
+        );
+        let reply = rest(
+            &app,
+            Method::POST,
+            "/accounts/api/token/",
+            None,
+            Payload::Raw("multipart/form-data; boundary=xx", body.into_bytes()),
+        )
+        .await;
+        reply.expect_json(400, json!({"detail": "Multipart form parse error - Invalid header in a part."}));
+    }
 }
