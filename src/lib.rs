@@ -33,8 +33,13 @@
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
 //! - [`media`]: uploaded avatars, checked by their bytes.
+//! - [`telemetry`]: logs (text or JSON), traces (OTLP), the span, access log line and
+//!   metrics of every request; [`metrics`]: the Prometheus registry every instrumentation
+//!   point calls into (one line each); `graphql::observe` times and counts operations.
+//! - [`admin`]: the `agora users …` commands (over the services) and `agora healthcheck`.
 //! - [`rate_limit`]: chat messages per user per second, the one rule every channel's sends pass.
 
+pub mod admin;
 pub mod auth;
 pub mod bus;
 pub mod client;
@@ -46,8 +51,10 @@ pub mod error;
 pub mod graphql;
 pub mod legacy;
 pub mod media;
+pub mod metrics;
 pub mod rate_limit;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod transport;
