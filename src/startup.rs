@@ -16,7 +16,6 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::services::ServeDir;
 
 use crate::bus::{self, BusConfig};
 use crate::config::Settings;
@@ -60,6 +59,10 @@ impl Application {
             }
             None => None,
         };
+        crate::media::MediaStore::new(settings.media_dir())
+            .ensure_default()
+            .await
+            .context("cannot write the default avatar")?;
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
         Ok(Self { listener, metrics_listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })
@@ -181,7 +184,7 @@ fn private_to_owner(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn router(context: AppContext) -> Router {
-    let media = ServeDir::new(context.state.media.root());
+    let media = crate::media::service(context.state.media.root());
     let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
     let app = Router::new()
         .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http).layer(body_limit))

@@ -350,7 +350,7 @@ fn close_reason(text: &str) -> &str {
 /// The text of a binary frame as `json.loads(bytes)` decodes it: the encoding is detected as
 /// Python's `json.detect_encoding` does (a BOM, else the pattern of NUL bytes in the first
 /// four), and decoded strictly. `None` when the bytes do not decode.
-fn decode_binary(bytes: &[u8]) -> Option<String> {
+pub fn decode_binary(bytes: &[u8]) -> Option<String> {
     let b = bytes;
     if b.starts_with(&[0, 0, 0xFE, 0xFF]) {
         return utf32(&b[4..], true);

@@ -475,3 +475,21 @@ async fn a_part_name_with_a_control_character_is_refused_not_read_as_the_end() {
         reply.expect_json(400, json!({"detail": "Multipart form parse error - Invalid header in a part."}));
     }
 }
+
+// ---- media: inert when served, a default avatar ----
+
+#[tokio::test]
+async fn media_is_served_inert_and_the_default_avatar_exists() {
+    let app = spawn_app().await;
+    let user = app.user("avatar").await;
+    let me = app.gql_ok(Some(&user.access), "{ me { profile { image } } }", json!({})).await;
+    let url = me["me"]["profile"]["image"].as_str().unwrap().to_owned();
+    assert_eq!(url, "/media/user_images/default.jpg");
+    let served = app.client.get(app.url(&url)).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
+    let csp = served.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && csp.ends_with("sandbox"), "{csp}");
+    assert!(served.bytes().await.unwrap().starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
+}
