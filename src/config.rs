@@ -98,6 +98,35 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_WS_USER_CHECK_SECONDS", default_value_t = 2)]
     pub ws_user_check_seconds: u64,
 
+    /// Seconds a request's head may take to arrive, from its first byte.
+    #[arg(long, global = true, env = "AGORA_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    pub http_header_timeout: u64,
+
+    /// Seconds a request's body may take to arrive, from the end of its head (408 beyond).
+    #[arg(long, global = true, env = "AGORA_HTTP_BODY_TIMEOUT", default_value_t = 60)]
+    pub http_body_timeout: u64,
+
+    /// Seconds an HTTP connection may wait for its next request (fresh or kept alive).
+    #[arg(long, global = true, env = "AGORA_HTTP_IDLE_TIMEOUT", default_value_t = 75)]
+    pub http_idle_timeout: u64,
+
+    /// Open HTTP connections per client address (IPv6: per /64); 0: no cap. Not applied with
+    /// `AGORA_TRUST_FORWARDED_FOR` (every connection then comes from the proxy).
+    #[arg(long, global = true, env = "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub http_max_connections_per_client: usize,
+
+    /// Failed sign-ins at one account before it waits (1 s, doubling); 0: no per-account limit.
+    #[arg(long, global = true, env = "AGORA_SIGNIN_FREE_FAILURES", default_value_t = 5)]
+    pub signin_free_failures: u32,
+
+    /// Longest wait of an account after failed sign-ins, in seconds.
+    #[arg(long, global = true, env = "AGORA_SIGNIN_MAX_BACKOFF", default_value_t = 60)]
+    pub signin_max_backoff: u64,
+
+    /// Chat messages one user may send per second, every channel together (0: no limit).
+    #[arg(long, global = true, env = "AGORA_MESSAGES_PER_SECOND", default_value_t = 5)]
+    pub messages_per_second: u32,
+
     /// Largest GraphQL document, in bytes (checked before parsing).
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]
     pub graphql_max_bytes: usize,

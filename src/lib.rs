@@ -20,7 +20,8 @@
 //! - [`startup`]: settings in, router and server out; graceful shutdown (WebSockets get 1001).
 //! - [`context`]: what every handler gets (state, schema, lifecycle).
 //! - [`transport`]: GraphQL over HTTP and WebSocket, the shared extractors (caller, address)
-//!   and WebSocket plumbing (bounded buffers, pings, 1001).
+//!   and WebSocket plumbing (bounded buffers, pings, 1001); the HTTP server itself (accept loop,
+//!   per-phase deadlines, connections per client).
 //! - [`graphql`]: the schema (the core), its limits and DataLoaders.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
 //!   live feeds; [`domain`]: validation with DRF's messages.
@@ -36,6 +37,7 @@
 //!   metrics of every request; [`metrics`]: the Prometheus registry every instrumentation
 //!   point calls into (one line each); `graphql::observe` times and counts operations.
 //! - [`admin`]: the `agora users …` commands (over the services) and `agora healthcheck`.
+//! - [`rate_limit`]: chat messages per user per second, the one rule every channel's sends pass.
 
 pub mod admin;
 pub mod auth;
@@ -50,6 +52,7 @@ pub mod graphql;
 pub mod legacy;
 pub mod media;
 pub mod metrics;
+pub mod rate_limit;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -1,9 +1,29 @@
 //! Uploaded files: avatars checked by their bytes, stored under the media folder with a random
-//! name, served at `/media/`.
+//! name, served at `/media/` ([`service`]) with `X-Content-Type-Options: nosniff` and a
+//! Content-Security-Policy that lets nothing run (a file that is more than its image can never
+//! act as a page of the API's origin). Every new profile points at the default avatar
+//! ([`DEFAULT_AVATAR`]), written into the folder on start when it is missing.
 
 use std::path::{Path, PathBuf};
 
+use axum::http::{HeaderValue, header};
 use rand::RngCore;
+use tower_http::services::ServeDir;
+use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
+
+/// The default avatar (a grey silhouette, 128×128 JPEG) at `entity::profile::DEFAULT_IMAGE`.
+pub const DEFAULT_AVATAR: &[u8] = include_bytes!("../assets/default.jpg");
+
+/// Media files are images to show, never documents: no scripts, styles, frames or plugins.
+pub const MEDIA_CSP: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox";
+
+/// Serves the media folder with the headers that keep uploads inert.
+pub fn service(root: &Path) -> SetResponseHeader<SetResponseHeader<ServeDir, HeaderValue>, HeaderValue> {
+    tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(MEDIA_CSP)))
+        .service(ServeDir::new(root))
+}
 
 /// Largest accepted avatar.
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
@@ -67,6 +87,18 @@ impl MediaStore {
         }
         tokio::fs::write(&path, bytes).await?;
         Ok(relative)
+    }
+
+    /// Writes the default avatar unless the folder has one.
+    pub async fn ensure_default(&self) -> std::io::Result<()> {
+        let path = self.root.join(entity::profile::DEFAULT_IMAGE);
+        if tokio::fs::try_exists(&path).await? {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, DEFAULT_AVATAR).await
     }
 
     /// Removes a stored file; the shared default image and paths outside the folder are kept.

@@ -16,13 +16,13 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::services::ServeDir;
 
 use crate::bus::{self, BusConfig};
 use crate::config::Settings;
 use crate::context::{AppContext, Lifecycle};
 use crate::graphql;
 use crate::state::AppState;
+use crate::transport::http_server::{self, HttpLimits};
 use crate::transport::{graphql_http, graphql_ws};
 
 pub struct Application {
@@ -70,6 +70,10 @@ impl Application {
             }
             None => None,
         };
+        crate::media::MediaStore::new(settings.media_dir())
+            .ensure_default()
+            .await
+            .context("cannot write the default avatar")?;
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
         Ok(Self {
@@ -127,25 +131,37 @@ impl Application {
                 }
             });
         }
+        let limits = http_limits(&self.context.state.settings);
         let app = router(self.context);
         let stopping = lifecycle.shutdown.clone();
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = signal => {}
-                    _ = stopping.cancelled() => {}
-                }
-                tracing::info!("shutting down: closing WebSockets, draining requests");
-                stopping.cancel();
-            })
-            .await?;
+        http_server::serve(self.listener, app, limits, async move {
+            tokio::select! {
+                _ = signal => {}
+                _ = stopping.cancelled() => {}
+            }
+            tracing::info!("shutting down: closing WebSockets, draining requests");
+            stopping.cancel();
+        })
+        .await?;
         lifecycle.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), lifecycle.tasks.wait()).await;
         Ok(())
     }
 }
 
-/// The key that signs tokens: configured, or generated once and kept in the data folder.
+/// The HTTP deadlines and connection cap of the settings.
+fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits {
+        header: Duration::from_secs(settings.http_header_timeout.max(1)),
+        body: Duration::from_secs(settings.http_body_timeout.max(1)),
+        idle: Duration::from_secs(settings.http_idle_timeout.max(1)),
+        // Behind a proxy every connection is the proxy's: the proxy caps its clients.
+        per_client: if settings.trust_forwarded_for { 0 } else { settings.http_max_connections_per_client },
+    }
+}
+
+/// The key that signs tokens: configured, or generated once and kept in the data folder,
+/// readable by its owner alone (a key others can read is refused: they could sign tokens).
 fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Some(key) = settings.secret_key.as_ref().filter(|k| !k.is_empty()) {
         return Ok(key.as_bytes().to_vec());
@@ -154,13 +170,20 @@ fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Ok(key) = std::fs::read_to_string(&path)
         && !key.trim().is_empty()
     {
+        private_to_owner(&path)?;
         return Ok(key.trim().as_bytes().to_vec());
     }
     std::fs::create_dir_all(&settings.data_dir)?;
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
     let key = hex::encode(bytes);
-    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    private_to_owner(&path)?;
     tracing::warn!(
         "AGORA_SECRET_KEY is not set: generated a signing key in {} (set AGORA_SECRET_KEY in production, \
          the same for every process)",
@@ -169,8 +192,26 @@ fn secret_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     Ok(key.into_bytes())
 }
 
+/// Refuses a key file that its group or others may read or write.
+fn private_to_owner(path: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} can be read by other users (mode {:o}): anyone who reads it can sign tokens; \
+                 `chmod 600` it (or set AGORA_SECRET_KEY)",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
+}
+
 fn router(context: AppContext) -> Router {
-    let media = ServeDir::new(context.state.media.root());
+    let media = crate::media::service(context.state.media.root());
     let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
     let app = Router::new()
         .route(

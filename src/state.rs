@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 
-use crate::auth::{PasswordHasher, Throttle, TokenService};
+use crate::auth::{AccountLimits, AccountThrottle, PasswordHasher, Throttle, TokenService};
 use crate::bus::EventBus;
 use crate::config::Settings;
 use crate::media::MediaStore;
@@ -20,6 +20,10 @@ pub struct AppState {
     pub media: MediaStore,
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
+    /// Failed sign-ins per account (shared through Redis when configured).
+    pub account_throttle: AccountThrottle,
+    /// Chat messages per user per second.
+    pub message_rate: crate::rate_limit::MessageRate,
 }
 
 impl AppState {
@@ -30,6 +34,15 @@ impl AppState {
             passwords: PasswordHasher::new(settings.hash_concurrency.unwrap_or(cores)),
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
+            account_throttle: AccountThrottle::new(
+                AccountLimits {
+                    free_failures: settings.signin_free_failures,
+                    max_backoff: Duration::from_secs(settings.signin_max_backoff.max(1)),
+                },
+                settings.redis_url.as_deref(),
+                &settings.redis_channel,
+            ),
+            message_rate: crate::rate_limit::MessageRate::new(settings.messages_per_second),
             bus,
             db,
             settings,

@@ -4,12 +4,14 @@
 //! its credentials into a [`Viewer`] with [`authenticate`], so the rules of SimpleJWT's
 //! `JWTAuthentication` are written once.
 
+pub mod account_throttle;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
 
 use sea_orm::{DatabaseConnection, EntityTrait};
 
+pub use account_throttle::{AccountLimits, AccountThrottle};
 pub use password::PasswordHasher;
 pub use throttle::Throttle;
 pub use tokens::{TokenKind, TokenProblem, TokenService};

@@ -1,5 +1,7 @@
 //! A fixed-window rate limit per key (the client's address), for the open operations that an
-//! attacker would hammer: signing in and registering.
+//! attacker would hammer: every registration counts, and every *failed* sign-in (a successful
+//! one costs nothing, so hundreds of honest users behind one carrier address are not refused
+//! for signing in; see README "Limits" for the trade-off).
 //!
 //! IPv6 clients are counted per /64 (one subscriber's whole network), so rotating addresses
 //! inside it does not get around the limit. In memory, per process: behind a load balancer each process counts its own share, which is
@@ -26,11 +28,27 @@ impl Throttle {
 
     /// Counts one attempt; `Err(seconds)` tells how long until the next one is allowed.
     pub fn check(&self, key: Option<IpAddr>) -> Result<(), u64> {
-        self.check_at(key, Instant::now())
+        self.window(key, Instant::now(), true)
+    }
+
+    /// Whether an attempt is allowed now, without counting it (counted later by [`Self::record`]
+    /// if it fails).
+    pub fn peek(&self, key: Option<IpAddr>) -> Result<(), u64> {
+        self.window(key, Instant::now(), false)
+    }
+
+    /// Counts one attempt (a failed one) of `key`.
+    pub fn record(&self, key: Option<IpAddr>) {
+        let _ = self.window(key, Instant::now(), true);
     }
 
     /// [`check`](Self::check) at `now` (tests move the clock).
+    #[cfg(test)]
     fn check_at(&self, key: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        self.window(key, now, true)
+    }
+
+    fn window(&self, key: Option<IpAddr>, now: Instant, count: bool) -> Result<(), u64> {
         let Some(key) = key.filter(|_| self.limit > 0).map(crate::client::network) else { return Ok(()) };
         let mut counters = self.counters.lock().expect("throttle lock");
         // Forget finished windows now and then, so the map stays as large as the live clients.
@@ -38,16 +56,18 @@ impl Throttle {
             counters.retain(|_, (start, _)| now.duration_since(*start) < self.window);
             self.next_sweep.store(counters.len().max(1_000) * 2, std::sync::atomic::Ordering::Relaxed);
         }
-        let (start, count) = counters.entry(key).or_insert((now, 0));
+        let (start, counted) = counters.entry(key).or_insert((now, 0));
         if now.duration_since(*start) >= self.window {
             *start = now;
-            *count = 0;
+            *counted = 0;
         }
-        if *count >= self.limit {
+        if *counted >= self.limit {
             let wait = self.window.saturating_sub(now.duration_since(*start));
             return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
         }
-        *count += 1;
+        if count {
+            *counted += 1;
+        }
         Ok(())
     }
 }
@@ -85,6 +105,17 @@ mod tests {
         assert!(throttle.check_at(a, at(61.0)).is_ok());
         assert_eq!(throttle.check_at(a, at(62.0)), Err(58), "counted from the new window's start");
         assert!(throttle.check_at(a, at(120.0)).is_ok());
+    }
+
+    #[test]
+    fn peeking_does_not_count() {
+        let throttle = Throttle::new(1, Duration::from_secs(60));
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..5 {
+            assert!(throttle.peek(Some(a)).is_ok());
+        }
+        throttle.record(Some(a));
+        assert!(throttle.peek(Some(a)).is_err());
     }
 
     #[test]

@@ -145,7 +145,18 @@ async fn multipart(headers: &HeaderMap, bytes: bytes::Bytes) -> Result<PyValue, 
     };
     let mut dict = DictBuilder::default();
     let (mut fields, mut files) = (0, 0);
-    while let Ok(Some(field)) = form.next_field().await {
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            // Headers of a part that cannot be read (a control character in its name): refused,
+            // never taken for the end of the form, which would drop the fields after it.
+            Err(err) if is_malformed_part(&err) => {
+                return Err(errors::parse_error("Multipart form parse error - Invalid header in a part.".into()));
+            }
+            // A truncated body: Django keeps what it read.
+            Err(_) => break,
+        };
         let name = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
         // Django counts each part as it comes, and stops at the first one over a limit.
@@ -165,6 +176,20 @@ async fn multipart(headers: &HeaderMap, bytes: bytes::Bytes) -> Result<PyValue, 
         dict.set_last(name, value);
     }
     Ok(dict.finish())
+}
+
+/// Whether a multipart error is a part whose headers are malformed (rather than a body that
+/// ends early).
+fn is_malformed_part(err: &axum::extract::multipart::MultipartError) -> bool {
+    matches!(
+        std::error::Error::source(err).and_then(|source| source.downcast_ref::<multer::Error>()),
+        Some(
+            multer::Error::ReadHeaderFailed(_)
+                | multer::Error::DecodeHeaderName { .. }
+                | multer::Error::DecodeHeaderValue { .. }
+                | multer::Error::DecodeContentType(_)
+        )
+    )
 }
 
 /// The declared fields of a parsed body. `Err` is DRF's answer to a body that is not an object.

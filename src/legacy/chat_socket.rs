@@ -336,7 +336,7 @@ fn error_code(errors: &[ServerError]) -> Option<&str> {
 }
 
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
-/// `serializer.errors["content"][0]`.
+/// `serializer.errors["content"][0]`, or DRF's throttling message (too many messages).
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
     let ext = first.extensions.as_ref()?;
@@ -348,6 +348,10 @@ fn field_message(errors: &[ServerError]) -> Option<String> {
             },
             _ => Some(first.message.clone()),
         },
+        codes::TOO_MANY_REQUESTS => Some(match ext.get("retryAfter") {
+            Some(async_graphql::Value::Number(seconds)) => errors::throttled_message(seconds.as_u64().unwrap_or(1)),
+            _ => first.message.clone(),
+        }),
         _ => None,
     }
 }
@@ -355,7 +359,7 @@ fn field_message(errors: &[ServerError]) -> Option<String> {
 /// The text of a binary frame as `json.loads(bytes)` decodes it: the encoding is detected as
 /// Python's `json.detect_encoding` does (a BOM, else the pattern of NUL bytes in the first
 /// four), and decoded strictly. `None` when the bytes do not decode.
-fn decode_binary(bytes: &[u8]) -> Option<String> {
+pub fn decode_binary(bytes: &[u8]) -> Option<String> {
     let b = bytes;
     if b.starts_with(&[0, 0, 0xFE, 0xFF]) {
         return utf32(&b[4..], true);

@@ -108,13 +108,15 @@ pub fn server_error() -> Response {
     raw_json(StatusCode::INTERNAL_SERVER_ERROR, &br#"{"error": "Server Error (500)"}"#[..])
 }
 
+/// DRF's `Throttled` message.
+pub fn throttled_message(seconds: u64) -> String {
+    let unit = if seconds == 1 { "second" } else { "seconds" };
+    format!("Request was throttled. Expected available in {seconds} {unit}.")
+}
+
 /// DRF's `Throttled`: singular "second" for one, as DRF words it.
 pub fn throttled(seconds: u64) -> Response {
-    let unit = if seconds == 1 { "second" } else { "seconds" };
-    let mut response = detail(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("Request was throttled. Expected available in {seconds} {unit}."),
-    );
+    let mut response = detail(StatusCode::TOO_MANY_REQUESTS, throttled_message(seconds));
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     response
 }

@@ -172,9 +172,13 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
         errors.add("password", domain::NULL_CHARACTERS);
     }
     errors.into_result()?;
+    // Failed sign-ins count, per address and per account; a success costs nothing.
+    state.auth_throttle.peek(client).inspect_err(|_| crate::metrics::throttled("auth")).map_err(AppError::Throttled)?;
+    let account = fold(username);
     state
-        .auth_throttle
-        .check(client)
+        .account_throttle
+        .check(&account, client)
+        .await
         .inspect_err(|_| crate::metrics::throttled("auth"))
         .map_err(AppError::Throttled)?;
 
@@ -183,8 +187,13 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
     let matches = state.passwords.verify(password.to_owned(), hash).await.map_err(AppError::internal)?;
     let user = match found {
         Some(user) if matches && user.is_active => user,
-        _ => return Err(AuthError::BadCredentials.into()),
+        _ => {
+            state.auth_throttle.record(client);
+            state.account_throttle.failed(&account, client).await;
+            return Err(AuthError::BadCredentials.into());
+        }
     };
+    state.account_throttle.succeeded(&account, client).await;
     user::Entity::update_many()
         .col_expr(user::Column::LastLogin, Expr::value(Utc::now().trunc_subsecs(6)))
         .filter(user::Column::Id.eq(user.id))

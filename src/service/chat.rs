@@ -286,6 +286,7 @@ pub async fn send_message(
     room_name: &str,
     content: &str,
 ) -> AppResult<message::Model> {
+    state.message_rate.take(me.id).map_err(AppError::Throttled)?;
     // DRF validates the body before it looks the room up.
     let content =
         domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| invalid("content", problems))?;

@@ -84,6 +84,8 @@ pub fn test_settings(dir: &std::path::Path, database_url: Option<String>) -> Set
     settings.redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
     settings.redis_channel = unique("agora_test");
     settings.auth_rate_per_minute = 0;
+    settings.signin_free_failures = 0;
+    settings.messages_per_second = 0;
     settings.db_pool = 4;
     settings
 }

@@ -426,7 +426,10 @@ async fn token_errors_are_simplejwt_bodies() {
 #[tokio::test]
 async fn sign_in_and_registration_are_throttled_with_retry_after() {
     let app = spawn_app_with(|settings| settings.auth_rate_per_minute = 2).await;
-    let user = legacy_user(&app, "thr").await; // one registration, one sign-in
+    // One registration and one successful sign-in (which costs nothing), one failed sign-in.
+    let user = legacy_user(&app, "thr").await;
+    let wrong = post(&app, TOKEN, None, json!({"username": user.username, "password": "not it"})).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
     let throttled = post(&app, TOKEN, None, json!({"username": user.username, "password": PASSWORD})).await;
     assert_eq!(throttled.status, 429, "{}", throttled.text);
     let seconds: u64 = throttled.header("retry-after").expect("Retry-After").parse().unwrap();
