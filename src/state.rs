@@ -15,6 +15,8 @@ use crate::media::MediaStore;
 pub struct AppState {
     pub settings: Settings,
     pub db: DatabaseConnection,
+    /// Write transactions (on SQLite: one writer, group commit).
+    pub writer: crate::db::Writer,
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub bus: Arc<dyn EventBus>,
@@ -30,6 +32,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(settings: Settings, mut db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
         let db_statements = crate::db::count_statements(&mut db);
+        let writer = crate::db::Writer::new(db.clone());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             tokens: TokenService::new(secret, settings.access_token_lifetime, settings.refresh_token_lifetime),
@@ -38,6 +41,7 @@ impl AppState {
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
             sockets: crate::transport::socket::SocketLimiter::new(settings.ws_max_per_client),
             bus,
+            writer,
             db_statements,
             db,
             settings,
