@@ -333,6 +333,7 @@ pub async fn send_message(
             })
         }))
         .await?;
+    crate::metrics::chat_message_stored();
     let room = RoomInfo { id: room.id, name: room.name, member_ids };
     let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
     state.bus.publish(ChatEvent::Message(event)).await;
