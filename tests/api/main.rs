@@ -6,12 +6,14 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod graphql_http;
 mod hostile;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
 mod limits;
 mod operating;
+mod outages;
 mod posts;
 mod processes;
 mod profiles;
