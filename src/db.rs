@@ -3,17 +3,20 @@
 //! SQLite gets WAL, `synchronous=NORMAL`, a busy timeout and foreign keys on every pooled
 //! connection (sqlx does none of it by default), and writes begin IMMEDIATE (see
 //! [`begin_write`]) so that a read-then-write transaction never fails at once with
-//! SQLITE_BUSY. PostgreSQL goes through the same entities and migrations.
+//! SQLITE_BUSY; hot writes go through one [`Writer`] with group commit. PostgreSQL goes through
+//! the same entities and migrations.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+use tokio::sync::{mpsc, oneshot};
 
 pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
@@ -94,4 +97,188 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
 /// Reachability, for `/readyz`.
 pub async fn ping(db: &DatabaseConnection) -> bool {
     db.execute_unprepared("SELECT 1").await.is_ok()
+}
+
+/// Work done inside a write transaction by [`Writer::write`].
+pub type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send>;
+
+/// Told whether the group a job ran in committed.
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A job as the writer task runs it: whether it succeeded, and how to answer its caller.
+type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, (bool, Finish)> + Send>;
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 256;
+/// Jobs waiting for the writer before callers wait to queue.
+const QUEUE: usize = 4096;
+
+/// Runs write transactions.
+///
+/// On PostgreSQL each write is its own transaction on the pool (rows lock what must be
+/// serialised, e.g. a room's sequence). On SQLite, where the database has one write lock, every
+/// write of the process goes through one writer task: when a pool connection wanted the lock
+/// while another held it, it slept in SQLite's busy handler (in steps up to 100 ms) instead of
+/// queueing. The writer takes what has queued meanwhile as one group: one IMMEDIATE
+/// transaction, each job in a savepoint of its own (a failing job undoes only itself), one
+/// commit. A caller is answered after the commit: what is acknowledged is committed.
+///
+/// A job must not call the writer itself (it would wait for its own group).
+#[derive(Clone)]
+pub struct Writer {
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Pool(DatabaseConnection),
+    Queue(mpsc::Sender<Job>),
+}
+
+impl Writer {
+    /// For `db`; on SQLite this starts the writer task (it ends when the last clone is dropped).
+    pub fn new(db: DatabaseConnection) -> Self {
+        let route = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let (queue, jobs) = mpsc::channel(QUEUE);
+                tokio::spawn(run_writer(db, jobs));
+                Route::Queue(queue)
+            }
+            _ => Route::Pool(db),
+        };
+        Writer { route }
+    }
+
+    /// Runs `work` in a write transaction and commits it; an error from `work` rolls it back.
+    pub async fn write<T, E>(&self, work: Work<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbErr> + Send + 'static,
+    {
+        match &self.route {
+            Route::Pool(db) => {
+                let txn = begin_write(db).await?;
+                match work(&txn).await {
+                    Ok(done) => {
+                        txn.commit().await?;
+                        Ok(done)
+                    }
+                    Err(err) => {
+                        let _ = txn.rollback().await;
+                        Err(err)
+                    }
+                }
+            }
+            Route::Queue(queue) => {
+                let (tell, told) = oneshot::channel::<Result<T, E>>();
+                let job: Job = Box::new(move |txn| {
+                    Box::pin(async move {
+                        let outcome = work(txn).await;
+                        let ok = outcome.is_ok();
+                        let finish: Finish = Box::new(move |committed| {
+                            let answer = match (outcome, committed) {
+                                (Ok(_), Err(err)) => Err(E::from(DbErr::Custom(err))),
+                                (outcome, _) => outcome,
+                            };
+                            let _ = tell.send(answer);
+                        });
+                        (ok, finish)
+                    })
+                });
+                let stopped = || E::from(DbErr::Custom("the database writer stopped (see the log)".to_owned()));
+                queue.send(job).await.map_err(|_| stopped())?;
+                told.await.map_err(|_| stopped())?
+            }
+        }
+    }
+}
+
+async fn run_writer(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if let Err(err) = commit_group(&db, group.drain(..)).await {
+            // The callers of the jobs left unanswered are told the writer failed.
+            tracing::error!(error = %err, "database writer: a group of writes failed");
+        }
+    }
+}
+
+/// One transaction for the group, a savepoint per job (a lone job needs none), one commit.
+async fn commit_group(db: &DatabaseConnection, group: impl ExactSizeIterator<Item = Job>) -> Result<(), DbErr> {
+    let txn = begin_write(db).await?;
+    let mut finishes = Vec::with_capacity(group.len());
+    if group.len() == 1 {
+        for job in group {
+            let (ok, finish) = job(&txn).await;
+            if !ok {
+                txn.rollback().await?;
+                finish(Ok(()));
+                return Ok(());
+            }
+            finishes.push(finish);
+        }
+    } else {
+        for job in group {
+            let savepoint = txn.begin().await?;
+            let (ok, finish) = job(&savepoint).await;
+            if ok {
+                savepoint.commit().await?
+            } else {
+                savepoint.rollback().await?
+            }
+            finishes.push(finish);
+        }
+    }
+    let committed = txn.commit().await.map_err(|err| err.to_string());
+    if let Err(err) = &committed {
+        tracing::error!(error = %err, jobs = finishes.len(), "database writer: commit failed");
+    }
+    for finish in finishes {
+        finish(committed.clone());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn count(db: &DatabaseConnection) -> i64 {
+        let row = db.query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "SELECT COUNT(*) FROM t")).await;
+        row.unwrap().unwrap().try_get_by_index(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_commit_together_and_a_failing_one_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let db = connect(&url, 4).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").await.unwrap();
+        let writer = Writer::new(db.clone());
+        let insert = |x: i64| {
+            let writer = writer.clone();
+            async move {
+                let work: Work<i64, DbErr> = Box::new(move |txn| {
+                    Box::pin(async move {
+                        txn.execute_unprepared(&format!("INSERT INTO t (x) VALUES ({x})")).await?;
+                        Ok(x)
+                    })
+                });
+                writer.write(work).await
+            }
+        };
+        // 200 at once, one of them a duplicate of another.
+        let writes: Vec<_> = (0..200).map(|i| tokio::spawn(insert(if i == 199 { 0 } else { i }))).collect();
+        let mut failed = 0;
+        for write in writes {
+            if write.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 1, "only the duplicate fails");
+        assert_eq!(count(&db).await, 199, "every acknowledged write is committed");
+        // A lone failing write is rolled back, and the writer goes on.
+        assert!(insert(5).await.is_err());
+        assert_eq!(insert(1000).await.unwrap(), 1000);
+        assert_eq!(count(&db).await, 200);
+    }
 }

@@ -14,6 +14,8 @@ use crate::media::MediaStore;
 pub struct AppState {
     pub settings: Settings,
     pub db: DatabaseConnection,
+    /// Write transactions (on SQLite: one writer, group commit).
+    pub writer: crate::db::Writer,
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub bus: Arc<dyn EventBus>,
@@ -28,6 +30,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings, db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
+        let writer = crate::db::Writer::new(db.clone());
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             tokens: TokenService::new(secret, settings.access_token_lifetime, settings.refresh_token_lifetime),
@@ -44,6 +47,7 @@ impl AppState {
             ),
             message_rate: crate::rate_limit::MessageRate::new(settings.messages_per_second),
             bus,
+            writer,
             db,
             settings,
         }

@@ -16,6 +16,11 @@ impl LocalBus {
     pub fn new(capacity: usize) -> Self {
         Self { router: Router::new(capacity, None) }
     }
+
+    /// How many subscribers `topic` has now (tests wait on it to know a feed is live).
+    pub fn subscribers(&self, topic: Topic) -> usize {
+        self.router.subscribers(topic)
+    }
 }
 
 #[async_trait::async_trait]

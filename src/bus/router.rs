@@ -107,6 +107,11 @@ impl Router {
         }
     }
 
+    /// How many subscribers `topic` has now.
+    pub(super) fn subscribers(&self, topic: Topic) -> usize {
+        self.table().get(&topic).map_or(0, Vec::len)
+    }
+
     /// The topics with subscribers now.
     pub(super) fn topics(&self) -> Vec<Topic> {
         self.table().keys().copied().collect()

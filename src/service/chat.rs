@@ -277,9 +277,11 @@ pub async fn history(
 
 /// Stores a message of `me` in the room `room_name` and publishes it to live subscribers.
 ///
-/// The room's row is updated first (`last_seq + 1`): on PostgreSQL that row lock serialises
-/// the sends of a room until commit, so `room_seq` order is commit order, which is what lets
-/// subscribers fill gaps from the database. The event is published only after commit.
+/// The room's row is updated first (`last_seq + 1`, returning it): on PostgreSQL that row lock
+/// serialises the sends of a room until commit (on SQLite the one writer does), so `room_seq`
+/// order is commit order, which is what lets subscribers fill gaps from the database. Two
+/// statements per message; on SQLite concurrent sends share one transaction
+/// ([`crate::db::Writer`]). The event is published only after commit.
 pub async fn send_message(
     state: &AppState,
     me: &user::Model,
@@ -294,49 +296,46 @@ pub async fn send_message(
     let member_ids = member_ids(&state.db, room.id).await?;
 
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(&state.db).await?;
-    let stored = async {
-        ensure_author_active(&txn, me.id).await?;
-        let updated = chat_room::Entity::update_many()
-            .col_expr(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
-            .col_expr(chat_room::Column::LastActivityAt, Expr::value(now))
-            .filter(chat_room::Column::Id.eq(room.id))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(AppError::NotFound);
-        }
-        let seq: i64 = chat_room::Entity::find_by_id(room.id)
-            .select_only()
-            .column(chat_room::Column::LastSeq)
-            .into_tuple()
-            .one(&txn)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        let stored = message::ActiveModel {
-            room_id: Set(room.id),
-            room_seq: Set(seq),
-            author_id: Set(me.id),
-            content: Set(content),
-            timestamp: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
+    let (room_id, author_id) = (room.id, me.id);
+    let stored = state
+        .writer
+        .write(Box::new(move |txn| {
+            Box::pin(async move {
+                ensure_author_active(txn, author_id).await?;
+                let next_seq = Query::update()
+                    .table(chat_room::Entity)
+                    .value(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
+                    .value(chat_room::Column::LastActivityAt, now)
+                    .and_where(chat_room::Column::Id.eq(room_id))
+                    .returning_col(chat_room::Column::LastSeq)
+                    .to_owned();
+                let row = txn.query_one(&next_seq).await?.ok_or(AppError::NotFound)?;
+                let room_seq: i64 = row.try_get_by_index(0)?;
+                let insert = Query::insert()
+                    .into_table(message::Entity)
+                    .columns([
+                        message::Column::RoomId,
+                        message::Column::RoomSeq,
+                        message::Column::AuthorId,
+                        message::Column::Content,
+                        message::Column::Timestamp,
+                    ])
+                    .values_panic([
+                        room_id.into(),
+                        room_seq.into(),
+                        author_id.into(),
+                        content.clone().into(),
+                        now.into(),
+                    ])
+                    .returning_col(message::Column::Id)
+                    .to_owned();
+                let row = txn.query_one(&insert).await?.ok_or_else(|| DbErr::Custom("INSERT returned no id".into()))?;
+                let id: i64 = row.try_get_by_index(0)?;
+                Ok::<_, AppError>(message::Model { id, room_id, room_seq, author_id, content, timestamp: now })
+            })
+        }))
         .await?;
-        Ok(stored)
-    }
-    .await;
-    let stored = match stored {
-        Ok(stored) => {
-            txn.commit().await?;
-            crate::metrics::chat_message_stored();
-            stored
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            return Err(err);
-        }
-    };
+    crate::metrics::chat_message_stored();
     let room = RoomInfo { id: room.id, name: room.name, member_ids };
     let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
     state.bus.publish(ChatEvent::Message(event)).await;

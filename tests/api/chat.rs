@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agora::auth::Viewer;
-use agora::bus::{BusConfig, ChatEvent, MessageEvent};
+use agora::bus::{ChatEvent, EventBus, MessageEvent, Topic};
 use agora::client::ClientIp;
 use agora::state::AppState;
 use base64::Engine;
@@ -791,8 +791,7 @@ async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end_but_never_for_
     let bob = app.user("bob").await;
     let room = room_name(&app, &alice, &bob).await;
     // A bus that holds only two events per subscriber.
-    let bus =
-        agora::bus::connect(&BusConfig { redis_url: None, channel_prefix: unique("lag"), capacity: 2 }).await.unwrap();
+    let bus = Arc::new(agora::bus::LocalBus::new(2));
     let state = &app.context.state;
     let small = Arc::new(AppState::new(state.settings.clone(), state.db.clone(), SECRET.as_bytes(), bus.clone()));
     let schema = agora::graphql::build_schema(Some(small.clone()));
@@ -824,18 +823,17 @@ async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end_but_never_for_
         body["data"]["messageAdded"]["content"].as_str().unwrap_or_default().to_owned()
     };
 
-    // The subscription is open once the first message of its room arrives.
-    let first = stored.last_seq + 1;
-    let opened = tokio::time::timeout(WS_WAIT, async {
-        loop {
-            bus.publish(event(stored.id, first, vec![alice.id, bob.id])).await;
-            if let Ok(item) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
-                break item.expect("a message");
-            }
+    // Drive the subscription until its feed is on the bus (nothing is published yet).
+    tokio::time::timeout(WS_WAIT, async {
+        while bus.subscribers(Topic::Room(stored.id)) == 0 {
+            assert!(tokio::time::timeout(Duration::from_millis(10), stream.next()).await.is_err(), "nothing to yield");
         }
     })
     .await
     .expect("the subscription is live");
+    let first = stored.last_seq + 1;
+    bus.publish(event(stored.id, first, vec![alice.id, bob.id])).await;
+    let opened = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().unwrap();
     assert_eq!(content(opened), format!("m{first}"));
 
     // Many more events of another room of the same member than the queue holds: not its topic.
