@@ -313,7 +313,7 @@ fn error(text: &str) -> Reply {
 }
 
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
-/// `serializer.errors["content"][0]`.
+/// `serializer.errors["content"][0]`, or of a refusal (`FORBIDDEN`).
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
     let ext = first.extensions.as_ref()?;
@@ -322,6 +322,8 @@ fn field_message(errors: &[ServerError]) -> Option<String> {
         _ => return None,
     };
     match code {
+        // Someone who blocked the sender is in the room: refused, the socket stays open.
+        codes::FORBIDDEN => Some(first.message.clone()),
         codes::BAD_USER_INPUT if ext.get("field").is_some() => match ext.get("messages") {
             Some(async_graphql::Value::List(messages)) => match messages.first() {
                 Some(async_graphql::Value::String(message)) => Some(message.clone()),

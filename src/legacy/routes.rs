@@ -284,7 +284,7 @@ fn created_room(data: Value) -> Result<Reply, serde_json::Error> {
 
 const MESSAGES: &str = "query($name: String!, $last: Int!, $before: String) {
   chatRoom(name: $name) {
-    messages(last: $last, before: $before) {
+    messages(last: $last, before: $before, includeDeleted: false) {
       nodes { id user: author { username } content timestamp }
       pageInfo { hasPreviousPage startCursor }
     }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod chat_features;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
