@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod chat;
 mod chat_features;
+mod hostile;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
