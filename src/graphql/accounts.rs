@@ -61,11 +61,6 @@ impl User {
         super::people::friends_of(ctx, self.0.id, first, after).await
     }
 
-    /// The ids of every user this user has added to their friends, ascending.
-    async fn friend_ids(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ID>> {
-        super::people::friend_ids(ctx, self.0.id).await
-    }
-
     /// Whether the signed-in user has added this user to their friends.
     async fn is_friend(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         super::people::is_friend(ctx, self.0.id).await
@@ -83,6 +78,12 @@ impl Profile {
 
     async fn bio(&self) -> &str {
         &self.0.bio
+    }
+
+    /// The ids of every user the profile's owner has added to their friends, ascending (the
+    /// original's `friends` of the profile).
+    async fn friend_ids(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ID>> {
+        super::people::friend_ids(ctx, self.0.user_id).await
     }
 }
 

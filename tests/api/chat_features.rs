@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::legacy_rest::{get, post};
+use crate::legacy_rest::{get, post, rest};
 use crate::legacy_ws::LegacyWs;
 
 const CREATE: &str = "mutation($r: String!) { createChatRoom(recipient: $r) { chatRoom { name } } }";
@@ -320,7 +320,7 @@ async fn username_search_is_an_index_range_on_postgresql() {
     assert_eq!(data["users"]["nodes"].as_array().unwrap().len(), 11, "user1234 and user12340..12349");
 }
 
-const FRIENDS: &str = "query($u: String!) { user(username: $u) { isFriend friendIds friends(first: 10) { totalCount nodes { username isFriend } } } }";
+const FRIENDS: &str = "query($u: String!) { user(username: $u) { isFriend profile { friendIds } friends(first: 10) { totalCount nodes { username isFriend } } } }";
 const ADD_FRIEND: &str = "mutation($u: String!) { addFriend(username: $u) { username isFriend } }";
 const REMOVE_FRIEND: &str = "mutation($u: String!) { removeFriend(username: $u) { username isFriend } }";
 
@@ -337,21 +337,21 @@ async fn friends_are_one_directional_and_idempotent() {
     let data = app.gql_ok(Some(&bob.access), FRIENDS, json!({"u": alice.username})).await;
     let user = &data["user"];
     assert_eq!(user["isFriend"], false, "bob has not added alice");
-    assert_eq!(user["friendIds"], json!([bob.id.to_string(), carol.id.to_string()]));
+    assert_eq!(user["profile"]["friendIds"], json!([bob.id.to_string(), carol.id.to_string()]));
     assert_eq!(user["friends"]["totalCount"], 2);
     assert_eq!(
         user["friends"]["nodes"],
         json!([{"username": bob.username, "isFriend": false}, {"username": carol.username, "isFriend": false}])
     );
     let data = app.gql_ok(Some(&alice.access), FRIENDS, json!({"u": bob.username})).await;
-    assert_eq!((&data["user"]["isFriend"], &data["user"]["friendIds"]), (&json!(true), &json!([])));
+    assert_eq!((&data["user"]["isFriend"], &data["user"]["profile"]["friendIds"]), (&json!(true), &json!([])));
 
     for _ in 0..2 {
         let data = app.gql_ok(Some(&alice.access), REMOVE_FRIEND, json!({"u": bob.username})).await;
         assert_eq!(data["removeFriend"]["isFriend"], false);
     }
     let data = app.gql_ok(Some(&carol.access), FRIENDS, json!({"u": alice.username})).await;
-    assert_eq!(data["user"]["friendIds"], json!([carol.id.to_string()]));
+    assert_eq!(data["user"]["profile"]["friendIds"], json!([carol.id.to_string()]));
 
     let body = app.gql(Some(&alice.access), ADD_FRIEND, json!({"u": alice.username})).await;
     assert_eq!(
@@ -419,4 +419,80 @@ async fn a_blocked_user_cannot_open_a_room_or_write_in_any_transport() {
     assert_eq!(field_errors(&body), [("username".to_owned(), vec!["You cannot block yourself.".to_owned()])]);
     let body = app.gql(Some(&bob.access), BLOCK, json!({"u": "nobody_at_all"})).await;
     assert_eq!(codes(&body), ["NOT_FOUND"]);
+}
+
+#[tokio::test]
+async fn the_legacy_friend_endpoints_answer_as_the_original() {
+    let app = spawn_app().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let post_body = "mutation($t: String!, $c: String!) { createPost(input: {title: $t, content: $c}) { id } }";
+    for title in ["first", "second"] {
+        app.gql_ok(Some(&bob.access), post_body, json!({"t": title, "c": "text"})).await;
+    }
+
+    for path in ["/profiles/api/add-friend/", "/profiles/api/add-friend"] {
+        post(&app, path, Some(&alice.access), json!({"username": bob.username}))
+            .await
+            .expect_json(200, json!({"message": format!("{} добавлен в друзья.", bob.username)}));
+    }
+    post(&app, "/profiles/api/add-friend/", Some(&bob.access), json!({"username": "nobody_at_all"}))
+        .await
+        .expect(404, r#"{"detail":"Not found."}"#);
+    post(&app, "/profiles/api/add-friend/", Some(&bob.access), json!({"username": bob.username}))
+        .await
+        .expect(400, r#"{"username":["You cannot add yourself to your friends."]}"#);
+    post(&app, "/profiles/api/add-friend/", Some(&bob.access), json!({}))
+        .await
+        .expect(400, r#"{"username":["This field is required."]}"#);
+    post(&app, "/profiles/api/add-friend/", None, json!({"username": bob.username})).await.challenged();
+    let reply = get(&app, "/profiles/api/add-friend/", Some(&alice.access)).await;
+    reply.expect(405, r#"{"detail":"Method \"GET\" not allowed."}"#).allow("POST, OPTIONS");
+
+    // Alice's profile as bob finds it (any case): her friends are ids.
+    let reply =
+        get(&app, &format!("/profiles/api/search-user/?username={}", alice.username.to_uppercase()), Some(&bob.access))
+            .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.text,
+        format!(
+            r#"{{"id":{},"username":"{}","email":"{}@example.com","profile":{{"image":"/media/user_images/default.jpg","bio":"","friends":[{}]}},"posts":[]}}"#,
+            alice.id, alice.username, alice.username, bob.id
+        )
+    );
+    let reply = get(&app, &format!("/profiles/api/search-user?username={}", bob.username), Some(&alice.access)).await;
+    let found = reply.json();
+    assert_eq!(found["profile"]["friends"], json!([]));
+    let titles: Vec<&str> = found["posts"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["second", "first"], "newest first");
+    get(&app, "/profiles/api/search-user/?username=nobody_at_all", Some(&alice.access))
+        .await
+        .expect(404, r#"{"detail":"Not found."}"#);
+    get(&app, "/profiles/api/search-user/", Some(&alice.access))
+        .await
+        .expect(400, r#"{"username":["This field is required."]}"#);
+    get(&app, "/profiles/api/search-user/?username=%20", Some(&alice.access))
+        .await
+        .expect(400, r#"{"username":["This field may not be blank."]}"#);
+    get(&app, "/profiles/api/search-user/?username=x", None).await.challenged();
+
+    for _ in 0..2 {
+        post(&app, "/profiles/api/remove-friend/", Some(&alice.access), json!({"username": bob.username}))
+            .await
+            .expect_json(200, json!({"message": format!("{} удален из друзей.", bob.username)}));
+    }
+    let reply = get(&app, &format!("/profiles/api/search-user/?username={}", alice.username), Some(&bob.access)).await;
+    assert_eq!(reply.json()["profile"]["friends"], json!([]));
+
+    // And /openapi.json documents the three.
+    let reply = rest(&app, reqwest::Method::GET, "/openapi.json", None, crate::legacy_rest::Payload::Empty).await;
+    let document = reply.json();
+    for path in ["/profiles/api/search-user/", "/profiles/api/add-friend/", "/profiles/api/remove-friend/"] {
+        assert!(document["paths"].get(path).is_some(), "{path} in {}", document["paths"]);
+    }
+    let search = &document["paths"]["/profiles/api/search-user/"]["get"];
+    assert!(search["responses"].get("404").is_some());
+    assert_eq!(search["parameters"][0]["schema"]["type"], "string");
+    let send = &document["paths"]["/messenger/api/chatrooms/{room_name}/messages/"]["post"];
+    assert!(send["responses"].get("403").is_some(), "a block refuses a message");
 }
