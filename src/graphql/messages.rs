@@ -68,7 +68,7 @@ impl MessagesMutation {
     async fn edit_message(&self, ctx: &Context<'_>, id: ID, content: String) -> async_graphql::Result<Message> {
         let me = viewer(ctx).require().gql(ctx)?;
         let id = parse_id("id", &id).gql(ctx)?;
-        Ok(Message(edits::edit_message(state(ctx), me, id, &content).await.gql(ctx)?))
+        Ok(Message::from(edits::edit_message(state(ctx), me, id, &content).await.gql(ctx)?))
     }
 
     /// Deletes one's own message: it keeps its place in the history, with no content and no
@@ -85,7 +85,7 @@ impl MessagesMutation {
         let me = viewer(ctx).require().gql(ctx)?;
         let id = parse_id("messageId", &message_id).gql(ctx)?;
         let (message, _) = reactions::react(state(ctx), me, id, &emoji).await.gql(ctx)?;
-        Ok(Message(message))
+        Ok(Message::from(message))
     }
 
     /// Takes one's `emoji` reaction back (none there changes nothing).
@@ -93,6 +93,6 @@ impl MessagesMutation {
         let me = viewer(ctx).require().gql(ctx)?;
         let id = parse_id("messageId", &message_id).gql(ctx)?;
         let (message, _) = reactions::unreact(state(ctx), me, id, &emoji).await.gql(ctx)?;
-        Ok(Message(message))
+        Ok(Message::from(message))
     }
 }
