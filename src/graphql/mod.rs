@@ -12,6 +12,7 @@ pub mod introspection;
 pub mod limits;
 pub mod loaders;
 pub mod messages;
+pub mod observe;
 pub mod people;
 pub mod posts;
 pub mod profiles;
@@ -116,6 +117,7 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode)
+        .extension(observe::Observation)
         .extension(limits::DocumentLimits(document_limits));
     if let Some(state) = state {
         if !state.settings.introspection {

@@ -107,7 +107,7 @@ pub async fn connect(
     ws::configure(upgrade)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                let _permit = permit;
+                let (_permit, _open) = (permit, crate::metrics::websocket_opened("legacy"));
                 bridge.run(socket, after, every).await
             })
         })
@@ -216,7 +216,8 @@ impl Bridge {
         // A connection lives for hours: its loaders batch but do not cache.
         let request = self
             .request(FEED, json!({"name": self.room, "after": after}))
-            .data(Arc::new(loaders::uncached(self.ctx.state.db.clone())));
+            .data(Arc::new(loaders::uncached(self.ctx.state.db.clone())))
+            .data(graphql::observe::Transport("legacy"));
         let mut feed = self.ctx.schema.execute_stream(request);
         loop {
             let reply = tokio::select! {
