@@ -13,6 +13,7 @@ pub mod limits;
 pub mod loaders;
 pub mod messages;
 pub mod observe;
+pub mod order;
 pub mod people;
 pub mod posts;
 pub mod profiles;
@@ -116,9 +117,10 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(error::EveryErrorHasACode)
+        .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
         .extension(observe::Observation)
-        .extension(limits::DocumentLimits(document_limits));
+        .extension(limits::DocumentLimits(document_limits))
+        .extension(order::SelectionOrder);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);
