@@ -91,7 +91,7 @@ async fn read_markers_move_forward_only_and_unread_counts_follow() {
 async fn unread_counts_of_a_room_list_cost_the_same_statements_for_any_number_of_rooms() {
     let app = spawn_app().await;
     let me = app.user("me").await;
-    let counter = &app.context.state.db_statements;
+    let counter = &app.statements;
     let query = "{ myChatRooms { name unreadCount lastReadMessageId } unreadTotal }";
     let mut costs = Vec::new();
     for rooms in [1, 5] {
