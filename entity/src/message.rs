@@ -13,6 +13,10 @@ pub struct Model {
     pub author_id: i64,
     pub content: String,
     pub timestamp: DateTimeUtc,
+    /// When the author last edited the content (`None`: never).
+    pub edited_at: Option<DateTimeUtc>,
+    /// Deleted by its author: it keeps its place in the room, its content is emptied.
+    pub deleted: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

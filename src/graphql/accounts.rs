@@ -49,6 +49,22 @@ impl User {
     ) -> async_graphql::Result<PostConnection> {
         super::posts::connection(ctx, Some(self.0.id), first, after).await
     }
+
+    /// The users this user has added to their friends (one-directional), by id.
+    #[graphql(complexity = "connection_complexity(first, child_complexity)")]
+    async fn friends(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<UserConnection> {
+        super::people::friends_of(ctx, self.0.id, first, after).await
+    }
+
+    /// Whether the signed-in user has added this user to their friends.
+    async fn is_friend(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        super::people::is_friend(ctx, self.0.id).await
+    }
 }
 
 pub struct Profile(pub profile::Model);
@@ -62,6 +78,12 @@ impl Profile {
 
     async fn bio(&self) -> &str {
         &self.0.bio
+    }
+
+    /// The ids of every user the profile's owner has added to their friends, ascending (the
+    /// original's `friends` of the profile).
+    async fn friend_ids(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ID>> {
+        super::people::friend_ids(ctx, self.0.user_id).await
     }
 }
 
@@ -85,7 +107,7 @@ pub struct RegisterInput {
 
 pub type UserConnection = Connection<String, User, TotalCount>;
 
-const USER_CURSOR: &str = "user";
+pub(crate) const USER_CURSOR: &str = "user";
 
 #[derive(Default)]
 pub struct AccountsQuery;
@@ -118,9 +140,20 @@ impl AccountsQuery {
         Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
     }
 
-    async fn user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<Option<User>> {
+    /// The user named exactly `username` (with `ignoreCase: true`, in any case).
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        #[graphql(default = false)] ignore_case: bool,
+    ) -> async_graphql::Result<Option<User>> {
         viewer(ctx).require().gql(ctx)?;
-        Ok(accounts::find_by_username(state(ctx), &username).await.gql(ctx)?.map(User))
+        let found = if ignore_case {
+            accounts::find_by_username_ci(state(ctx), &username).await
+        } else {
+            accounts::find_by_username(state(ctx), &username).await
+        };
+        Ok(found.gql(ctx)?.map(User))
     }
 }
 

@@ -63,6 +63,7 @@ impl ChatRoom {
     /// newest message; `first`/`after` page forwards from the oldest. With neither `first`
     /// nor `last`: the newest 20 (or, with only `after`, the 20 after it). Pages hold at most
     /// 100 messages.
+    /// Deleted messages keep their place (`deleted: true`) unless `includeDeleted: false`.
     #[graphql(complexity = "connection_complexity(first.or(last), child_complexity)")]
     async fn messages(
         &self,
@@ -71,12 +72,14 @@ impl ChatRoom {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
+        #[graphql(default = true)] include_deleted: bool,
     ) -> async_graphql::Result<MessageConnection> {
         let page = HistoryPage {
             first,
             after: cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?,
             last,
             before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
+            hide_deleted: !include_deleted,
         };
         let total = wanted_total(ctx);
         let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
@@ -85,6 +88,17 @@ impl ChatRoom {
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {
         Ok(loaders::of(ctx).load_one(LastMessageOf(self.0.id)).await.gql(ctx)?.map(Message::from))
+    }
+
+    /// Messages of the other member after the caller's read marker (all of them before the
+    /// first `markRead`); deleted ones do not count.
+    async fn unread_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        super::reads::unread_count(ctx, self.0.id).await
+    }
+
+    /// The newest message the caller has marked read here, if any.
+    async fn last_read_message_id(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ID>> {
+        super::reads::last_read(ctx, self.0.id).await
     }
 }
 
@@ -132,6 +146,21 @@ impl Message {
     async fn timestamp(&self) -> Timestamp {
         Timestamp(self.row.timestamp)
     }
+
+    /// When the author last edited it (null: never).
+    async fn edited_at(&self) -> Option<Timestamp> {
+        self.row.edited_at.map(Timestamp)
+    }
+
+    /// Deleted by its author: it keeps its place, its `content` is empty.
+    async fn deleted(&self) -> bool {
+        self.row.deleted
+    }
+
+    /// Reactions per emoji, in order of first use.
+    async fn reactions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::messages::ReactionCount>> {
+        super::messages::reactions_of(ctx, self.row.id).await
+    }
 }
 
 impl Message {
@@ -168,6 +197,9 @@ impl From<&MessageEvent> for Message {
                 author_id: event.author_id,
                 content: event.content.clone(),
                 timestamp: event.timestamp,
+                // A live message is new: neither edited nor deleted yet.
+                edited_at: None,
+                deleted: false,
             },
             author_username: Some(event.author_username.clone()),
         }
@@ -211,7 +243,10 @@ impl ChatQuery {
             ChatRoomOrder::Activity => service::RoomOrder::Activity,
             ChatRoomOrder::Created => service::RoomOrder::Created,
         };
-        Ok(service::rooms_of(state(ctx), me.id, order).await.gql(ctx)?.into_iter().map(ChatRoom).collect())
+        let rooms: Vec<ChatRoom> =
+            service::rooms_of(state(ctx), me.id, order).await.gql(ctx)?.into_iter().map(ChatRoom).collect();
+        super::reads::prefetch(ctx, &rooms).await?;
+        Ok(rooms)
     }
 
     /// A room by name; NOT_FOUND when it does not exist or the caller is not a member.

@@ -11,10 +11,13 @@ pub mod error;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
+pub mod messages;
 pub mod observe;
 pub mod order;
+pub mod people;
 pub mod posts;
 pub mod profiles;
+pub mod reads;
 pub mod scalars;
 
 use std::sync::Arc;
@@ -27,10 +30,18 @@ use crate::service::page::Total;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountsQuery, posts::PostsQuery, chat::ChatQuery);
+pub struct Query(accounts::AccountsQuery, posts::PostsQuery, chat::ChatQuery, reads::ReadsQuery, people::PeopleQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountsMutation, posts::PostsMutation, profiles::ProfilesMutation, chat::ChatMutation);
+pub struct Mutation(
+    accounts::AccountsMutation,
+    posts::PostsMutation,
+    profiles::ProfilesMutation,
+    chat::ChatMutation,
+    reads::ReadsMutation,
+    messages::MessagesMutation,
+    people::PeopleMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(chat::ChatSubscription);

@@ -336,11 +336,14 @@ fn error_code(errors: &[ServerError]) -> Option<&str> {
 }
 
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
-/// `serializer.errors["content"][0]`, or DRF's throttling message (too many messages).
+/// `serializer.errors["content"][0]`, DRF's throttling message (too many messages), or a
+/// refusal (`FORBIDDEN`).
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
     let ext = first.extensions.as_ref()?;
     match error_code(errors)? {
+        // Someone who blocked the sender is in the room: refused, the socket stays open.
+        codes::FORBIDDEN => Some(first.message.clone()),
         codes::BAD_USER_INPUT if ext.get("field").is_some() => match ext.get("messages") {
             Some(async_graphql::Value::List(messages)) => match messages.first() {
                 Some(async_graphql::Value::String(message)) => Some(message.clone()),

@@ -112,9 +112,13 @@ fn operation(
             ParameterBuilder::new()
                 .name(param.name)
                 .parameter_in(ParameterIn::Query)
-                .required(Required::False)
+                .required(if param.text { Required::True } else { Required::False })
                 .description(Some(param.description))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).build())),
+                .schema(Some(if param.text {
+                    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(r"\S")).build()
+                } else {
+                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).build()
+                })),
         );
     }
     if !op.fields.is_empty() {
@@ -149,7 +153,10 @@ fn operation(
     let auth = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(AuthFailure::name()));
     // Every operation can answer 401: no or a bad token, wrong credentials, a bad refresh token.
     builder = builder.response("401", json_response("Not authenticated (SimpleJWT's body)", auth));
-    if route.path.contains('{') {
+    if op.may_be_forbidden() {
+        builder = builder.response("403", json_response("Refused: the other member has blocked the caller", detail()));
+    }
+    if route.may_be_missing() {
         builder = builder.response("404", json_response("Not found, or not a member", detail()));
     }
     builder = builder

@@ -119,6 +119,8 @@ pub struct Reply {
 pub struct QueryParam {
     pub name: &'static str,
     pub description: &'static str,
+    /// Whether the value is text (required) rather than a positive integer (optional).
+    pub text: bool,
 }
 
 /// A field of DRF's `OPTIONS` metadata.
@@ -284,7 +286,7 @@ fn created_room(data: Value) -> Result<Reply, serde_json::Error> {
 
 const MESSAGES: &str = "query($name: String!, $last: Int!, $before: String) {
   chatRoom(name: $name) {
-    messages(last: $last, before: $before) {
+    messages(last: $last, before: $before, includeDeleted: false) {
       nodes { id user: author { username } content timestamp }
       pageInfo { hasPreviousPage startCursor }
     }
@@ -324,6 +326,57 @@ fn history_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 
 fn send_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     Variables::all(json!({"name": input.path("room_name"), "content": input.body.text("content")}))
+}
+
+// ---- friends (the original's later version) -----------------------------------------------------
+
+const SEARCH_USER: &str = "query($username: String!, $first: Int!, $after: String) {
+  user(username: $username, ignoreCase: true) {
+    id username email
+    profile { image bio friends: friendIds }
+    posts(first: $first, after: $after) {
+      nodes { id title content created_at: createdAt }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}";
+
+/// `?username=` is required and may not be blank (DRF's `CharField` trims it first).
+fn search_user_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    let username = input.query.iter().rev().find(|(k, _)| k == "username").map(|(_, v)| v.trim());
+    let problem = match username {
+        None => body::REQUIRED,
+        Some("") => domain::BLANK,
+        Some(username) => return Variables::all(json!({"username": username})),
+    };
+    let mut errors = ValidationErrors::default();
+    errors.add("username", [problem.to_owned()]);
+    Err(errors)
+}
+
+/// The user, or DRF's 404 when nobody has that name.
+fn found_user(data: Value) -> Result<Reply, serde_json::Error> {
+    if data.get("user").is_none_or(Value::is_null) {
+        let body = serde_json::to_vec(&shapes::Detail { detail: "Not found.".to_owned() })?;
+        return Ok(Reply { body, status: Some(StatusCode::NOT_FOUND) });
+    }
+    reply::<shapes::FoundUser>(&data, "/user")
+}
+
+const ADD_FRIEND: &str = "mutation($username: String!) { addFriend(username: $username) { username } }";
+const REMOVE_FRIEND: &str = "mutation($username: String!) { removeFriend(username: $username) { username } }";
+
+const FRIEND_FIELDS: &[Field] = &[Field { name: "username", kind: Kind::Text }];
+
+fn friend_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+    Variables::all(json!({"username": input.body.text("username")}))
+}
+
+/// `{"message": "<username><text>"}`, the original's confirmation.
+fn friend_message(data: &Value, pointer: &str, text: &str) -> Result<Reply, serde_json::Error> {
+    let username = data.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+    let body = serde_json::to_vec(&shapes::FriendMessage { message: format!("{username}{text}") })?;
+    Ok(Reply { body, status: None })
 }
 
 // ---- the table ---------------------------------------------------------------------------------
@@ -542,8 +595,16 @@ pub static ROUTES: &[Route] = &[
             document: MESSAGES,
             fields: &[],
             params: &[
-                QueryParam { name: "limit", description: "At most this many messages (the newest), >= 1." },
-                QueryParam { name: "before", description: "Only messages older than the message with this id, >= 1." },
+                QueryParam {
+                    name: "limit",
+                    description: "At most this many messages (the newest), >= 1.",
+                    text: false,
+                },
+                QueryParam {
+                    name: "before",
+                    description: "Only messages older than the message with this id, >= 1.",
+                    text: false,
+                },
             ],
             variables: history_variables,
             guard: Some(ROOM_GUARD),
@@ -596,9 +657,94 @@ pub static ROUTES: &[Route] = &[
         post: None,
         post_metadata: &[],
     },
+    Route {
+        path: "/profiles/api/search-user",
+        name: "Search User",
+        description: "The user with this username (in any case), with their profile, friends and posts.",
+        authenticates: true,
+        get: Some(Operation {
+            summary: "The user named `username` (case-insensitive), with profile, friend ids and posts newest first",
+            open: false,
+            document: SEARCH_USER,
+            fields: &[],
+            params: &[QueryParam { name: "username", description: "The exact username, in any case.", text: true }],
+            variables: search_user_variables,
+            guard: None,
+            paging: Some(Paging { connection: "/user/posts", direction: Direction::Forward }),
+            shape: found_user,
+            status: StatusCode::OK,
+            response: one::<shapes::FoundUser>,
+            other_statuses: &[],
+        }),
+        post: None,
+        post_metadata: &[],
+    },
+    Route {
+        path: "/profiles/api/add-friend",
+        name: "Add Friend",
+        description: "Adds the user named `username` to the caller's friends (one-directional).",
+        authenticates: true,
+        get: None,
+        post: Some(Operation {
+            summary: "Add `username` to the caller's friends (again: no change, still 200)",
+            open: false,
+            document: ADD_FRIEND,
+            fields: FRIEND_FIELDS,
+            params: &[],
+            variables: friend_variables,
+            guard: None,
+            paging: None,
+            shape: |data| friend_message(&data, "/addFriend/username", " добавлен в друзья."),
+            status: StatusCode::OK,
+            response: one::<shapes::FriendMessage>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[],
+    },
+    Route {
+        path: "/profiles/api/remove-friend",
+        name: "Remove Friend",
+        description: "Removes the user named `username` from the caller's friends.",
+        authenticates: true,
+        get: None,
+        post: Some(Operation {
+            summary: "Remove `username` from the caller's friends (not there: no change, still 200)",
+            open: false,
+            document: REMOVE_FRIEND,
+            fields: FRIEND_FIELDS,
+            params: &[],
+            variables: friend_variables,
+            guard: None,
+            paging: None,
+            shape: |data| friend_message(&data, "/removeFriend/username", " удален из друзей."),
+            status: StatusCode::OK,
+            response: one::<shapes::FriendMessage>,
+            other_statuses: &[],
+        }),
+        post_metadata: &[],
+    },
 ];
 
+/// The endpoints that look a user up by `username`: 404 when nobody has it.
+const FINDS_BY_USERNAME: &[&str] =
+    &["/profiles/api/search-user", "/profiles/api/add-friend", "/profiles/api/remove-friend"];
+
+/// The operations a block refuses (403): opening a room with, or writing to, a blocker.
+const BLOCKABLE: &[&str] = &[CREATE_ROOM, SEND_MESSAGE];
+
+impl Operation {
+    /// Whether the operation can answer 403 (for `/openapi.json`).
+    pub fn may_be_forbidden(&self) -> bool {
+        BLOCKABLE.contains(&self.document)
+    }
+}
+
 impl Route {
+    /// Whether the endpoint can answer 404: it names a room in its path, or a user in its input.
+    pub fn may_be_missing(&self) -> bool {
+        self.path.contains('{') || FINDS_BY_USERNAME.contains(&self.path)
+    }
+
     /// DRF's `Allow` header: the view's methods in `http_method_names` order.
     pub fn allow(&self) -> &'static str {
         match (self.get.is_some(), self.post.is_some()) {

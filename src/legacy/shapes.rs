@@ -97,6 +97,41 @@ pub struct Message {
     pub timestamp: String,
 }
 
+/// `friendIds` as ids ascending (the original's `friends` many-to-many of the profile).
+fn gql_ids<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<i64>, D::Error> {
+    Vec::<String>::deserialize(de)?
+        .into_iter()
+        .map(|id| id.parse().map_err(|_| serde::de::Error::custom(format!("not a numeric ID: {id:?}"))))
+        .collect()
+}
+
+/// A profile with the ids of the users its owner added to their friends.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProfileWithFriends {
+    /// URL path of the avatar under `/media/`.
+    pub image: String,
+    pub bio: String,
+    #[serde(deserialize_with = "gql_ids")]
+    pub friends: Vec<i64>,
+}
+
+/// A user found by username (search-user): profile with friends, and posts newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FoundUser {
+    #[serde(deserialize_with = "gql_id")]
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub profile: ProfileWithFriends,
+    pub posts: Vec<Post>,
+}
+
+/// The answer of add-friend and remove-friend, in the original's words.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FriendMessage {
+    pub message: String,
+}
+
 /// SimpleJWT's pair: `refresh` first, as it writes it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenPair {

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use chrono::{SubsecRound, Utc};
 use entity::{profile, revoked_token, user};
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -250,6 +250,32 @@ pub async fn find_by_username(state: &AppState, username: &str) -> AppResult<Opt
     Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?)
 }
 
+/// Usernames (their lower-cased keys) starting with `prefix`, as a range the unique index on
+/// the key answers without a scan: `prefix <= key < successor`, where the successor is the
+/// prefix with its last character replaced by the next one (code point order, which is how
+/// the key column compares on both databases; see the migration).
+pub fn username_prefix(prefix: &str) -> Condition {
+    let mut condition = Condition::all().add(user::Column::UsernameKey.gte(prefix));
+    if let Some(upper) = successor(prefix) {
+        condition = condition.add(user::Column::UsernameKey.lt(upper));
+    }
+    condition
+}
+
+/// The least string greater than every string starting with `prefix` (`None`: there is none).
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value: surrogates are not characters.
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Users by id; `search` keeps usernames starting with it, case-insensitively.
 pub async fn list(
     state: &AppState,
@@ -261,11 +287,8 @@ pub async fn list(
     let limit = page_size("first", first)?;
     let mut filter = Condition::all();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
-        let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         filter = if domain::storable(search) {
-            filter.add(
-                Expr::col(user::Column::UsernameKey).like(LikeExpr::new(format!("{}%", fold(&escaped))).escape('\\')),
-            )
+            filter.add(username_prefix(&fold(search)))
         } else {
             // No username holds NUL: nothing starts with it.
             filter.add(Expr::value(false))
@@ -340,4 +363,28 @@ pub async fn delete(state: &AppState, username: &str) -> AppResult<()> {
     let user = existing(state, username).await?;
     user::Entity::delete_by_id(user.id).exec(&state.db).await?;
     Ok(())
+}
+
+/// The user whose username is `username` in any case (through the unique key index).
+pub async fn find_by_username_ci(state: &AppState, username: &str) -> AppResult<Option<user::Model>> {
+    if !domain::storable(username) {
+        return Ok(None);
+    }
+    Ok(user::Entity::find().filter(user::Column::UsernameKey.eq(fold(username))).one(&state.db).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn the_successor_bounds_every_extension_of_a_prefix() {
+        assert_eq!(successor("ab").as_deref(), Some("ac"));
+        assert_eq!(successor("a\u{d7ff}").as_deref(), Some("a\u{e000}"), "surrogates are skipped");
+        assert_eq!(successor("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10ffff}"), None);
+        for name in ["ab", "ab_", "abzzz", "ab\u{10ffff}"] {
+            assert!(("ab".."ac").contains(&name), "{name}");
+        }
+    }
 }

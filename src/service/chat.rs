@@ -146,6 +146,7 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
     if other.id == me.id {
         return Err(FieldErrors::single("recipient", SELF_CHAT));
     }
+    crate::service::blocks::ensure_not_blocked(&state.db, me.id, &[other.id]).await?;
     let key = pair_key(me.id, other.id);
     let base = base_name(&me.username, &other.username);
     // Each lost race means another room now exists (ours or another pair's), so this ends;
@@ -209,22 +210,21 @@ pub struct HistoryPage {
     pub after: Option<i64>,
     pub last: Option<i32>,
     pub before: Option<i64>,
+    /// Leave deleted messages out (the legacy history), instead of keeping their place.
+    pub hide_deleted: bool,
 }
 
 async fn any_message(
     db: &DatabaseConnection,
     room_id: i64,
+    hide_deleted: bool,
     condition: sea_orm::sea_query::SimpleExpr,
 ) -> Result<bool, DbErr> {
-    let found: Option<i64> = message::Entity::find()
-        .select_only()
-        .column(message::Column::Id)
-        .filter(message::Column::RoomId.eq(room_id))
-        .filter(condition)
-        .limit(1)
-        .into_tuple()
-        .one(db)
-        .await?;
+    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room_id)).filter(condition);
+    if hide_deleted {
+        query = query.filter(message::Column::Deleted.eq(false));
+    }
+    let found: Option<i64> = query.select_only().column(message::Column::Id).limit(1).into_tuple().one(db).await?;
     Ok(found.is_some())
 }
 
@@ -244,11 +244,15 @@ pub async fn history(
         (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),
     };
     let db = &state.db;
+    let in_room = || {
+        let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
+        if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
+    };
     let total_count = match total {
-        Total::Count => Some(message::Entity::find().filter(message::Column::RoomId.eq(room_id)).count(db).await?),
+        Total::Count => Some(in_room().count(db).await?),
         Total::Skip => None,
     };
-    let mut query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
+    let mut query = in_room();
     if let Some(after) = page.after {
         query = query.filter(message::Column::Id.gt(after));
     }
@@ -267,10 +271,10 @@ pub async fn history(
     // when anything lies at or beyond it (asked only when the answer is not known yet).
     let (mut has_next, mut has_previous) = if forwards { (more, false) } else { (false, more) };
     if !has_next && let Some(before) = page.before {
-        has_next = any_message(db, room_id, message::Column::Id.gte(before)).await?;
+        has_next = any_message(db, room_id, page.hide_deleted, message::Column::Id.gte(before)).await?;
     }
     if !has_previous && let Some(after) = page.after {
-        has_previous = any_message(db, room_id, message::Column::Id.lte(after)).await?;
+        has_previous = any_message(db, room_id, page.hide_deleted, message::Column::Id.lte(after)).await?;
     }
     Ok(Page { items, has_next, has_previous, total_count })
 }
@@ -294,6 +298,7 @@ pub async fn send_message(
         domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| invalid("content", problems))?;
     let room = room_of_member(&state.db, me.id, room_name).await?;
     let member_ids = member_ids(&state.db, room.id).await?;
+    crate::service::blocks::ensure_not_blocked(&state.db, me.id, &member_ids).await?;
 
     let now = Utc::now().trunc_subsecs(6);
     let (room_id, author_id) = (room.id, me.id);

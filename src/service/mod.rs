@@ -2,8 +2,13 @@
 //! else writes to the database, so every transport gets the same rules.
 
 pub mod accounts;
+pub mod blocks;
 pub mod chat;
+pub mod edits;
+pub mod friends;
 pub mod live;
 pub mod page;
 pub mod posts;
 pub mod profiles;
+pub mod reactions;
+pub mod reads;

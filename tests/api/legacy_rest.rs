@@ -857,6 +857,9 @@ async fn openapi_describes_every_legacy_endpoint() {
         (ROOMS, vec!["get", "post"]),
         ("/messenger/api/chatrooms/{room_name}/messages/", vec!["get", "post"]),
         (MY_ROOMS, vec!["get"]),
+        ("/profiles/api/search-user/", vec!["get"]),
+        ("/profiles/api/add-friend/", vec!["post"]),
+        ("/profiles/api/remove-friend/", vec!["post"]),
     ];
     assert_eq!(paths.len(), expected.len());
     for (path, methods) in expected {

@@ -1,0 +1,99 @@
+//! Editing and deleting a message, by its author only. A deleted message keeps its place (its
+//! id and timestamp) but loses its content and reactions, in the database too.
+
+use chrono::{SubsecRound, Utc};
+use entity::{message, reaction, room_member, user};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use crate::domain;
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::state::AppState;
+
+/// Message `id` if `user_id` is a member of its room; otherwise it does not exist for them.
+pub async fn message_of_member(db: &impl ConnectionTrait, user_id: i64, id: i64) -> AppResult<message::Model> {
+    let rooms = Query::select()
+        .column(room_member::Column::RoomId)
+        .from(room_member::Entity)
+        .and_where(Expr::col(room_member::Column::UserId).eq(user_id))
+        .to_owned();
+    message::Entity::find_by_id(id)
+        .filter(message::Column::RoomId.in_subquery(rooms))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// A live (not deleted) message of `me`'s: NOT_FOUND when gone or hidden, FORBIDDEN when
+/// someone else wrote it.
+async fn own_message(state: &AppState, me: &user::Model, id: i64) -> AppResult<message::Model> {
+    let found = message_of_member(&state.db, me.id, id).await?;
+    if found.deleted {
+        return Err(AppError::NotFound);
+    }
+    if found.author_id != me.id {
+        return Err(AppError::Forbidden);
+    }
+    Ok(found)
+}
+
+/// Replaces the content of `me`'s message `id` (validated as a new message is).
+pub async fn edit_message(state: &AppState, me: &user::Model, id: i64, content: &str) -> AppResult<message::Model> {
+    let content = domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| {
+        let mut errors = FieldErrors::new();
+        for problem in problems {
+            errors.add("content", problem);
+        }
+        AppError::Invalid(errors)
+    })?;
+    let found = own_message(state, me, id).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let updated = message::Entity::update_many()
+        .col_expr(message::Column::Content, Expr::value(content.clone()))
+        .col_expr(message::Column::EditedAt, Expr::value(Some(now)))
+        .filter(message::Column::Id.eq(id))
+        .filter(message::Column::Deleted.eq(false))
+        .exec(&state.db)
+        .await?;
+    if updated.rows_affected == 0 {
+        // Deleted meanwhile.
+        return Err(AppError::NotFound);
+    }
+    Ok(message::Model { content, edited_at: Some(now), ..found })
+}
+
+/// Deletes `me`'s message `id`: its content and reactions are gone, its place stays. False
+/// when it was deleted already.
+pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppResult<(message::Model, bool)> {
+    let found = message_of_member(&state.db, me.id, id).await?;
+    if found.author_id != me.id {
+        return Err(AppError::Forbidden);
+    }
+    if found.deleted {
+        return Ok((found, false));
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    let done = async {
+        let updated = message::Entity::update_many()
+            .col_expr(message::Column::Content, Expr::value(String::new()))
+            .col_expr(message::Column::Deleted, Expr::value(true))
+            .filter(message::Column::Id.eq(id))
+            .filter(message::Column::Deleted.eq(false))
+            .exec(&txn)
+            .await?;
+        reaction::Entity::delete_many().filter(reaction::Column::MessageId.eq(id)).exec(&txn).await?;
+        Ok::<_, sea_orm::DbErr>(updated.rows_affected > 0)
+    }
+    .await;
+    let deleted = match done {
+        Ok(deleted) => {
+            txn.commit().await?;
+            deleted
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            return Err(err.into());
+        }
+    };
+    Ok((message::Model { content: String::new(), deleted: true, ..found }, deleted))
+}

@@ -1,0 +1,131 @@
+//! Reactions: a member reacts to a message of their room with an emoji, at most once per emoji
+//! (the primary key decides, also between concurrent requests). Deleted messages take none.
+
+use std::collections::HashMap;
+
+use chrono::{SubsecRound, Utc};
+use entity::{message, reaction, user};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use crate::domain::{self, BLANK};
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::service::edits::message_of_member;
+use crate::state::AppState;
+
+/// Longest emoji accepted, in characters (a family or flag sequence is several code points).
+pub const EMOJI_MAX: usize = 16;
+pub const NOT_AN_EMOJI: &str = "Enter a single emoji.";
+
+/// How many reacted to a message with one emoji, and whether the viewer did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    pub mine: bool,
+}
+
+/// The emoji, trimmed: one short token without spaces or control characters.
+pub fn clean_emoji(raw: &str) -> AppResult<String> {
+    let emoji = raw.trim();
+    if emoji.is_empty() {
+        return Err(FieldErrors::single("emoji", BLANK));
+    }
+    if emoji.chars().count() > EMOJI_MAX {
+        return Err(FieldErrors::single("emoji", domain::too_long(EMOJI_MAX)));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldErrors::single("emoji", NOT_AN_EMOJI));
+    }
+    Ok(emoji.to_owned())
+}
+
+/// A message of `me`'s rooms that is not deleted.
+async fn live_message(state: &AppState, me: &user::Model, message_id: i64) -> AppResult<message::Model> {
+    let found = message_of_member(&state.db, me.id, message_id).await?;
+    if found.deleted { Err(AppError::NotFound) } else { Ok(found) }
+}
+
+/// Adds `me`'s `emoji` to the message (nothing changes when it is there already). Returns the
+/// message and whether a reaction was added.
+pub async fn react(
+    state: &AppState,
+    me: &user::Model,
+    message_id: i64,
+    emoji: &str,
+) -> AppResult<(message::Model, bool)> {
+    let emoji = clean_emoji(emoji)?;
+    let found = live_message(state, me, message_id).await?;
+    let inserted = reaction::Entity::insert(reaction::ActiveModel {
+        message_id: Set(found.id),
+        emoji: Set(emoji),
+        user_id: Set(me.id),
+        created_at: Set(Utc::now().trunc_subsecs(6)),
+    })
+    .on_conflict(
+        OnConflict::columns([reaction::Column::MessageId, reaction::Column::Emoji, reaction::Column::UserId])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&state.db)
+    .await;
+    let added = match inserted {
+        Ok(rows) => rows > 0,
+        // Deleted meanwhile: the reaction's message is gone.
+        Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => {
+            return Err(AppError::NotFound);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    Ok((found, added))
+}
+
+/// Removes `me`'s `emoji` from the message (nothing changes when it is not there). Returns the
+/// message and whether a reaction was removed.
+pub async fn unreact(
+    state: &AppState,
+    me: &user::Model,
+    message_id: i64,
+    emoji: &str,
+) -> AppResult<(message::Model, bool)> {
+    let emoji = clean_emoji(emoji)?;
+    let found = live_message(state, me, message_id).await?;
+    let removed = reaction::Entity::delete_many()
+        .filter(reaction::Column::MessageId.eq(found.id))
+        .filter(reaction::Column::Emoji.eq(emoji))
+        .filter(reaction::Column::UserId.eq(me.id))
+        .exec(&state.db)
+        .await?;
+    Ok((found, removed.rows_affected > 0))
+}
+
+/// The reactions of each message, as `viewer` sees them, in one statement: per emoji, in order
+/// of first use. Messages without reactions are absent.
+pub async fn counts(
+    db: &impl ConnectionTrait,
+    viewer: i64,
+    message_ids: &[i64],
+) -> Result<HashMap<i64, Vec<ReactionCount>>, DbErr> {
+    let mine = Expr::case(Expr::col(reaction::Column::UserId).eq(viewer), 1).finally(0);
+    let query = Query::select()
+        .column(reaction::Column::MessageId)
+        .column(reaction::Column::Emoji)
+        .expr(Expr::col(reaction::Column::UserId).count())
+        .expr(Expr::expr(mine).sum())
+        .from(reaction::Entity)
+        .and_where(Expr::col(reaction::Column::MessageId).is_in(message_ids.iter().copied()))
+        .group_by_col(reaction::Column::MessageId)
+        .group_by_col(reaction::Column::Emoji)
+        .order_by_expr(Expr::col(reaction::Column::CreatedAt).min(), sea_orm::Order::Asc)
+        .order_by(reaction::Column::Emoji, sea_orm::Order::Asc)
+        .to_owned();
+    let mut counts: HashMap<i64, Vec<ReactionCount>> = HashMap::new();
+    for row in db.query_all(&query).await? {
+        let message_id: i64 = row.try_get_by_index(0)?;
+        let emoji: String = row.try_get_by_index(1)?;
+        let count: i64 = row.try_get_by_index(2)?;
+        let mine: i64 = row.try_get_by_index(3)?;
+        counts.entry(message_id).or_default().push(ReactionCount { emoji, count, mine: mine > 0 });
+    }
+    Ok(counts)
+}
