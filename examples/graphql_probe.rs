@@ -52,7 +52,8 @@ fn fill(limits: &Limits, unit: &str, unit_tokens: usize, frame_tokens: usize, fr
 /// The worst cases: each within every default cap, each aimed at a different cost.
 fn documents(limits: &Limits) -> Vec<(&'static str, String)> {
     let directives = "@skip(if: false) ".repeat(limits.max_directives);
-    let directive_tokens = 1 + 6 * limits.max_directives;
+    // `@ skip ( if : false )`: 7 tokens each.
+    let directive_tokens = 1 + 7 * limits.max_directives;
     let variables: String = (0..(limits.max_tokens - 10) / 4).map(|i| format!("$v{i}:Int ")).collect();
     let nest = limits.max_nesting - 3;
     let list_values = fill(limits, "1,", 1, 2 * nest + 12, 2 * nest + 64);

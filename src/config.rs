@@ -160,6 +160,15 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ERRORS", default_value_t = 100)]
     pub graphql_max_errors: usize,
 
+    /// Bytes of automatic persisted query documents kept in each process (least recently used
+    /// first out).
+    #[arg(long, global = true, env = "AGORA_APQ_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub apq_max_bytes: usize,
+
+    /// Seconds an automatic persisted query is kept in Redis (when `REDIS_URL` is set).
+    #[arg(long, global = true, env = "AGORA_APQ_TTL_SECONDS", default_value_t = 86_400)]
+    pub apq_ttl_seconds: u64,
+
     /// Read `AGORA_SECRET_KEY` from this file (its first line).
     #[arg(long, global = true, env = "AGORA_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,

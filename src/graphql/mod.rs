@@ -15,6 +15,7 @@ pub mod messages;
 pub mod observe;
 pub mod order;
 pub mod people;
+pub mod persisted;
 pub mod posts;
 pub mod profiles;
 pub mod reads;
@@ -114,11 +115,24 @@ pub fn list_complexity(items: u64, child_complexity: usize) -> usize {
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let document_limits =
         state.as_ref().map_or_else(limits::Limits::default, |state| limits::Limits::from_settings(&state.settings));
+    let store = Arc::new(match &state {
+        Some(state) => {
+            let settings = &state.settings;
+            persisted::Store::new(
+                settings.apq_max_bytes,
+                settings.redis_url.as_deref(),
+                &settings.redis_channel,
+                settings.apq_ttl_seconds,
+            )
+        }
+        None => persisted::Store::new(0, None, "", 1),
+    });
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
         .extension(observe::Observation)
+        .extension(persisted::PersistedQueries(store))
         .extension(limits::DocumentLimits(document_limits))
         .extension(order::SelectionOrder);
     if let Some(state) = state {

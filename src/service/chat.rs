@@ -336,7 +336,16 @@ pub async fn send_message(
                     .to_owned();
                 let row = txn.query_one(&insert).await?.ok_or_else(|| DbErr::Custom("INSERT returned no id".into()))?;
                 let id: i64 = row.try_get_by_index(0)?;
-                Ok::<_, AppError>(message::Model { id, room_id, room_seq, author_id, content, timestamp: now })
+                Ok::<_, AppError>(message::Model {
+                    id,
+                    room_id,
+                    room_seq,
+                    author_id,
+                    content,
+                    timestamp: now,
+                    edited_at: None,
+                    deleted: false,
+                })
             })
         }))
         .await?;

@@ -172,7 +172,9 @@ type JsonObject = serde_json::Map<String, Value>;
 
 impl Params<JsonObject> {
     fn into_request(self) -> Result<async_graphql::Request, TransportError> {
-        let Some(query) = self.query else {
+        // Without a document, the hash of a persisted one (Apollo's automatic persisted queries).
+        let persisted = self.extensions.as_ref().is_some_and(|e| e.contains_key("persistedQuery"));
+        let Some(query) = self.query.or_else(|| persisted.then(String::new)) else {
             return Err(TransportError::BadRequest("The request has no `query`.".into()));
         };
         let mut request = async_graphql::Request::new(query);
@@ -234,6 +236,10 @@ pub async fn read_request(
 ) -> Result<async_graphql::Request, TransportError> {
     if request.method() == Method::GET {
         let mut request = read_get(request.uri().query().unwrap_or(""))?;
+        if request.query.is_empty() && request.extensions.contains_key("persistedQuery") {
+            // The document is known once the schema looks its hash up: checked there.
+            return Ok(request.data(graphql::persisted::QueriesOnly));
+        }
         let limits = graphql::limits::Limits::from_settings(&ctx.state.settings);
         if !is_query(&mut request, &limits) {
             return Err(TransportError::NotAQuery);
@@ -308,7 +314,13 @@ pub fn respond(response_type: ResponseType, response: async_graphql::Response) -
     if refused && let Some(body) = body.as_object_mut() {
         body.remove("data");
     }
-    let status = if refused && response_type == ResponseType::GraphQLResponseJson {
+    // An unknown persisted query is a 200 as Apollo Server answers it (its client reads it so).
+    let invalid = refused
+        && response
+            .errors
+            .iter()
+            .all(|e| graphql::error::code_of(e) != Some(graphql::error::PERSISTED_QUERY_NOT_FOUND));
+    let status = if invalid && response_type == ResponseType::GraphQLResponseJson {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK

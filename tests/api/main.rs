@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod operating;
 mod outages;
+mod persisted;
 mod posts;
 mod processes;
 mod profiles;
