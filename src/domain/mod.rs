@@ -18,6 +18,16 @@ pub const POST_TITLE_MAX: usize = 255;
 pub const POST_CONTENT_MAX: usize = 10_000;
 pub const MESSAGE_MAX: usize = 4_000;
 pub const BIO_MAX: usize = 500;
+/// DRF's `ProhibitNullCharactersValidator`, which every `CharField` runs.
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
+
+/// Whether a string can be stored or looked up: PostgreSQL's `text` cannot hold NUL (a query
+/// carrying one fails), and every stored string went through a rule that refuses it. So a name
+/// with NUL names nothing: lookups answer "not found" without asking the database, and fields
+/// DRF validates report [`NULL_CHARACTERS`]. This is the one place that knows it.
+pub fn storable(value: &str) -> bool {
+    !value.contains('\0')
+}
 
 pub fn too_long(max: usize) -> String {
     format!("Ensure this field has no more than {max} characters.")
@@ -34,8 +44,8 @@ pub fn clean_text(raw: &str, max: usize, allow_blank: bool) -> Result<String, Ve
     if value.chars().count() > max {
         problems.push(too_long(max));
     }
-    if value.contains('\0') {
-        problems.push("Null characters are not allowed.".to_owned());
+    if !storable(value) {
+        problems.push(NULL_CHARACTERS.to_owned());
     }
     if problems.is_empty() { Ok(value.to_owned()) } else { Err(problems) }
 }

@@ -38,6 +38,9 @@ pub fn fold(value: &str) -> String {
 
 /// Whether a username (`key` = `UsernameKey`) or email (`EmailKey`) is taken, in any case.
 async fn taken(state: &AppState, key: user::Column, value: &str) -> AppResult<bool> {
+    if !domain::storable(value) {
+        return Ok(false);
+    }
     Ok(user::Entity::find().filter(key.eq(fold(value))).count(&state.db).await? > 0)
 }
 
@@ -64,6 +67,9 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         if username.chars().count().max(stored_username.chars().count()) > domain::USERNAME_MAX {
             errors.add("username", domain::too_long(domain::USERNAME_MAX));
         }
+        if !domain::storable(username) {
+            errors.add("username", domain::NULL_CHARACTERS);
+        }
     }
 
     let email = input.email.trim();
@@ -76,6 +82,9 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         if email.chars().count() > domain::EMAIL_MAX {
             errors.add("email", domain::too_long(domain::EMAIL_MAX));
         }
+        if !domain::storable(email) {
+            errors.add("email", domain::NULL_CHARACTERS);
+        }
         if !domain::is_valid_email(email) {
             errors.add("email", domain::EMAIL_INVALID);
         }
@@ -84,8 +93,15 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     let password = input.password.trim();
     if password.is_empty() {
         errors.add("password", BLANK);
-    } else if password.chars().count() > domain::PASSWORD_MAX {
-        errors.add("password", domain::too_long(domain::PASSWORD_MAX));
+    } else if password.chars().count() > domain::PASSWORD_MAX || !domain::storable(password) {
+        // DRF runs the field's own validators (length, NUL) first, and the password rules only
+        // on a value that passed them.
+        if password.chars().count() > domain::PASSWORD_MAX {
+            errors.add("password", domain::too_long(domain::PASSWORD_MAX));
+        }
+        if !domain::storable(password) {
+            errors.add("password", domain::NULL_CHARACTERS);
+        }
     } else {
         for problem in domain::password_problems(password, Some(&input.username), Some(&input.email)) {
             errors.add("password", problem);
@@ -153,11 +169,16 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
     let mut errors = FieldErrors::new();
     let username = username.trim();
     let password = password.trim();
+    // SimpleJWT's fields are DRF `CharField`s: blank, or NUL.
     if username.is_empty() {
         errors.add("username", BLANK);
+    } else if !domain::storable(username) {
+        errors.add("username", domain::NULL_CHARACTERS);
     }
     if password.is_empty() {
         errors.add("password", BLANK);
+    } else if !domain::storable(password) {
+        errors.add("password", domain::NULL_CHARACTERS);
     }
     errors.into_result()?;
     state.auth_throttle.check(client).map_err(AppError::Throttled)?;
@@ -219,6 +240,9 @@ pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
 }
 
 pub async fn find_by_username(state: &AppState, username: &str) -> AppResult<Option<user::Model>> {
+    if !domain::storable(username) {
+        return Ok(None);
+    }
     Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?)
 }
 
@@ -234,8 +258,14 @@ pub async fn list(
     let mut filter = Condition::all();
     if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
         let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        filter = filter
-            .add(Expr::col(user::Column::UsernameKey).like(LikeExpr::new(format!("{}%", fold(&escaped))).escape('\\')));
+        filter = if domain::storable(search) {
+            filter.add(
+                Expr::col(user::Column::UsernameKey).like(LikeExpr::new(format!("{}%", fold(&escaped))).escape('\\')),
+            )
+        } else {
+            // No username holds NUL: nothing starts with it.
+            filter.add(Expr::value(false))
+        };
     }
     let total = match total {
         Total::Count => Some(user::Entity::find().filter(filter.clone()).count(&state.db).await?),

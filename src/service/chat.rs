@@ -135,6 +135,9 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
     if recipient.is_empty() {
         return Err(FieldErrors::single("recipient", RECIPIENT_NULL));
     }
+    if !domain::storable(recipient) {
+        return Err(FieldErrors::single("recipient", unknown_recipient(recipient)));
+    }
     let other = user::Entity::find()
         .filter(user::Column::Username.eq(recipient))
         .one(&state.db)
@@ -187,6 +190,9 @@ pub enum RoomOrder {
 
 /// The room called `name` if `user_id` is a member; otherwise it does not exist for them.
 pub async fn room_of_member(db: &impl ConnectionTrait, user_id: i64, name: &str) -> AppResult<chat_room::Model> {
+    if !domain::storable(name) {
+        return Err(AppError::NotFound);
+    }
     chat_room::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
         .filter(chat_room::Column::Name.eq(name))

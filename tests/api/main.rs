@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod hostile;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
