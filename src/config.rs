@@ -84,6 +84,27 @@ pub struct Settings {
     /// Seconds between pings to idle WebSocket connections.
     #[arg(long, global = true, env = "AGORA_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
+
+    /// Largest GraphQL document, in bytes (checked before parsing).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]
+    pub graphql_max_bytes: usize,
+
+    /// Most lexical tokens in a GraphQL document (checked before parsing).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_TOKENS", default_value_t = 10_000)]
+    pub graphql_max_tokens: usize,
+
+    /// Deepest nesting of braces, brackets and parentheses in a GraphQL document (checked
+    /// before parsing: the parser recurses into values without bound).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_NESTING", default_value_t = 32)]
+    pub graphql_max_nesting: usize,
+
+    /// Most aliased fields in a GraphQL document.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ALIASES", default_value_t = 100)]
+    pub graphql_max_aliases: usize,
+
+    /// Most root fields in one GraphQL mutation.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ROOT_MUTATION_FIELDS", default_value_t = 10)]
+    pub graphql_max_root_mutation_fields: usize,
 }
 
 impl Settings {

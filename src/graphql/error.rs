@@ -12,6 +12,10 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 pub const TOO_MANY_REQUESTS: &str = "TOO_MANY_REQUESTS";
 pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+/// The document does not parse.
+pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+/// The document is not valid for the schema, or exceeds a limit.
+pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 
 fn auth_error(err: &AuthError) -> async_graphql::Error {
     if *err == AuthError::Unavailable {

@@ -1,14 +1,15 @@
 //! The GraphQL schema: the core every transport goes through.
 //!
 //! One `MergedObject` per domain over the services; per-request data is the caller's
-//! [`Viewer`], its address (for throttling) and a fresh set of DataLoaders. Limits: depth,
-//! complexity and (by configuration) introspection.
+//! [`Viewer`], its address (for throttling) and a fresh set of DataLoaders. Limits: the
+//! document's size and shape ([`limits`]), depth, complexity and (by configuration) introspection.
 
 pub mod accounts;
 pub mod chat;
 pub mod cursor;
 pub mod error;
 pub mod introspection;
+pub mod limits;
 pub mod loaders;
 pub mod posts;
 pub mod profiles;
@@ -98,10 +99,13 @@ pub fn list_complexity(items: u64, child_complexity: usize) -> usize {
 }
 
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
+    let document_limits =
+        state.as_ref().map_or_else(limits::Limits::default, |state| limits::Limits::from_settings(&state.settings));
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(error::EveryErrorHasACode);
+        .extension(error::EveryErrorHasACode)
+        .extension(limits::DocumentLimits(document_limits));
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);

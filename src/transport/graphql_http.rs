@@ -61,14 +61,15 @@ impl From<ParseRequestError> for LimitedRejection {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
+impl FromRequest<AppContext> for LimitedRequest {
     type Rejection = LimitedRejection;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: axum::extract::Request, ctx: &AppContext) -> Result<Self, Self::Rejection> {
         if req.method() == Method::GET {
-            let request = GraphQLRequest::<GraphQLRejection>::from_request(req, state).await;
+            let request = GraphQLRequest::<GraphQLRejection>::from_request(req, ctx).await;
             let mut request = request.map(|r| r.into_inner()).map_err(LimitedRejection::Parse)?;
-            if !is_query(&mut request) {
+            let limits = graphql::limits::Limits::from_settings(&ctx.state.settings);
+            if !is_query(&mut request, &limits) {
                 return Err(LimitedRejection::NotAQuery);
             }
             return Ok(LimitedRequest(request));
@@ -87,10 +88,14 @@ impl<S: Send + Sync> FromRequest<S> for LimitedRequest {
     }
 }
 
-/// Whether the operation a request selects is a query (a document that does not parse, or names
-/// no operation, counts as one: execution reports the error).
-fn is_query(request: &mut async_graphql::Request) -> bool {
+/// Whether the operation a request selects is a query (a document that exceeds the limits, does
+/// not parse, or names no operation, counts as one: execution reports the error). The document
+/// is parsed here, so it is checked against the limits first, as the schema would.
+fn is_query(request: &mut async_graphql::Request, limits: &graphql::limits::Limits) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
+    if graphql::limits::prescan(&request.query, limits).is_err() {
+        return true;
+    }
     let name = request.operation_name.clone();
     let Ok(document) = request.parsed_query() else { return true };
     let operation = match (&document.operations, name) {

@@ -10,6 +10,7 @@ mod hostile;
 mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
+mod limits;
 mod posts;
 mod processes;
 mod profiles;
