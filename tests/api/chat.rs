@@ -26,6 +26,8 @@ const ROOM: &str =
 const HISTORY: &str = "query($n: String!, $first: Int, $after: String, $last: Int, $before: String) { chatRoom(name: $n) { messages(first: $first, after: $after, last: $last, before: $before) { totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor node { id content } } nodes { id } } } }";
 const MY_ROOMS: &str = "{ myChatRooms { name } }";
 const ADDED: &str = "subscription($room: String) { messageAdded(roomName: $room) { id content timestamp author { username } room { name displayName } } }";
+const RESUME: &str =
+    "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
 
 /// A user with exactly this name (each test has a database of its own).
 async fn named(app: &TestApp, username: &str) -> TestUser {
@@ -547,9 +549,16 @@ async fn subscriptions_work_over_both_protocols_with_both_token_forms() {
     first.unsubscribe("1").await;
     assert_eq!(first.recv().await.unwrap(), json!({"type": "complete", "id": "1"}));
     let last = send(&app, &bob, &room, "four").await;
-    clients[0].1.expect_silence(Duration::from_millis(300)).await;
     for (_, ws) in &mut clients[1..] {
         assert_eq!(id_of(added(&ws.next_payload().await)), last);
+    }
+    // A new subscription on the stopped one's socket, from "four" on: the sentinel is the first
+    // thing that socket gets, so "four" never came for the stopped one.
+    let (_, first) = &mut clients[0];
+    first.subscribe(RESUME, json!({"room": room, "after": message_cursor(last)})).await;
+    send(&app, &alice, &room, SENTINEL).await;
+    for (_, ws) in &mut clients {
+        ws.expect_sentinel().await;
     }
 }
 
@@ -589,9 +598,12 @@ async fn concurrent_subscribers_get_every_message_once_in_storage_order() {
             received.push(id_of(added(&ws.next_payload().await)));
         }
         assert_eq!(received, stored, "every message, once, in storage order ({:?})", ws.protocol);
-        ws.expect_silence(Duration::from_millis(300)).await;
     }
     assert_eq!(sent, stored);
+    send(&app, &bob, &room, SENTINEL).await;
+    for ws in &mut subscribers {
+        ws.expect_sentinel().await;
+    }
 }
 
 #[tokio::test]
@@ -622,7 +634,9 @@ async fn a_subscription_without_a_room_follows_all_of_the_subscribers_rooms() {
             assert_eq!(id_of(added(&payload)), *id);
             assert_eq!(added(&payload)["room"]["name"], room.as_str());
         }
-        ws.expect_silence(Duration::from_millis(300)).await;
+        send(&app, &carol, &bob_carol, "never for alice").await;
+        send(&app, &bob, &with_bob, SENTINEL).await;
+        ws.expect_sentinel().await;
         ws.close().await;
     }
 }
@@ -683,7 +697,7 @@ async fn idle_subscribers_stay_connected() {
         ws.subscribe(ADDED, json!({"room": room})).await;
         until_live(&app, &bob, &room, &mut [&mut ws]).await;
         // Several ping periods without a GraphQL message from the client (it answers pings).
-        ws.expect_silence(Duration::from_millis(3500)).await;
+        ws.stay_idle(Duration::from_millis(3500)).await;
         let id = send(&app, &bob, &room, "still there?").await;
         assert_eq!(id_of(added(&ws.next_payload().await)), id, "{protocol:?}");
     }
@@ -766,9 +780,12 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
     let last = send(&app, &bob, &room, "last").await;
     for ws in &mut subscribers {
         assert_eq!(id_of(added(&ws.next_payload().await)), last, "the duplicate was not delivered");
-        ws.expect_silence(Duration::from_millis(200)).await;
     }
     assert_eq!(stored_ids(&app, &room).await.len() as i64, stored.last_seq + 4);
+    send(&app, &alice, &room, SENTINEL).await;
+    for ws in &mut subscribers {
+        ws.expect_sentinel().await;
+    }
 }
 
 #[tokio::test]
@@ -829,22 +846,22 @@ async fn a_subscription_resumes_after_a_message_with_no_gap() {
     let third = send(&app, &alice, &room, "three").await;
 
     // Resuming after "one": "two" and "three" come at once, from the database, then live ones.
-    let resume =
-        "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
+    let resume = RESUME;
     let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
     ws.subscribe(resume, json!({"room": room, "after": message_cursor(first)})).await;
     assert_eq!(id_of(added(&ws.next_payload().await)), second);
     assert_eq!(id_of(added(&ws.next_payload().await)), third);
     let fourth = send(&app, &bob, &room, "four").await;
     assert_eq!(id_of(added(&ws.next_payload().await)), fourth);
-    ws.expect_silence(Duration::from_millis(300)).await;
 
-    // After the newest message: nothing to replay, then live (no probing needed).
+    // After the newest message: nothing to replay, then live (no probing needed). The sentinel
+    // is the next message of both subscriptions.
     let mut late = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
     late.subscribe(resume, json!({"room": room, "after": message_cursor(fourth)})).await;
-    late.expect_silence(Duration::from_millis(300)).await;
-    let fifth = send(&app, &alice, &room, "five").await;
-    assert_eq!(id_of(added(&late.next_payload().await)), fifth);
+    send(&app, &alice, &room, SENTINEL).await;
+    for ws in [&mut ws, &mut late] {
+        ws.expect_sentinel().await;
+    }
 
     // `after` needs a room, and a cursor.
     let mut bad = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;

@@ -275,6 +275,10 @@ impl WsProtocol {
     }
 }
 
+/// The content of the chat message a test sends last to prove that nothing else arrives:
+/// see [`GqlWs::expect_sentinel`].
+pub const SENTINEL: &str = "sentinel";
+
 /// How long a test waits for a frame it expects.
 pub const WS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -408,10 +412,19 @@ impl GqlWs {
         message["payload"].clone()
     }
 
-    /// Asserts that no message arrives for `wait`.
-    pub async fn expect_silence(&mut self, wait: std::time::Duration) {
+    /// "Nothing more arrived", proved without waiting: the test has just sent a chat message
+    /// with the content [`SENTINEL`] after everything it expected, and live feeds deliver in
+    /// storage order, so anything still on its way would come before it.
+    pub async fn expect_sentinel(&mut self) {
+        let payload = self.next_payload().await;
+        assert_eq!(payload["data"]["messageAdded"]["content"], SENTINEL, "expected the sentinel next, got {payload}");
+    }
+
+    /// Answers the server's pings for `wait`, asserting that no GraphQL message arrives (an
+    /// idle client, for tests about time passing).
+    pub async fn stay_idle(&mut self, wait: std::time::Duration) {
         if let Ok(message) = self.recv_within(wait).await {
-            panic!("expected silence, got {message:?}");
+            panic!("expected no message while idle, got {message:?}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Real processes: graceful shutdown on SIGTERM, and several processes on one PostgreSQL and
-//! one Redis serving one chat (those run when `TEST_DATABASE_URL` and `TEST_REDIS_URL` are set).
+//! one Redis serving one chat (those are `#[ignore]`d: they need `TEST_DATABASE_URL` and
+//! `redis-server`, and CI's PostgreSQL pass runs them with `--include-ignored`).
 
 use std::time::Duration;
 
@@ -46,8 +47,7 @@ const SEND: &str = "mutation($room: String!, $c: String!) { sendMessage(roomName
 const RESUME: &str =
     "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id content } }";
 
-/// Two processes on one fresh PostgreSQL database and one private Redis; `None` (the test is
-/// skipped) without `TEST_DATABASE_URL` or `redis-server`.
+/// Two processes on one fresh PostgreSQL database and one private Redis.
 struct Cluster {
     a: AgoraProcess,
     b: AgoraProcess,
@@ -56,22 +56,18 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(test: &str) -> Option<Self> {
-        let Some(database) = fresh_database().await else {
-            eprintln!("note: TEST_DATABASE_URL is not set; skipping {test}");
-            return None;
-        };
-        let Some(redis) = PrivateRedis::start() else {
-            eprintln!("note: redis-server is not installed; skipping {test}");
-            return None;
-        };
+    /// Panics without `TEST_DATABASE_URL` or `redis-server`: the tests that call it are ignored
+    /// unless asked for, and then they must run.
+    async fn start() -> Self {
+        let database = fresh_database().await.expect("TEST_DATABASE_URL is set (a PostgreSQL server)");
+        let redis = PrivateRedis::start().expect("redis-server is installed");
         let channel = unique("agora_scale");
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = AgoraProcess::start(dirs.0.path(), Some(&database), Some(&redis.url()), &channel).await;
         let b = AgoraProcess::start(dirs.1.path(), Some(&database), Some(&redis.url()), &channel).await;
         a.wait_ready().await;
         b.wait_ready().await;
-        Some(Self { a, b, redis, _dirs: dirs })
+        Self { a, b, redis, _dirs: dirs }
     }
 
     /// Registers on `a`, signs in on `b`: one account store. Returns (username, access token).
@@ -109,8 +105,9 @@ async fn next_content(ws: &mut GqlWs) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
 async fn messages_reach_subscribers_on_every_process_in_order() {
-    let Some(cluster) = Cluster::start("messages_reach_subscribers_on_every_process_in_order").await else { return };
+    let cluster = Cluster::start().await;
     let (alice, alice_token) = cluster.user("alice").await;
     let (bob, bob_token) = cluster.user("bob").await;
     let room = cluster.room(&alice_token, &bob).await;
@@ -167,19 +164,20 @@ async fn messages_reach_subscribers_on_every_process_in_order() {
         for content in &expected {
             assert_eq!(&next_content(ws).await, content, "{:?}", ws.protocol);
         }
-        ws.expect_silence(Duration::from_millis(300)).await;
+    }
+    send(&cluster.b, &bob_token, &room, SENTINEL).await;
+    for ws in [&mut on_a, &mut on_b] {
+        ws.expect_sentinel().await;
     }
     for ws in [&mut legacy_a, &mut legacy_b] {
-        ws.expect_silence(Duration::from_millis(300)).await;
+        ws.expect_sentinel().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
 async fn both_users_creating_their_room_on_different_processes_get_one_room() {
-    let Some(cluster) = Cluster::start("both_users_creating_their_room_on_different_processes_get_one_room").await
-    else {
-        return;
-    };
+    let cluster = Cluster::start().await;
     let (alice, alice_token) = cluster.user("alice").await;
     let (bob, bob_token) = cluster.user("bob").await;
     let attempts = (0..10).map(|i| {
@@ -196,8 +194,9 @@ async fn both_users_creating_their_room_on_different_processes_get_one_room() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
 async fn live_delivery_resumes_after_a_redis_restart() {
-    let Some(mut cluster) = Cluster::start("live_delivery_resumes_after_a_redis_restart").await else { return };
+    let mut cluster = Cluster::start().await;
     let (_, alice_token) = cluster.user("alice").await;
     let (bob, bob_token) = cluster.user("bob").await;
     let room = cluster.room(&alice_token, &bob).await;
@@ -209,9 +208,7 @@ async fn live_delivery_resumes_after_a_redis_restart() {
 
     // Redis goes away: sending still works (the database is the record).
     cluster.redis.stop();
-    let started = std::time::Instant::now();
     send(&cluster.a, &alice_token, &room, "during the outage").await;
-    assert!(started.elapsed() < Duration::from_secs(5), "sending is not held up by the outage");
     let not_ready = reqwest::get(cluster.a.url("/readyz")).await.unwrap().status();
     assert_eq!(not_ready, 503, "readiness reports the outage");
 
@@ -223,5 +220,6 @@ async fn live_delivery_resumes_after_a_redis_restart() {
     send(&cluster.a, &alice_token, &room, "after the outage").await;
     assert_eq!(next_content(&mut on_b).await, "during the outage");
     assert_eq!(next_content(&mut on_b).await, "after the outage");
-    on_b.expect_silence(Duration::from_millis(300)).await;
+    send(&cluster.b, &bob_token, &room, SENTINEL).await;
+    on_b.expect_sentinel().await;
 }
