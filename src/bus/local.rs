@@ -1,35 +1,32 @@
-//! In-process bus: one tokio broadcast channel. Used when no Redis is
-//! configured, i.e. a single process serves every subscriber.
+//! In-process bus: the routing table alone. Used when no Redis is configured, i.e. a single
+//! process serves every subscriber.
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
-use super::{ChatEvent, EventBus};
+use super::router::Router;
+use super::{ChatEvent, EventBus, Subscription, Topic};
 
 /// Fan-out within this process only.
 pub struct LocalBus {
-    tx: broadcast::Sender<Arc<ChatEvent>>,
+    router: Arc<Router>,
 }
 
 impl LocalBus {
-    /// `capacity` events are buffered per receiver before it lags (a zero
-    /// capacity is raised to 1, which tokio requires).
+    /// `capacity` events are queued per subscription before it lags (at least 1).
     pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
+        Self { router: Router::new(capacity, None) }
     }
 }
 
 #[async_trait::async_trait]
 impl EventBus for LocalBus {
     async fn publish(&self, event: ChatEvent) {
-        // `send` only fails when nobody is subscribed, which is not an error.
-        let _ = self.tx.send(Arc::new(event));
+        let event = Arc::new(event);
+        self.router.deliver(&event, event.topics());
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<ChatEvent>> {
-        self.tx.subscribe()
+    async fn subscribe(&self, topic: Topic) -> Subscription {
+        self.router.join(topic, |_| {})
     }
 
     async fn ready(&self) -> bool {
@@ -44,21 +41,29 @@ impl EventBus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::test_support::event;
-    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    use crate::bus::RecvError;
+    use crate::bus::test_support::{event, event_in};
 
     #[tokio::test]
-    async fn fans_out_to_every_receiver() {
+    async fn fans_out_to_the_room_and_its_members_only() {
         let bus = LocalBus::new(16);
-        let mut receivers: Vec<_> = (0..3).map(|_| bus.subscribe()).collect();
+        let mut receivers = vec![
+            bus.subscribe(Topic::Room(7)).await,
+            bus.subscribe(Topic::Room(7)).await,
+            bus.subscribe(Topic::Member(2)).await,
+        ];
+        let mut elsewhere = [bus.subscribe(Topic::Room(8)).await, bus.subscribe(Topic::Member(9)).await];
 
         bus.publish(event(1)).await;
         bus.publish(event(2)).await;
 
         for rx in &mut receivers {
-            assert_eq!(rx.recv().await.unwrap().room_seq, 1);
-            assert_eq!(rx.recv().await.unwrap().room_seq, 2);
-            assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+            assert_eq!(rx.recv().await.unwrap().room_seq(), Some(1));
+            assert_eq!(rx.recv().await.unwrap().room_seq(), Some(2));
+            assert!(rx.try_recv().is_none());
+        }
+        for rx in &mut elsewhere {
+            assert!(rx.try_recv().is_none(), "{:?} got an event of another room", rx.topic());
         }
     }
 
@@ -67,30 +72,33 @@ mod tests {
         let bus = LocalBus::new(4);
         bus.publish(event(1)).await;
         // Subscribers only see what is published after they subscribed.
-        let mut rx = bus.subscribe();
-        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        let mut rx = bus.subscribe(Topic::Room(7)).await;
+        assert!(rx.try_recv().is_none());
     }
 
     #[tokio::test]
-    async fn slow_receiver_lags_then_continues_with_newest() {
+    async fn a_slow_subscriber_lags_while_a_quiet_one_of_another_room_does_not() {
         let bus = LocalBus::new(2);
-        let mut rx = bus.subscribe();
+        let mut slow = bus.subscribe(Topic::Room(7)).await;
+        let mut quiet = bus.subscribe(Topic::Room(8)).await;
         for seq in 1..=5 {
             bus.publish(event(seq)).await;
         }
+        // What fit in its queue, then the news that it fell behind.
+        assert_eq!(slow.recv().await.unwrap().room_seq(), Some(1));
+        assert_eq!(slow.recv().await.unwrap().room_seq(), Some(2));
+        assert_eq!(slow.recv().await.unwrap_err(), RecvError::Lagged);
+        assert!(quiet.try_recv().is_none());
 
-        // The three oldest events were overwritten; the receiver is told how
-        // many it missed, then resumes with what is still buffered.
-        assert!(matches!(rx.recv().await, Err(RecvError::Lagged(3))));
-        assert_eq!(rx.recv().await.unwrap().room_seq, 4);
-        assert_eq!(rx.recv().await.unwrap().room_seq, 5);
+        bus.publish(event_in(8, 1)).await;
+        assert_eq!(quiet.recv().await.unwrap().room_id(), 8, "never cut off by room 7's traffic");
     }
 
     #[tokio::test]
-    async fn receivers_see_closed_when_bus_is_dropped() {
+    async fn subscribers_see_closed_when_bus_is_dropped() {
         let bus = LocalBus::new(0);
-        let mut rx = bus.subscribe();
+        let mut rx = bus.subscribe(Topic::Room(7)).await;
         drop(bus);
-        assert!(matches!(rx.recv().await, Err(RecvError::Closed)));
+        assert_eq!(rx.recv().await.unwrap_err(), RecvError::Closed);
     }
 }

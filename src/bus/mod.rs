@@ -1,38 +1,107 @@
-//! Chat event bus: live fan-out of newly stored chat messages to subscribers
-//! (GraphQL subscriptions, WebSocket sessions) in this process and, with Redis,
-//! in every other process of the deployment.
+//! Chat event bus: live fan-out of chat events (today: newly stored messages) to subscribers
+//! (GraphQL subscriptions, WebSocket sessions) in this process and, with Redis, in every other
+//! process of the deployment.
 //!
-//! The database is the record; the bus only carries live delivery. A message
-//! is published after its storing transaction committed, and delivery is
-//! at-most-once: an event can be missed (a slow receiver lags, Redis is down,
-//! a process restarts). Subscribers therefore use `room_seq` to drop
-//! duplicates and notice gaps, and catch up from history in the database.
-//! That is also why publishing never fails the caller.
+//! Routing: a subscriber asks for one [`Topic`] — a room, or a member (every room of a user) —
+//! and receives only the events of that topic, in its own bounded queue. An event goes to the
+//! topic of its room and to the topic of each member ([`ChatEvent::topics`]). So a subscriber
+//! wakes only for what it reads, and only what it reads can make it fall behind. With Redis, a
+//! process subscribes to a topic's channel only while it has local subscribers there: each
+//! process receives only the events its own subscribers need, and adding processes adds
+//! delivery capacity.
+//!
+//! The database is the record; the bus only carries live delivery. A message is published after
+//! its storing transaction committed, and delivery is at-most-once: an event can be missed (a
+//! slow receiver lags, Redis is down, a process restarts). Subscribers therefore use `room_seq`
+//! to drop duplicates and notice gaps, and catch up from history in the database. That is also
+//! why publishing never fails the caller.
 
 mod local;
 mod redis;
+mod router;
 
 pub use self::local::LocalBus;
 pub use self::redis::RedisBus;
-
-use std::sync::Arc;
+pub use self::router::{RecvError, Subscription};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
-/// A chat message that was just stored, with what subscribers need to route
-/// and render it without a database round trip.
+/// What a subscriber listens to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Every event of one room.
+    Room(i64),
+    /// Every event of every room this user is a member of (rooms created later included).
+    Member(i64),
+}
+
+/// A live chat event, with what subscribers need to route and render it without a database
+/// round trip. Tagged by `kind` on the wire, so new kinds (edits, reactions, typing, ...) can be
+/// added as variants; a process that does not know a kind (an older version during a rolling
+/// deploy) logs and ignores it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ChatEvent {
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// A message was stored.
+    Message(MessageEvent),
+}
+
+impl ChatEvent {
+    pub fn room_id(&self) -> i64 {
+        match self {
+            ChatEvent::Message(m) => m.room_id,
+        }
+    }
+
+    /// Members of the room when the event happened: who may see it.
+    pub fn member_ids(&self) -> &[i64] {
+        match self {
+            ChatEvent::Message(m) => &m.member_ids,
+        }
+    }
+
+    /// The event's place in its room's sequence (1, 2, 3, ... in commit order), for events a
+    /// feed delivers exactly once and in order and fills from the database when missed
+    /// (`service::live`). `None` for ephemeral kinds, delivered at most once.
+    pub fn room_seq(&self) -> Option<i64> {
+        match self {
+            ChatEvent::Message(m) => Some(m.room_seq),
+        }
+    }
+
+    /// The room, as the event carries it.
+    pub fn room(&self) -> RoomInfo {
+        match self {
+            ChatEvent::Message(m) => {
+                RoomInfo { id: m.room_id, name: m.room_name.clone(), member_ids: m.member_ids.clone() }
+            }
+        }
+    }
+
+    /// The message, if this event is one.
+    pub fn as_message(&self) -> Option<&MessageEvent> {
+        match self {
+            ChatEvent::Message(m) => Some(m),
+        }
+    }
+
+    /// The topics this event is delivered to: its room, and each member.
+    pub fn topics(&self) -> impl Iterator<Item = Topic> + '_ {
+        std::iter::once(Topic::Room(self.room_id())).chain(self.member_ids().iter().map(|&id| Topic::Member(id)))
+    }
+}
+
+/// A chat message that was just stored.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MessageEvent {
     pub message_id: i64,
     pub room_id: i64,
-    /// Per-room sequence number of the message (1, 2, 3, ...) assigned in the
-    /// storing transaction; subscribers use it to drop duplicates and detect
-    /// gaps.
+    /// Per-room sequence number of the message (1, 2, 3, ...) assigned in the storing
+    /// transaction; subscribers use it to drop duplicates and detect gaps.
     pub room_seq: i64,
     pub room_name: String,
-    /// Members of the room when the message was stored; subscribers filter on
-    /// it so a user only sees rooms they belong to.
+    /// Members of the room when the message was stored; subscribers filter on it so a user only
+    /// sees rooms they belong to.
     pub member_ids: Vec<i64>,
     pub author_id: i64,
     pub author_username: String,
@@ -40,22 +109,47 @@ pub struct ChatEvent {
     pub timestamp: chrono::DateTime<chrono::Utc>,
 }
 
+/// The room a message belongs to, as events carry it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomInfo {
+    pub id: i64,
+    pub name: String,
+    pub member_ids: Vec<i64>,
+}
+
+impl MessageEvent {
+    /// The one way to make the event of a stored message (sent now, or read back to fill a gap).
+    pub fn stored(message: entity::message::Model, room: &RoomInfo, author_username: String) -> Self {
+        MessageEvent {
+            message_id: message.id,
+            room_id: message.room_id,
+            room_seq: message.room_seq,
+            room_name: room.name.clone(),
+            member_ids: room.member_ids.clone(),
+            author_id: message.author_id,
+            author_username,
+            content: message.content,
+            timestamp: message.timestamp,
+        }
+    }
+}
+
 /// Live delivery of [`ChatEvent`]s. Shared as `Arc<dyn EventBus>`.
 #[async_trait::async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    /// Publishes a stored message (called after its transaction committed).
-    /// Never fails the caller: backend errors are logged (`tracing::warn`) and
-    /// swallowed, because the database is the record.
+    /// Publishes an event (for a message: after its transaction committed). Never fails the
+    /// caller: backend errors are logged (`tracing::warn`) and swallowed, because the database
+    /// is the record.
     async fn publish(&self, event: ChatEvent);
 
-    /// Every event published from now on, by this process or (Redis) any
-    /// other process. Bounded: a receiver that falls behind gets
-    /// `RecvError::Lagged` (and should catch up from the database); it gets
-    /// `RecvError::Closed` once the bus is dropped.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<ChatEvent>>;
+    /// Every event of `topic` published from now on, by this process or (Redis) any other
+    /// process. With Redis, returns once the process's subscription to the topic is confirmed
+    /// (or at once while Redis is down). Bounded: a subscription that falls behind gets
+    /// [`RecvError::Lagged`] after what it still holds (and should catch up from the database);
+    /// it gets [`RecvError::Closed`] once the bus is dropped.
+    async fn subscribe(&self, topic: Topic) -> Subscription;
 
-    /// For /readyz: true when the backend is reachable (always true
-    /// in-process).
+    /// For /readyz: true when the backend is reachable (always true in-process).
     async fn ready(&self) -> bool;
 
     /// "in-process" or "redis", for logs.
@@ -65,14 +159,13 @@ pub trait EventBus: Send + Sync + 'static {
 /// How to build the bus; see [`connect`].
 #[derive(Clone, Debug)]
 pub struct BusConfig {
-    /// `redis://` / `rediss://` URL; `None` (or empty) selects the
-    /// in-process bus.
+    /// `redis://` / `rediss://` URL; `None` (or empty) selects the in-process bus.
     pub redis_url: Option<String>,
-    /// Channel prefix, default "agora"; events travel on `{prefix}:chat`.
-    /// Tests use a unique one so parallel test servers on one Redis never
+    /// Channel prefix, default "agora"; events travel on `{prefix}:room:{id}` and
+    /// `{prefix}:user:{id}`. Tests use a unique one so parallel test servers on one Redis never
     /// cross-talk.
     pub channel_prefix: String,
-    /// Events buffered per receiver before it lags (default 1024).
+    /// Events buffered per subscription before it lags (default 1024).
     pub capacity: usize,
 }
 
@@ -84,15 +177,14 @@ impl Default for BusConfig {
 
 /// Picks Redis when a URL is configured, else in-process.
 ///
-/// With Redis this succeeds even when the server is down (a warning is
-/// logged and a background task keeps retrying), but fails fast on a
-/// malformed URL.
-pub async fn connect(config: &BusConfig) -> anyhow::Result<Arc<dyn EventBus>> {
-    let bus: Arc<dyn EventBus> = match config.redis_url.as_deref().map(str::trim) {
+/// With Redis this succeeds even when the server is down (a warning is logged and a background
+/// task keeps retrying), but fails fast on a malformed URL.
+pub async fn connect(config: &BusConfig) -> anyhow::Result<std::sync::Arc<dyn EventBus>> {
+    let bus: std::sync::Arc<dyn EventBus> = match config.redis_url.as_deref().map(str::trim) {
         Some(url) if !url.is_empty() => {
-            Arc::new(RedisBus::connect(url, &config.channel_prefix, config.capacity).await?)
+            std::sync::Arc::new(RedisBus::connect(url, &config.channel_prefix, config.capacity).await?)
         }
-        _ => Arc::new(LocalBus::new(config.capacity)),
+        _ => std::sync::Arc::new(LocalBus::new(config.capacity)),
     };
     tracing::info!(kind = bus.kind(), "chat event bus ready");
     Ok(bus)
@@ -100,21 +192,31 @@ pub async fn connect(config: &BusConfig) -> anyhow::Result<Arc<dyn EventBus>> {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::ChatEvent;
+    use super::{ChatEvent, MessageEvent};
 
-    /// A minimal event whose `room_seq` identifies it in assertions.
+    /// A minimal message event of room 7 (members 1, 2, 3) whose `room_seq` identifies it.
     pub fn event(room_seq: i64) -> ChatEvent {
-        ChatEvent {
+        event_in(7, room_seq)
+    }
+
+    /// The same in another room.
+    pub fn event_in(room_id: i64, room_seq: i64) -> ChatEvent {
+        event_of(room_id, room_seq, &[1, 2, 3])
+    }
+
+    /// The same in another room, of other members.
+    pub fn event_of(room_id: i64, room_seq: i64, member_ids: &[i64]) -> ChatEvent {
+        ChatEvent::Message(MessageEvent {
             message_id: 1000 + room_seq,
-            room_id: 7,
+            room_id,
             room_seq,
             room_name: "general".to_owned(),
-            member_ids: vec![1, 2, 3],
-            author_id: 1,
+            member_ids: member_ids.to_vec(),
+            author_id: member_ids[0],
             author_username: "alice".to_owned(),
             content: format!("message {room_seq}"),
             timestamp: chrono::Utc::now(),
-        }
+        })
     }
 }
 
@@ -141,9 +243,16 @@ mod tests {
     }
 
     #[test]
-    fn chat_event_json_round_trip() {
+    fn chat_event_json_round_trip_names_its_kind() {
         let event = test_support::event(3);
-        let json = serde_json::to_string(&event).unwrap();
-        assert_eq!(serde_json::from_str::<ChatEvent>(&json).unwrap(), event);
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"], "message");
+        assert_eq!(serde_json::from_value::<ChatEvent>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn an_event_goes_to_its_room_and_each_member() {
+        let topics: Vec<Topic> = test_support::event(1).topics().collect();
+        assert_eq!(topics, vec![Topic::Room(7), Topic::Member(1), Topic::Member(2), Topic::Member(3)]);
     }
 }

@@ -18,7 +18,7 @@ use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
 use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer, wanted_total};
-use crate::bus::ChatEvent;
+use crate::bus::MessageEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
 use crate::service::page::MAX_PAGE;
@@ -80,11 +80,11 @@ impl ChatRoom {
         };
         let total = wanted_total(ctx);
         let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
-        Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message))
+        Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message::from))
     }
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {
-        Ok(loaders::of(ctx).load_one(LastMessageOf(self.0.id)).await.gql(ctx)?.map(Message))
+        Ok(loaders::of(ctx).load_one(LastMessageOf(self.0.id)).await.gql(ctx)?.map(Message::from))
     }
 }
 
@@ -94,43 +94,83 @@ impl ChatRoom {
     }
 }
 
-pub struct Message(pub message::Model);
+pub struct Message {
+    pub row: message::Model,
+    /// The author's username when the message comes from a live event, which carries it.
+    pub author_username: Option<String>,
+}
+
+impl From<message::Model> for Message {
+    fn from(row: message::Model) -> Self {
+        Message { row, author_username: None }
+    }
+}
 
 #[Object]
 impl Message {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
 
     async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        let room = loaders::of(ctx).load_one(RoomById(self.0.room_id)).await.gql(ctx)?;
+        let room = loaders::of(ctx).load_one(RoomById(self.row.room_id)).await.gql(ctx)?;
         room.map(ChatRoom).ok_or_else(|| super::error::to_graphql(ctx, crate::error::AppError::NotFound))
     }
 
     async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
-        let author = loaders::of(ctx).load_one(UserId(self.0.author_id)).await.gql(ctx)?;
+        if let Some(author) = self.carried_author(ctx) {
+            return Ok(author);
+        }
+        let author = loaders::of(ctx).load_one(UserId(self.row.author_id)).await.gql(ctx)?;
         author.map(User).ok_or_else(|| super::error::to_graphql(ctx, crate::error::AppError::NotFound))
     }
 
     async fn content(&self) -> &str {
-        &self.0.content
+        &self.row.content
     }
 
     async fn timestamp(&self) -> Timestamp {
-        Timestamp(self.0.timestamp)
+        Timestamp(self.row.timestamp)
     }
 }
 
-impl From<&ChatEvent> for Message {
-    fn from(event: &ChatEvent) -> Self {
-        Message(message::Model {
-            id: event.message_id,
-            room_id: event.room_id,
-            room_seq: event.room_seq,
-            author_id: event.author_id,
-            content: event.content.clone(),
-            timestamp: event.timestamp,
+impl Message {
+    /// The author of a live message as its event carries it, when only that is selected (`id`,
+    /// `username`): a feed renders every message once per subscriber, and a read of the users
+    /// table for each was what made chat collapse under load. Anything else selected is loaded.
+    fn carried_author(&self, ctx: &Context<'_>) -> Option<User> {
+        let username = self.author_username.as_ref()?;
+        let carried = ctx.field().selection_set().all(|f| matches!(f.name(), "id" | "username" | "__typename"));
+        carried.then(|| {
+            User(user::Model {
+                id: self.row.author_id,
+                username: username.clone(),
+                // Never read: only `id` and `username` are selected.
+                email: String::new(),
+                username_key: String::new(),
+                email_key: String::new(),
+                password_hash: String::new(),
+                is_active: true,
+                date_joined: chrono::DateTime::UNIX_EPOCH,
+                last_login: None,
+            })
         })
+    }
+}
+
+impl From<&MessageEvent> for Message {
+    fn from(event: &MessageEvent) -> Self {
+        Message {
+            row: message::Model {
+                id: event.message_id,
+                room_id: event.room_id,
+                room_seq: event.room_seq,
+                author_id: event.author_id,
+                content: event.content.clone(),
+                timestamp: event.timestamp,
+            },
+            author_username: Some(event.author_username.clone()),
+        }
     }
 }
 
@@ -205,7 +245,7 @@ impl ChatMutation {
         content: String,
     ) -> async_graphql::Result<Message> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(Message(service::send_message(state(ctx), me, &room_name, &content).await.gql(ctx)?))
+        Ok(Message::from(service::send_message(state(ctx), me, &room_name, &content).await.gql(ctx)?))
     }
 }
 
@@ -247,7 +287,14 @@ impl ChatSubscription {
             }
             None => live::member_feed(&state.db, &*state.bus, me.id).await.gql(ctx)?,
         };
-        Ok(feed.map(|item| item.map(|event| Message::from(&*event)).map_err(feed_error)).boxed())
+        // Other kinds of chat events are not messages: this subscription skips them.
+        let messages = feed.filter_map(|item| {
+            futures_util::future::ready(match item {
+                Ok(event) => event.as_message().map(|m| Ok(Message::from(m))),
+                Err(err) => Some(Err(feed_error(err))),
+            })
+        });
+        Ok(messages.boxed())
     }
 }
 

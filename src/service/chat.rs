@@ -15,7 +15,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
-use crate::bus::ChatEvent;
+use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
 use crate::domain;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
@@ -334,20 +334,9 @@ pub async fn send_message(
             return Err(err);
         }
     };
-    state
-        .bus
-        .publish(ChatEvent {
-            message_id: stored.id,
-            room_id: room.id,
-            room_seq: stored.room_seq,
-            room_name: room.name,
-            member_ids,
-            author_id: me.id,
-            author_username: me.username.clone(),
-            content: stored.content.clone(),
-            timestamp: stored.timestamp,
-        })
-        .await;
+    let room = RoomInfo { id: room.id, name: room.name, member_ids };
+    let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
+    state.bus.publish(ChatEvent::Message(event)).await;
     Ok(stored)
 }
 

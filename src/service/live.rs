@@ -21,23 +21,24 @@
 //! A room feed that resumes after a message starts with a fill of everything stored since
 //! then, read by the same chunked path as a gap.
 //!
-//! Bounded buffers: the bus receiver is a bounded broadcast channel. A feed that falls so far
-//! behind that the channel drops events for it (`Lagged`) yields a final [`LiveError::Lagged`]
-//! and ends, rather than buffering without bound or skipping silently: the client reconnects
-//! and catches up from history. A gap is also only noticed when a later event of the room
+//! Events without a `room_seq` (ephemeral kinds) are delivered as they come, at most once.
+//!
+//! Bounded buffers: a feed subscribes to one topic of the bus (its room, or its member) and has
+//! its own bounded queue there, so only its own rooms' traffic can make it fall behind. A feed
+//! that falls so far behind that the bus drops events for it (`Lagged`) yields a final
+//! [`LiveError::Lagged`] and ends, rather than buffering without bound or skipping silently:
+//! the client reconnects and catches up from history. A gap is also only noticed when a later event of the room
 //! arrives; the last message before a long bus outage reaches the feed with the next one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::bus::{ChatEvent, EventBus, MessageEvent, RecvError, RoomInfo, Subscription, Topic};
 use entity::{chat_room, message, room_member, user};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
 };
-use tokio::sync::broadcast::{self, error::RecvError};
-
-use crate::bus::{ChatEvent, EventBus};
 
 /// Messages read from the database per query when filling a gap or replaying: the most a
 /// feed holds in memory at once.
@@ -87,33 +88,20 @@ struct Tracker {
 impl Tracker {
     fn judge(&mut self, event: &ChatEvent) -> Verdict {
         let in_scope = match self.scope {
-            Scope::Room(room_id) => event.room_id == room_id,
-            Scope::Member(user_id) => event.member_ids.contains(&user_id),
+            Scope::Room(room_id) => event.room_id() == room_id,
+            Scope::Member(user_id) => event.member_ids().contains(&user_id),
         };
         if !in_scope {
             return Verdict::Skip;
         }
-        let last = self.last.entry(event.room_id).or_insert(0);
-        if event.room_seq <= *last {
+        let Some(seq) = event.room_seq() else { return Verdict::Deliver };
+        let last = self.last.entry(event.room_id()).or_insert(0);
+        if seq <= *last {
             return Verdict::Skip;
         }
         let after = *last;
-        *last = event.room_seq;
-        if event.room_seq == after + 1 { Verdict::Deliver } else { Verdict::Fill { after } }
-    }
-}
-
-/// The room a fill reads from: what every message read back carries besides the row itself.
-#[derive(Debug)]
-struct RoomContext {
-    id: i64,
-    name: String,
-    member_ids: Vec<i64>,
-}
-
-impl RoomContext {
-    fn of(event: &ChatEvent) -> Self {
-        RoomContext { id: event.room_id, name: event.room_name.clone(), member_ids: event.member_ids.clone() }
+        *last = seq;
+        if seq == after + 1 { Verdict::Deliver } else { Verdict::Fill { after } }
     }
 }
 
@@ -121,7 +109,7 @@ impl RoomContext {
 /// more than [`GAP_CHUNK`] of them in memory): those of `room` after `after` and before
 /// `until`, then `then` (the bus event that revealed a gap) if there is one.
 struct Fill {
-    room: RoomContext,
+    room: RoomInfo,
     after: i64,
     until: i64,
     then: Option<Arc<ChatEvent>>,
@@ -130,12 +118,12 @@ struct Fill {
 impl Fill {
     /// The messages missing before `event`, after `after`, then the event itself.
     fn gap(event: Arc<ChatEvent>, after: i64) -> Self {
-        Fill { room: RoomContext::of(&event), after, until: event.room_seq, then: Some(event) }
+        Fill { room: event.room(), after, until: event.room_seq().unwrap_or(after + 1), then: Some(event) }
     }
 }
 
 struct State {
-    receiver: broadcast::Receiver<Arc<ChatEvent>>,
+    receiver: Subscription,
     db: DatabaseConnection,
     tracker: Tracker,
     /// At most one chunk of a fill (and the event after it).
@@ -160,7 +148,7 @@ pub async fn room_feed(
     room: &chat_room::Model,
     after: Option<i64>,
 ) -> Result<Option<Feed>, DbErr> {
-    let receiver = bus.subscribe();
+    let receiver = bus.subscribe(Topic::Room(room.id)).await;
     let current: i64 = chat_room::Entity::find_by_id(room.id)
         .select_only()
         .column(chat_room::Column::LastSeq)
@@ -190,7 +178,7 @@ pub async fn room_feed(
     // `(baseline, current]`, and the bus takes over from `current` (the tracker's baseline).
     let replay = if current > baseline {
         let member_ids = crate::service::chat::member_ids(db, room.id).await?;
-        let room = RoomContext { id: room.id, name: room.name.clone(), member_ids };
+        let room = RoomInfo { id: room.id, name: room.name.clone(), member_ids };
         Some(Fill { room, after: baseline, until: current + 1, then: None })
     } else {
         None
@@ -200,7 +188,7 @@ pub async fn room_feed(
 
 /// The messages of every room of `user_id` stored from now on, rooms created later included.
 pub async fn member_feed(db: &DatabaseConnection, bus: &dyn EventBus, user_id: i64) -> Result<Feed, DbErr> {
-    let receiver = bus.subscribe();
+    let receiver = bus.subscribe(Topic::Member(user_id)).await;
     let rooms: Vec<(i64, i64)> = chat_room::Entity::find()
         .select_only()
         .column(chat_room::Column::Id)
@@ -215,12 +203,7 @@ pub async fn member_feed(db: &DatabaseConnection, bus: &dyn EventBus, user_id: i
 }
 
 /// A feed that first delivers `fill` (if any), then what the bus brings.
-fn feed(
-    receiver: broadcast::Receiver<Arc<ChatEvent>>,
-    db: DatabaseConnection,
-    tracker: Tracker,
-    fill: Option<Fill>,
-) -> Feed {
+fn feed(receiver: Subscription, db: DatabaseConnection, tracker: Tracker, fill: Option<Fill>) -> Feed {
     let state = State { receiver, db, tracker, ready: VecDeque::new(), fill, finished: false };
     stream::unfold(state, |mut state| async move {
         let item = next(&mut state).await?;
@@ -243,7 +226,7 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
                 Ok(found) => {
                     // A short chunk is the last one: everything before `until` is committed.
                     let done = (found.len() as u64) < GAP_CHUNK;
-                    fill.after = found.last().map_or(fill.after, |m| m.room_seq);
+                    fill.after = found.last().and_then(|m| m.room_seq()).unwrap_or(fill.after);
                     state.ready.extend(found);
                     if done {
                         // The gap is closed: the event itself comes last.
@@ -266,8 +249,8 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
                 Verdict::Deliver => return Some(Ok(event)),
                 Verdict::Fill { after } => state.fill = Some(Fill::gap(event, after)),
             },
-            Err(RecvError::Lagged(skipped)) => {
-                tracing::warn!(skipped, "live feed fell behind the bus; ending it");
+            Err(RecvError::Lagged) => {
+                tracing::warn!(topic = ?state.receiver.topic(), "live feed fell behind the bus; ending it");
                 state.finished = true;
                 return Some(Err(LiveError::Lagged));
             }
@@ -279,7 +262,7 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
 /// The next chunk (at most [`GAP_CHUNK`]) of messages of `room` after `after` and before `until`.
 async fn missing(
     db: &DatabaseConnection,
-    room: &RoomContext,
+    room: &RoomInfo,
     after: i64,
     until: i64,
 ) -> Result<Vec<Arc<ChatEvent>>, DbErr> {
@@ -295,17 +278,8 @@ async fn missing(
     Ok(rows
         .into_iter()
         .map(|(m, author)| {
-            Arc::new(ChatEvent {
-                message_id: m.id,
-                room_id: m.room_id,
-                room_seq: m.room_seq,
-                room_name: room.name.clone(),
-                member_ids: room.member_ids.clone(),
-                author_id: m.author_id,
-                author_username: author.map(|a| a.username).unwrap_or_default(),
-                content: m.content,
-                timestamp: m.timestamp,
-            })
+            let author = author.map(|a| a.username).unwrap_or_default();
+            Arc::new(ChatEvent::Message(MessageEvent::stored(m, room, author)))
         })
         .collect())
 }
@@ -314,19 +288,7 @@ async fn missing(
 mod tests {
     use super::*;
 
-    fn event(room_id: i64, room_seq: i64, member_ids: &[i64]) -> ChatEvent {
-        ChatEvent {
-            message_id: room_id * 1000 + room_seq,
-            room_id,
-            room_seq,
-            room_name: format!("room{room_id}"),
-            member_ids: member_ids.to_vec(),
-            author_id: member_ids[0],
-            author_username: "someone".to_owned(),
-            content: "hi".to_owned(),
-            timestamp: chrono::Utc::now(),
-        }
-    }
+    use crate::bus::test_support::event_of as event;
 
     #[test]
     fn a_room_feed_delivers_in_sequence_and_drops_duplicates() {

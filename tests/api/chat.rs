@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agora::auth::Viewer;
-use agora::bus::{BusConfig, ChatEvent};
+use agora::bus::{BusConfig, ChatEvent, MessageEvent};
 use agora::client::ClientIp;
 use agora::state::AppState;
 use base64::Engine;
@@ -765,7 +765,7 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
     }
 
     // The same event again (e.g. delivered twice across processes) is dropped.
-    let duplicate = ChatEvent {
+    let duplicate = ChatEvent::Message(MessageEvent {
         message_id: next,
         room_id: stored.id,
         room_seq: stored.last_seq + 3,
@@ -775,7 +775,7 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
         author_username: alice.username.clone(),
         content: "after the gap".to_owned(),
         timestamp: chrono::Utc::now(),
-    };
+    });
     app.context.state.bus.publish(duplicate.clone()).await;
     let last = send(&app, &bob, &room, "last").await;
     for ws in &mut subscribers {
@@ -789,46 +789,76 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
 }
 
 #[tokio::test]
-async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end() {
+async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end_but_never_for_other_rooms() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let room = room_name(&app, &alice, &bob).await;
-    // A bus that holds only two events per receiver.
+    // A bus that holds only two events per subscriber.
     let bus =
         agora::bus::connect(&BusConfig { redis_url: None, channel_prefix: unique("lag"), capacity: 2 }).await.unwrap();
     let state = &app.context.state;
     let small = Arc::new(AppState::new(state.settings.clone(), state.db.clone(), SECRET.as_bytes(), bus.clone()));
     let schema = agora::graphql::build_schema(Some(small.clone()));
     let me = entity::user::Entity::find_by_id(alice.id).one(&state.db).await.unwrap().unwrap();
+    let stored = entity::chat_room::Entity::find()
+        .filter(entity::chat_room::Column::Name.eq(room.as_str()))
+        .one(&state.db)
+        .await
+        .unwrap()
+        .unwrap();
     let request =
         async_graphql::Request::new(ADDED).variables(async_graphql::Variables::from_json(json!({"room": room})));
     let mut stream = schema.execute_stream(agora::graphql::prepare(request, &small, Viewer::User(me), LOCALHOST));
-
-    // Events of another room: never delivered, so only falling behind can produce an item.
-    let elsewhere = ChatEvent {
-        message_id: 1,
-        room_id: -1,
-        room_seq: 1,
-        room_name: "elsewhere".to_owned(),
-        member_ids: vec![alice.id],
-        author_id: alice.id,
-        author_username: alice.username.clone(),
-        content: "x".to_owned(),
-        timestamp: chrono::Utc::now(),
+    let event = |room_id: i64, room_seq: i64, member_ids: Vec<i64>| {
+        ChatEvent::Message(MessageEvent {
+            message_id: room_seq,
+            room_id,
+            room_seq,
+            room_name: "r".to_owned(),
+            member_ids,
+            author_id: alice.id,
+            author_username: alice.username.clone(),
+            content: format!("m{room_seq}"),
+            timestamp: chrono::Utc::now(),
+        })
     };
-    let response = tokio::time::timeout(WS_WAIT, async {
+    let content = |response: async_graphql::Response| {
+        let body = serde_json::to_value(&response).unwrap();
+        body["data"]["messageAdded"]["content"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // The subscription is open once the first message of its room arrives.
+    let first = stored.last_seq + 1;
+    let opened = tokio::time::timeout(WS_WAIT, async {
         loop {
-            for _ in 0..3 {
-                bus.publish(elsewhere.clone()).await;
-            }
+            bus.publish(event(stored.id, first, vec![alice.id, bob.id])).await;
             if let Ok(item) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
-                break item.expect("an error before the end");
+                break item.expect("a message");
             }
         }
     })
     .await
-    .expect("the subscription noticed it fell behind");
+    .expect("the subscription is live");
+    assert_eq!(content(opened), format!("m{first}"));
+
+    // Many more events of another room of the same member than the queue holds: not its topic.
+    for seq in 1..=10 {
+        bus.publish(event(-1, seq, vec![alice.id])).await;
+    }
+    bus.publish(event(stored.id, first + 1, vec![alice.id, bob.id])).await;
+    let next = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().unwrap();
+    assert_eq!(content(next), format!("m{}", first + 1), "never cut off for another room");
+
+    // Three of its own room while it does not read: the two its queue holds, then the error.
+    for seq in first + 2..=first + 4 {
+        bus.publish(event(stored.id, seq, vec![alice.id, bob.id])).await;
+    }
+    for seq in first + 2..=first + 3 {
+        let item = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().unwrap();
+        assert_eq!(content(item), format!("m{seq}"));
+    }
+    let response = tokio::time::timeout(WS_WAIT, stream.next()).await.unwrap().expect("an error before the end");
     let body = serde_json::to_value(&response).unwrap();
     assert_eq!(body["errors"][0]["message"], "subscriber fell too far behind; reconnect and catch up from history");
     assert_eq!(body["errors"][0]["extensions"], json!({"code": "INTERNAL_SERVER_ERROR", "reason": "LAGGED"}));
@@ -973,6 +1003,7 @@ async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     let mut reads = Vec::new();
     for expected in &ids[1..] {
         let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+        let event = event.as_message().unwrap();
         assert_eq!(event.message_id, *expected);
         assert_eq!((event.room_name.as_str(), event.author_username.as_str()), (room.as_str(), bob.username.as_str()));
         reads.push(statements() - opened);
@@ -989,6 +1020,7 @@ async fn a_resumed_feed_reads_its_replay_one_chunk_at_a_time() {
     // Then live, with no gap and no duplicate.
     let live = send(&app, &alice, &room, "live").await;
     let event = tokio::time::timeout(WS_WAIT, feed.next()).await.unwrap().unwrap().unwrap();
+    let event = event.as_message().unwrap();
     assert_eq!((event.message_id, event.room_seq), (live, STORED + 1));
 }
 
