@@ -1,10 +1,14 @@
 //! Settings: environment variables (and a `.env` file), each overridable by a flag.
+//!
+//! Secrets (the signing key, the database and Redis URLs, which may hold passwords) can also
+//! come from files (`AGORA_SECRET_KEY_FILE`, `DATABASE_URL_FILE`, `REDIS_URL_FILE`), as
+//! container platforms hand them over, and never appear in `Debug` output.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct Settings {
     /// Database: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST:PORT/DB`.
     /// Default: an SQLite file in the data folder, created on first start.
@@ -105,6 +109,39 @@ pub struct Settings {
     /// Most root fields in one GraphQL mutation.
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ROOT_MUTATION_FIELDS", default_value_t = 10)]
     pub graphql_max_root_mutation_fields: usize,
+
+    /// Read `AGORA_SECRET_KEY` from this file (its first line).
+    #[arg(long, global = true, env = "AGORA_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// Read `DATABASE_URL` from this file (its first line).
+    #[arg(long, global = true, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// Read `REDIS_URL` from this file (its first line).
+    #[arg(long, global = true, env = "REDIS_URL_FILE")]
+    pub redis_url_file: Option<PathBuf>,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`, not facing the internet)
+    /// instead of on the main listener.
+    #[arg(long, global = true, env = "AGORA_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+
+    /// Log lines as human-readable text or one JSON object per line.
+    #[arg(long, global = true, env = "AGORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve without running pending migrations (for deployments that run `agora migrate` as
+    /// a separate step).
+    #[arg(long, global = true, env = "AGORA_NO_MIGRATE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_migrate: bool,
+}
+
+/// How log lines are written (`AGORA_LOG_FORMAT`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Settings {
@@ -115,7 +152,32 @@ impl Settings {
             #[command(flatten)]
             settings: Settings,
         }
-        <Only as clap::Parser>::parse_from(["agora"]).settings
+        let mut settings = <Only as clap::Parser>::parse_from(["agora"]).settings;
+        settings.load_secret_files().expect("readable secret files");
+        settings
+    }
+
+    /// Fills the secrets given as files (`*_FILE`). Setting both a value and its file is an
+    /// error, as is an unreadable or empty file.
+    pub fn load_secret_files(&mut self) -> anyhow::Result<()> {
+        for (value, file, name) in [
+            (&mut self.secret_key, &self.secret_key_file, "AGORA_SECRET_KEY"),
+            (&mut self.database_url, &self.database_url_file, "DATABASE_URL"),
+            (&mut self.redis_url, &self.redis_url_file, "REDIS_URL"),
+        ] {
+            let Some(path) = file else { continue };
+            if value.as_deref().is_some_and(|v| !v.is_empty()) {
+                anyhow::bail!("set {name} or {name}_FILE, not both");
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| anyhow::anyhow!("cannot read {name}_FILE {}: {err}", path.display()))?;
+            let secret = text.lines().next().unwrap_or("").trim();
+            if secret.is_empty() {
+                anyhow::bail!("{name}_FILE {} is empty", path.display());
+            }
+            *value = Some(secret.to_owned());
+        }
+        Ok(())
     }
 
     pub fn media_dir(&self) -> PathBuf {
@@ -126,5 +188,95 @@ impl Settings {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("agora.sqlite3").display()))
+    }
+}
+
+/// A URL with its password (if any) replaced, for logs and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+/// Every setting but the secrets: the key is only said to be set, URLs lose their password.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = |u: &Option<String>| u.as_deref().map(redact_url);
+        f.debug_struct("Settings")
+            .field("database_url", &url(&self.database_url))
+            .field("redis_url", &url(&self.redis_url))
+            .field("redis_channel", &self.redis_channel)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "REDACTED"))
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("media_dir", &self.media_dir)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
+            .field("cors_origins", &self.cors_origins)
+            .field("graphiql_cdn", &self.graphiql_cdn)
+            .field("introspection", &self.introspection)
+            .field("auth_rate_per_minute", &self.auth_rate_per_minute)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("db_pool", &self.db_pool)
+            .field("ws_max_per_client", &self.ws_max_per_client)
+            .field("ws_ping_seconds", &self.ws_ping_seconds)
+            .field("graphql_max_bytes", &self.graphql_max_bytes)
+            .field("graphql_max_tokens", &self.graphql_max_tokens)
+            .field("graphql_max_nesting", &self.graphql_max_nesting)
+            .field("graphql_max_aliases", &self.graphql_max_aliases)
+            .field("graphql_max_root_mutation_fields", &self.graphql_max_root_mutation_fields)
+            .field("secret_key_file", &self.secret_key_file)
+            .field("database_url_file", &self.database_url_file)
+            .field("redis_url_file", &self.redis_url_file)
+            .field("metrics_bind", &self.metrics_bind)
+            .field("log_format", &self.log_format)
+            .field("no_migrate", &self.no_migrate)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_has_no_secret() {
+        let mut settings = Settings::from_env();
+        settings.secret_key = Some("signing-key-s3cr3t".into());
+        settings.database_url = Some("postgres://agora:db-pa55word@db:5432/agora".into());
+        settings.redis_url = Some("redis://:redis-pa55word@cache:6379/0".into());
+        let debug = format!("{settings:?} {settings:#?}");
+        for secret in ["signing-key-s3cr3t", "db-pa55word", "redis-pa55word"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(debug.contains("postgres://agora:REDACTED@db:5432/agora"), "{debug}");
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "from-a-file\n").unwrap();
+        let mut settings = Settings::from_env();
+        settings.secret_key = None;
+        settings.secret_key_file = Some(key.clone());
+        settings.load_secret_files().unwrap();
+        assert_eq!(settings.secret_key.as_deref(), Some("from-a-file"));
+        // Both a value and a file: refused.
+        assert!(settings.load_secret_files().unwrap_err().to_string().contains("not both"));
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        settings.secret_key = None;
+        settings.secret_key_file = Some(empty);
+        assert!(settings.load_secret_files().is_err());
+        settings.secret_key_file = Some(dir.path().join("missing"));
+        assert!(settings.load_secret_files().is_err());
     }
 }

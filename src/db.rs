@@ -71,8 +71,9 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 pub fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicU64> {
     let counter = Arc::new(AtomicU64::new(0));
     let seen = counter.clone();
-    db.set_metric_callback(move |_| {
+    db.set_metric_callback(move |info| {
         seen.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::db_statement(info.elapsed);
     });
     counter
 }

@@ -32,7 +32,12 @@
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
 //! - [`media`]: uploaded avatars, checked by their bytes.
+//! - [`telemetry`]: logs (text or JSON), traces (OTLP), the span, access log line and
+//!   metrics of every request; [`metrics`]: the Prometheus registry every instrumentation
+//!   point calls into (one line each); `graphql::observe` times and counts operations.
+//! - [`admin`]: the `agora users …` commands (over the services) and `agora healthcheck`.
 
+pub mod admin;
 pub mod auth;
 pub mod bus;
 pub mod client;
@@ -44,7 +49,9 @@ pub mod error;
 pub mod graphql;
 pub mod legacy;
 pub mod media;
+pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod transport;

@@ -1,4 +1,5 @@
-//! The `agora` command: serve (the default), export the schema, or run migrations.
+//! The `agora` command: serve (the default), export the schema, run migrations, administer
+//! users, or check a running server's health.
 
 use std::path::PathBuf;
 
@@ -25,19 +26,32 @@ enum Command {
     },
     /// Run pending migrations and exit.
     Migrate,
+    /// Administer users (what Django's admin site did).
+    Users {
+        #[command(subcommand)]
+        command: agora::admin::UsersCommand,
+    },
+    /// Exit 0 when the server on AGORA_BIND answers /readyz with 200 (for container health
+    /// checks).
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGORA_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let telemetry = agora::telemetry::init(cli.settings.log_format)?;
+    cli.settings.load_secret_files()?;
+    let result = run(cli).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = agora::startup::Application::build(cli.settings).await?;
@@ -54,6 +68,10 @@ async fn main() -> anyhow::Result<()> {
             let db = agora::db::connect(&cli.settings.database_url(), 1).await?;
             agora::db::migrate(&db).await?;
             tracing::info!("migrations applied");
+        }
+        Command::Users { command } => agora::admin::users(cli.settings, command).await?,
+        Command::Healthcheck { timeout } => {
+            agora::admin::healthcheck(&cli.settings.bind, std::time::Duration::from_secs(timeout)).await?
         }
     }
     Ok(())

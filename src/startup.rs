@@ -27,6 +27,8 @@ use crate::transport::{graphql_http, graphql_ws};
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on its own address (`AGORA_METRICS_BIND`), else on `listener`.
+    metrics_listener: Option<TcpListener>,
     context: AppContext,
 }
 
@@ -37,7 +39,11 @@ impl Application {
         let db = crate::db::connect(&settings.database_url(), settings.db_pool)
             .await
             .context("cannot connect to the database")?;
-        crate::db::migrate(&db).await.context("migrations failed")?;
+        if settings.no_migrate {
+            tracing::info!("not running migrations (--no-migrate)");
+        } else {
+            crate::db::migrate(&db).await.context("migrations failed")?;
+        }
         let bus = bus::connect(&BusConfig {
             redis_url: settings.redis_url.clone(),
             channel_prefix: settings.redis_channel.clone(),
@@ -47,9 +53,20 @@ impl Application {
         tokio::fs::create_dir_all(settings.media_dir()).await.context("cannot create the media folder")?;
         let listener =
             TcpListener::bind(&settings.bind).await.with_context(|| format!("cannot bind {}", settings.bind))?;
+        let metrics_listener = match settings.metrics_bind.as_deref().filter(|b| !b.is_empty()) {
+            Some(bind) => {
+                Some(TcpListener::bind(bind).await.with_context(|| format!("cannot bind {bind} for metrics"))?)
+            }
+            None => None,
+        };
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
-        Ok(Self { listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })
+        Ok(Self { listener, metrics_listener, context: AppContext { state, schema, lifecycle: Lifecycle::default() } })
+    }
+
+    /// Where `/metrics` is served.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener.as_ref().unwrap_or(&self.listener).local_addr().expect("bound listener")
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -72,6 +89,17 @@ impl Application {
         tracing::info!("Legacy chat socket:   ws://{addr}/messenger/ws/ws/chat/<room_name>/");
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
+        tracing::info!("Metrics:              http://{}/metrics", self.metrics_addr());
+        if let Some(listener) = self.metrics_listener {
+            let app = Router::new().route("/metrics", get(metrics)).with_state(self.context.clone());
+            let stopping = lifecycle.shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app).with_graceful_shutdown(stopping.cancelled_owned()).await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "the metrics listener failed");
+                }
+            });
+        }
         let app = router(self.context);
         let stopping = lifecycle.shutdown.clone();
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -124,8 +152,19 @@ fn router(context: AppContext) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest_service("/media", media)
-        .merge(crate::legacy::router())
-        .with_state(context.clone());
+        .merge(crate::legacy::router());
+    let app = if context.state.settings.metrics_bind.as_deref().is_none_or(str::is_empty) {
+        app.route("/metrics", get(metrics))
+    } else {
+        app
+    };
+    let (set_request_id, propagate_request_id) = crate::telemetry::request_id_layers();
+    let app = app.with_state(context.clone()).layer(
+        tower::ServiceBuilder::new()
+            .layer(set_request_id)
+            .layer(propagate_request_id)
+            .layer(axum::middleware::from_fn(crate::telemetry::observe_requests)),
+    );
     with_cors(app, &context.state.settings)
 }
 
@@ -171,4 +210,11 @@ async fn readyz(State(ctx): State<AppContext>) -> impl IntoResponse {
     let bus = ctx.state.bus.ready().await;
     let status = if db && bus { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(serde_json::json!({"database": db, "bus": bus})))
+}
+
+/// `/metrics`: Prometheus (OpenMetrics) text of this process.
+async fn metrics(State(ctx): State<AppContext>) -> impl IntoResponse {
+    let bus = ctx.state.bus.ready().await;
+    let text = crate::metrics::scrape(&ctx.state.db, bus).await;
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text)
 }

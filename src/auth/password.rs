@@ -70,10 +70,11 @@ impl PasswordHasher {
     ) -> anyhow::Result<T> {
         // The permit travels with the blocking work: a caller that goes away (a client that
         // disconnects) cannot free it while the hash is still running.
+        let in_flight = crate::metrics::password_hash();
         let permit = self.permits.clone().acquire_owned().await?;
-        let span = tracing::Span::current();
+        let span = tracing::info_span!("password.hash");
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permit = (permit, in_flight);
             span.in_scope(work)
         })
         .await?

@@ -321,6 +321,7 @@ impl EventBus for RedisBus {
                 }
             }
             Err(error) => {
+                crate::metrics::bus_publish_failed();
                 let room_id = event.room_id();
                 if self.failed_publishes.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(

@@ -290,7 +290,10 @@ impl ChatSubscription {
         // Other kinds of chat events are not messages: this subscription skips them.
         let messages = feed.filter_map(|item| {
             futures_util::future::ready(match item {
-                Ok(event) => event.as_message().map(|m| Ok(Message::from(m))),
+                Ok(event) => event.as_message().map(|m| {
+                    crate::metrics::chat_delivered(m.timestamp);
+                    Ok(Message::from(m))
+                }),
                 Err(err) => Some(Err(feed_error(err))),
             })
         });

@@ -11,6 +11,7 @@ pub mod error;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
+pub mod observe;
 pub mod posts;
 pub mod profiles;
 pub mod scalars;
@@ -105,6 +106,7 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode)
+        .extension(observe::Observation)
         .extension(limits::DocumentLimits(document_limits));
     if let Some(state) = state {
         if !state.settings.introspection {

@@ -109,7 +109,7 @@ pub async fn connect(
     ws::configure(upgrade)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                let _permit = permit;
+                let (_permit, _open) = (permit, crate::metrics::websocket_opened("legacy"));
                 bridge.run(socket, after, every).await
             })
         })
@@ -192,7 +192,8 @@ impl Bridge {
         let request = self
             .caller
             .request(&FEED, json!({"name": self.room, "after": after}))
-            .data(Arc::new(loaders::uncached(ctx.state.db.clone())));
+            .data(Arc::new(loaders::uncached(ctx.state.db.clone())))
+            .data(crate::graphql::observe::Transport("legacy"));
         let mut feed = ctx.schema.execute_stream(request);
         loop {
             let reply = tokio::select! {

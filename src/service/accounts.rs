@@ -46,7 +46,11 @@ async fn taken(state: &AppState, key: user::Column, value: &str) -> AppResult<bo
 
 /// Creates a user and an empty profile in one transaction. Every invalid field is reported.
 pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registration) -> AppResult<user::Model> {
-    state.auth_throttle.check(client).map_err(AppError::Throttled)?;
+    state
+        .auth_throttle
+        .check(client)
+        .inspect_err(|_| crate::metrics::throttled("auth"))
+        .map_err(AppError::Throttled)?;
     let mut errors = FieldErrors::new();
 
     let username = input.username.trim();
@@ -91,21 +95,8 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     }
 
     let password = input.password.trim();
-    if password.is_empty() {
-        errors.add("password", BLANK);
-    } else if password.chars().count() > domain::PASSWORD_MAX || !domain::storable(password) {
-        // DRF runs the field's own validators (length, NUL) first, and the password rules only
-        // on a value that passed them.
-        if password.chars().count() > domain::PASSWORD_MAX {
-            errors.add("password", domain::too_long(domain::PASSWORD_MAX));
-        }
-        if !domain::storable(password) {
-            errors.add("password", domain::NULL_CHARACTERS);
-        }
-    } else {
-        for problem in domain::password_problems(password, Some(&input.username), Some(&input.email)) {
-            errors.add("password", problem);
-        }
+    for problem in new_password_problems(password, &input.username, &input.email) {
+        errors.add("password", problem);
     }
     errors.into_result()?;
 
@@ -181,7 +172,11 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
         errors.add("password", domain::NULL_CHARACTERS);
     }
     errors.into_result()?;
-    state.auth_throttle.check(client).map_err(AppError::Throttled)?;
+    state
+        .auth_throttle
+        .check(client)
+        .inspect_err(|_| crate::metrics::throttled("auth"))
+        .map_err(AppError::Throttled)?;
 
     let found = user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?;
     let hash = found.as_ref().map(|u| u.password_hash.clone());
@@ -277,4 +272,63 @@ pub async fn list(
     }
     let rows = query.limit(limit + 1).all(&state.db).await?;
     Ok(Page::from_overfetch(rows, limit, after_id.is_some(), total))
+}
+
+/// What is wrong with a new password (already trimmed) of the user `username`/`email`, as
+/// registration reports it: blank, too long or holding NUL, else Django's validators.
+fn new_password_problems(password: &str, username: &str, email: &str) -> Vec<String> {
+    if password.is_empty() {
+        return vec![BLANK.to_owned()];
+    }
+    // DRF runs the field's own validators (length, NUL) first, and the password rules only on a
+    // value that passed them.
+    let mut problems = Vec::new();
+    if password.chars().count() > domain::PASSWORD_MAX {
+        problems.push(domain::too_long(domain::PASSWORD_MAX));
+    }
+    if !domain::storable(password) {
+        problems.push(domain::NULL_CHARACTERS.to_owned());
+    }
+    if problems.is_empty() {
+        problems = domain::password_problems(password, Some(username), Some(email));
+    }
+    problems
+}
+
+/// The user named exactly `username`, or `NotFound`.
+async fn existing(state: &AppState, username: &str) -> AppResult<user::Model> {
+    find_by_username(state, username).await?.ok_or(AppError::NotFound)
+}
+
+/// Lets a user sign in again (`true`) or stops them (`false`): an inactive user's tokens are
+/// refused from the next request on, and their open sockets are closed (see `transport`).
+pub async fn set_active(state: &AppState, username: &str, active: bool) -> AppResult<user::Model> {
+    let user = existing(state, username).await?;
+    let mut model: user::ActiveModel = user.into();
+    model.is_active = Set(active);
+    Ok(model.update(&state.db).await?)
+}
+
+/// Replaces a user's password, validated as at registration (`password` field errors).
+pub async fn set_password(state: &AppState, username: &str, password: &str) -> AppResult<()> {
+    let user = existing(state, username).await?;
+    let password = password.trim();
+    let mut errors = FieldErrors::new();
+    for problem in new_password_problems(password, &user.username, &user.email) {
+        errors.add("password", problem);
+    }
+    errors.into_result()?;
+    let hash = state.passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
+    let mut model: user::ActiveModel = user.into();
+    model.password_hash = Set(hash);
+    model.update(&state.db).await?;
+    Ok(())
+}
+
+/// Deletes a user with everything that is theirs (profile, posts, messages, memberships: the
+/// foreign keys cascade).
+pub async fn delete(state: &AppState, username: &str) -> AppResult<()> {
+    let user = existing(state, username).await?;
+    user::Entity::delete_by_id(user.id).exec(&state.db).await?;
+    Ok(())
 }

@@ -327,6 +327,7 @@ pub async fn send_message(
     let stored = match stored {
         Ok(stored) => {
             txn.commit().await?;
+            crate::metrics::chat_message_stored();
             stored
         }
         Err(err) => {

@@ -247,10 +247,14 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
             Ok(event) => match state.tracker.judge(&event) {
                 Verdict::Skip => {}
                 Verdict::Deliver => return Some(Ok(event)),
-                Verdict::Fill { after } => state.fill = Some(Fill::gap(event, after)),
+                Verdict::Fill { after } => {
+                    crate::metrics::feed_gap_filled();
+                    state.fill = Some(Fill::gap(event, after));
+                }
             },
             Err(RecvError::Lagged) => {
                 tracing::warn!(topic = ?state.receiver.topic(), "live feed fell behind the bus; ending it");
+                crate::metrics::feed_lagged();
                 state.finished = true;
                 return Some(Err(LiveError::Lagged));
             }

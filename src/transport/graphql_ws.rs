@@ -46,7 +46,7 @@ pub async fn graphql_ws(
     socket::configure(upgrade)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            let _permit = permit;
+            let (_permit, _open) = (permit, crate::metrics::websocket_opened("graphql"));
             let (sink, stream) = socket::keepalive(socket, ping_every, &lifecycle);
             let (executor, active) = ws_limit::CountingExecutor::new(schema);
             let stream = ws_limit::gate(stream, active, sink.clone(), wire_protocol);

@@ -44,6 +44,7 @@ impl SocketLimiter {
         let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = open.entry(key).or_insert(0);
         if self.max > 0 && *count >= self.max {
+            crate::metrics::throttled("websocket");
             return None;
         }
         *count += 1;

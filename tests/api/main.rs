@@ -11,6 +11,7 @@ mod legacy_rest;
 mod legacy_ws;
 mod lifecycle;
 mod limits;
+mod operating;
 mod posts;
 mod processes;
 mod profiles;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -12,38 +13,57 @@ pub struct AgoraProcess {
     child: Child,
     pub base: String,
     pub addr: String,
+    /// Every line the process wrote to standard output (its log) so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The `agora` binary with the environment of a test server (nothing inherited but `PATH`).
+pub fn agora_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AGORA_BIND", "127.0.0.1:0")
+        .env("AGORA_DATA_DIR", data_dir)
+        .env("AGORA_SECRET_KEY", crate::helpers::SECRET)
+        .env("AGORA_AUTH_RATE_PER_MINUTE", "0")
+        .env("AGORA_LOG", "info")
+        .kill_on_drop(true);
+    command
+}
+
+/// The URL after `label` in a log line (text or JSON).
+fn logged_url(line: &str, label: &str) -> Option<String> {
+    let rest = line.split(label).nth(1)?.trim_start();
+    let url = rest.split(|c: char| c.is_whitespace() || c == '"').next()?;
+    Some(url.trim_start_matches("http://").to_owned())
 }
 
 impl AgoraProcess {
     /// Starts `agora serve` on an ephemeral port and waits until it logs its GraphQL endpoint.
     pub async fn start(data_dir: &Path, database_url: Option<&str>, redis_url: Option<&str>, channel: &str) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_agora"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AGORA_BIND", "127.0.0.1:0")
-            .env("AGORA_DATA_DIR", data_dir)
-            .env("AGORA_SECRET_KEY", crate::helpers::SECRET)
-            .env("AGORA_REDIS_CHANNEL", channel)
-            .env("AGORA_AUTH_RATE_PER_MINUTE", "0")
-            .env("AGORA_LOG", "info")
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+        let mut command = agora_command(data_dir);
+        command.env("AGORA_REDIS_CHANNEL", channel).arg("serve");
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
         }
         if let Some(url) = redis_url {
             command.env("REDIS_URL", url);
         }
+        Self::spawn(command).await
+    }
+
+    /// Starts `command` (from [`agora_command`]) and waits until it logs its GraphQL endpoint.
+    pub async fn spawn(mut command: Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("agora binary starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let logs = Arc::new(Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("log line") {
-                if let Some(rest) = line.split("GraphQL endpoint:").nth(1) {
-                    let url = rest.trim();
-                    return url.trim_start_matches("http://").trim_end_matches("/graphql").to_owned();
+                logs.lock().unwrap().push(line.clone());
+                if let Some(url) = logged_url(&line, "GraphQL endpoint:") {
+                    return url.trim_end_matches("/graphql").to_owned();
                 }
             }
             panic!("agora exited before serving");
@@ -51,8 +71,25 @@ impl AgoraProcess {
         .await
         .expect("agora serves within 60 s");
         // Keep draining the log so the pipe never fills.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, base: format!("http://{addr}"), addr }
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Self { child, base: format!("http://{addr}"), addr, logs }
+    }
+
+    /// The address of `/metrics` (`host:port`), as the process logs it right after starting.
+    pub async fn metrics_addr(&self) -> String {
+        for _ in 0..200 {
+            let logged = self.logs.lock().unwrap().iter().find_map(|line| logged_url(line, "Metrics:"));
+            if let Some(url) = logged {
+                return url.trim_end_matches("/metrics").to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no metrics address logged");
     }
 
     pub fn url(&self, path: &str) -> String {
