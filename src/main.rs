@@ -44,7 +44,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let mut cli = Cli::parse();
-    let telemetry = agora::telemetry::init(cli.settings.log_format)?;
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    let to = if serving { agora::telemetry::LogTo::Stdout } else { agora::telemetry::LogTo::Stderr };
+    let telemetry = agora::telemetry::init(cli.settings.log_format, to)?;
     cli.settings.load_secret_files()?;
     let result = run(cli).await;
     telemetry.shutdown();

@@ -98,12 +98,30 @@ fn tracer_provider() -> anyhow::Result<SdkTracerProvider> {
     Ok(SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.build()).build())
 }
 
+/// Where log lines go: standard output for the server, standard error for commands whose
+/// output is their result (`agora users list | …`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTo {
+    Stdout,
+    Stderr,
+}
+
 /// Installs the process's subscriber (call once, inside the tokio runtime).
-pub fn init(format: LogFormat) -> anyhow::Result<Telemetry> {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+pub fn init(format: LogFormat, to: LogTo) -> anyhow::Result<Telemetry> {
+    let ansi = match to {
+        LogTo::Stdout => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        LogTo::Stderr => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let writer = move || -> Box<dyn std::io::Write> {
+        match to {
+            LogTo::Stdout => Box::new(std::io::stdout()),
+            LogTo::Stderr => Box::new(std::io::stderr()),
+        }
+    };
     let logs = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(true)

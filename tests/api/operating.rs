@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{GqlWs, PASSWORD, WsProtocol, spawn_app, unique};
+use crate::legacy_ws::LegacyWs;
 use crate::processes::{AgoraProcess, agora_command};
 
 const REGISTER: &str = "mutation Join($u: String!, $e: String!, $p: String!) { register(input: {username: $u, email: $e, password: $p}) { id } }";
@@ -138,9 +139,19 @@ async fn metrics_count_a_workload_exactly() {
     assert_eq!(sample(&during, "agora_websocket_connections", &[("kind", "graphql")]), 1.0);
     assert_eq!(sample(&during, "agora_subscriptions", &[("kind", "graphql")]), 1.0);
     ws.close().await;
+    // The legacy chat socket: its own kind of socket and subscription.
+    let path = crate::legacy_ws::chat_path(&room);
+    let legacy = LegacyWs::connect_url(&server.ws_url(&format!("{path}?token={bob_token}"))).await;
+    let legacy_open = |text: &str, open: f64| {
+        sample(text, "agora_websocket_connections", &[("kind", "legacy")]) == open
+            && sample(text, "agora_subscriptions", &[("kind", "legacy")]) == open
+    };
+    scrape_until(&metrics, |text| legacy_open(text, 1.0)).await;
+    legacy.close().await;
     let after = scrape_until(&metrics, |text| {
         sample(text, "agora_websocket_connections", &[("kind", "graphql")]) == 0.0
             && sample(text, "graphql_operations_total", &[("type", "subscription"), ("name", "Live")]) == 1.0
+            && legacy_open(text, 0.0)
     })
     .await;
 
@@ -322,6 +333,7 @@ async fn users_commands_administer_accounts() {
 
     let (ok, listed, _) = agora(dir.path(), &["users", "list", "--search", &carol.to_uppercase()], None).await;
     assert!(ok);
+    assert_eq!(listed.lines().next(), Some("id\tusername\temail\tactive\tjoined"), "logs go to stderr: {listed}");
     let rows: Vec<&str> = listed.lines().skip(1).collect();
     assert_eq!(rows.len(), 1, "{listed}");
     assert!(rows[0].contains(&format!("\t{carol}\t{carol}@example.com\ttrue\t")), "{listed}");
