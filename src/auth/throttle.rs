@@ -26,8 +26,12 @@ impl Throttle {
 
     /// Counts one attempt; `Err(seconds)` tells how long until the next one is allowed.
     pub fn check(&self, key: Option<IpAddr>) -> Result<(), u64> {
+        self.check_at(key, Instant::now())
+    }
+
+    /// [`check`](Self::check) at `now` (tests move the clock).
+    fn check_at(&self, key: Option<IpAddr>, now: Instant) -> Result<(), u64> {
         let Some(key) = key.filter(|_| self.limit > 0).map(crate::client::network) else { return Ok(()) };
-        let now = Instant::now();
         let mut counters = self.counters.lock().expect("throttle lock");
         // Forget finished windows now and then, so the map stays as large as the live clients.
         if counters.len() >= self.next_sweep.load(std::sync::atomic::Ordering::Relaxed) {
@@ -63,6 +67,24 @@ mod tests {
         assert!((1..=60).contains(&wait));
         assert!(throttle.check(Some(b)).is_ok());
         assert!(throttle.check(None).is_ok());
+    }
+
+    /// A window counts from its first attempt; once it is over, the count starts again, and the
+    /// wait announced meanwhile is what is left of it (rounded up).
+    #[test]
+    fn the_window_resets() {
+        let throttle = Throttle::new(2, Duration::from_secs(60));
+        let a = Some("127.0.0.1".parse().unwrap());
+        let start = Instant::now();
+        let at = |seconds: f64| start + Duration::from_secs_f64(seconds);
+        assert!(throttle.check_at(a, at(0.0)).is_ok());
+        assert!(throttle.check_at(a, at(10.0)).is_ok());
+        assert_eq!(throttle.check_at(a, at(10.5)), Err(50));
+        assert_eq!(throttle.check_at(a, at(59.2)), Err(1));
+        assert!(throttle.check_at(a, at(60.0)).is_ok(), "a new window");
+        assert!(throttle.check_at(a, at(61.0)).is_ok());
+        assert_eq!(throttle.check_at(a, at(62.0)), Err(58), "counted from the new window's start");
+        assert!(throttle.check_at(a, at(120.0)).is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod legacy_ws;
 mod lifecycle;
 mod limits;
 mod operating;
+mod outages;
 mod posts;
 mod processes;
 mod profiles;
