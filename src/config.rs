@@ -110,6 +110,18 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ROOT_MUTATION_FIELDS", default_value_t = 10)]
     pub graphql_max_root_mutation_fields: usize,
 
+    /// Most selections a GraphQL operation stands for once its fragment spreads are expanded.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_EXPANDED_SELECTIONS", default_value_t = 10_000)]
+    pub graphql_max_expanded_selections: usize,
+
+    /// Most directives on one field, fragment or operation of a GraphQL document.
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_DIRECTIVES", default_value_t = 10)]
+    pub graphql_max_directives: usize,
+
+    /// Most errors listed in one GraphQL response (then one error says how many more).
+    #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_ERRORS", default_value_t = 100)]
+    pub graphql_max_errors: usize,
+
     /// Read `AGORA_SECRET_KEY` from this file (its first line).
     #[arg(long, global = true, env = "AGORA_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,

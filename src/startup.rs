@@ -146,7 +146,13 @@ fn router(context: AppContext) -> Router {
     let media = ServeDir::new(context.state.media.root());
     let body_limit = RequestBodyLimitLayer::new(context.state.settings.max_body_bytes);
     let app = Router::new()
-        .route("/graphql", get(graphql_http::graphql_http).post(graphql_http::graphql_http).layer(body_limit))
+        .route(
+            "/graphql",
+            get(graphql_http::graphql_http)
+                .post(graphql_http::graphql_http)
+                .layer(body_limit)
+                .layer(axum::middleware::map_response(graphql_http::json_too_large)),
+        )
         .route("/graphql/ws", get(graphql_ws::graphql_ws))
         .route("/graphiql", get(graphql_http::graphiql))
         .route("/healthz", get(|| async { "ok" }))

@@ -16,6 +16,8 @@ pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 /// The document is not valid for the schema, or exceeds a limit.
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// An automatic persisted query's hash is not known (yet): the client sends the document.
+pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
 
 fn auth_error(err: &AuthError) -> async_graphql::Error {
     if *err == AuthError::Unavailable {
@@ -82,26 +84,76 @@ impl<T, E: Into<AppError>> GqlResultExt<T> for Result<T, E> {
     }
 }
 
-/// Gives every error a code: those async-graphql raises itself before any resolver runs (a
-/// query that does not parse or validate, is too deep or too complex, or has an argument of
-/// the wrong type) carry none, and they are all about the request the client sent.
-pub struct EveryErrorHasACode;
+/// Gives every error a code and caps how many one response carries.
+///
+/// Errors async-graphql raises itself before any resolver runs carry none: a document that does
+/// not parse gets `GRAPHQL_PARSE_FAILED`; one that does not validate (unknown fields, variables
+/// of the wrong type, too deep or too complex, an unknown operation name) `GRAPHQL_VALIDATION_FAILED`;
+/// an argument that fails to convert while a field resolves (it has a path) `BAD_USER_INPUT`.
+///
+/// A document can make thousands of errors (one per unused variable, say): a response keeps
+/// the first `max_errors` and then one error saying how many more there were.
+pub struct EveryErrorHasACode {
+    pub max_errors: usize,
+}
 
 impl async_graphql::extensions::ExtensionFactory for EveryErrorHasACode {
     fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(EveryErrorHasACode)
+        std::sync::Arc::new(EveryErrorHasACode { max_errors: self.max_errors })
     }
 }
 
-fn ensure_code(mut response: async_graphql::Response) -> async_graphql::Response {
-    for error in &mut response.errors {
+/// Sets `code` on every error of `errors` that has none.
+fn default_code(errors: &mut [async_graphql::ServerError], code: &str) {
+    for error in errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
-            extensions.set("code", BAD_USER_INPUT);
+            extensions.set("code", code);
         }
     }
-    response
 }
+
+/// The code of an error, if it has one.
+pub fn code_of(error: &async_graphql::ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code),
+        _ => None,
+    }
+}
+
+/// Whether these errors refused the request as a whole, before anything was executed (the
+/// document, its variables, or its persisted-query hash), rather than reported failed fields.
+pub fn is_request_error(errors: &[async_graphql::ServerError]) -> bool {
+    !errors.is_empty()
+        && errors.iter().all(|error| {
+            matches!(code_of(error), Some(GRAPHQL_PARSE_FAILED | GRAPHQL_VALIDATION_FAILED | PERSISTED_QUERY_NOT_FOUND))
+        })
+}
+
+impl EveryErrorHasACode {
+    fn finish(&self, mut response: async_graphql::Response) -> async_graphql::Response {
+        // Errors without a path were raised before execution (the operation's name, say).
+        for error in &mut response.errors {
+            let code = if error.path.is_empty() { GRAPHQL_VALIDATION_FAILED } else { BAD_USER_INPUT };
+            default_code(std::slice::from_mut(error), code);
+        }
+        if response.errors.len() > self.max_errors {
+            let left_out = response.errors.split_off(self.max_errors);
+            let code = code_of(&left_out[0]).unwrap_or(BAD_USER_INPUT).to_owned();
+            let mut summary = async_graphql::ServerError::new(
+                format!("{} more errors were left out (at most {} are listed).", left_out.len(), self.max_errors),
+                None,
+            );
+            summary.extensions.get_or_insert_with(Default::default).set("code", code);
+            response.errors.push(summary);
+        }
+        response
+    }
+}
+
+/// The message async-graphql gives a document past its recursion limit: a limit, not a
+/// syntax error.
+const RECURSION_LIMIT: &str = "The recursion depth of the query cannot be greater than";
 
 #[async_trait::async_trait]
 impl async_graphql::extensions::Extension for EveryErrorHasACode {
@@ -110,7 +162,7 @@ impl async_graphql::extensions::Extension for EveryErrorHasACode {
         ctx: &async_graphql::extensions::ExtensionContext<'_>,
         next: async_graphql::extensions::NextRequest<'_>,
     ) -> async_graphql::Response {
-        ensure_code(next.run(ctx).await)
+        self.finish(next.run(ctx).await)
     }
 
     fn subscribe<'s>(
@@ -120,6 +172,36 @@ impl async_graphql::extensions::Extension for EveryErrorHasACode {
         next: async_graphql::extensions::NextSubscribe<'_>,
     ) -> futures_util::stream::BoxStream<'s, async_graphql::Response> {
         use futures_util::StreamExt;
-        next.run(ctx, stream).map(ensure_code).boxed()
+        let max_errors = self.max_errors;
+        next.run(ctx, stream).map(move |response| EveryErrorHasACode { max_errors }.finish(response)).boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut error| {
+            let code = if error.message.starts_with(RECURSION_LIMIT) {
+                GRAPHQL_VALIDATION_FAILED
+            } else {
+                GRAPHQL_PARSE_FAILED
+            };
+            default_code(std::slice::from_mut(&mut error), code);
+            error
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<async_graphql::ServerError>> {
+        next.run(ctx).await.map_err(|mut errors| {
+            default_code(&mut errors, GRAPHQL_VALIDATION_FAILED);
+            errors
+        })
     }
 }

@@ -5,13 +5,14 @@
 //! document's size. [`prescan`] is a linear, non-recursive pass over the text (bytes, tokens and
 //! bracket nesting, aware of strings, block strings and comments) that every document goes
 //! through before the parser sees it: the [`DocumentLimits`] extension runs it in the schema's
-//! `parse_query` hook, which `execute` and `execute_stream` (every transport, the legacy layer
-//! included) pass through, and the HTTP transport runs it before it parses a GET document itself.
-//! Once parsed, the same extension counts aliases and root mutation fields.
+//! `prepare_request` hook, which `execute` and `execute_stream` (every transport, the legacy
+//! layer included) pass through, and the HTTP transport runs it before it parses a GET document
+//! itself.
+//! Once parsed, the same extension counts aliases, directives and root mutation fields.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult};
 
 /// The limits of one document (all settings, see `config::Settings`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +28,14 @@ pub struct Limits {
     pub max_aliases: usize,
     /// Most fields at the root of one mutation (each runs on its own, one after the other).
     pub max_root_mutation_fields: usize,
+    /// Most selections an operation stands for once its fragment spreads are expanded (each
+    /// spread counts its fragment's selections again; fragments spreading each other more than
+    /// `max_nesting` deep count as too many).
+    pub max_expanded_selections: usize,
+    /// Most directives on one field, fragment spread, inline fragment or operation.
+    pub max_directives: usize,
+    /// Most errors listed in one response (then one error says how many more there were).
+    pub max_errors: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +46,9 @@ impl Default for Limits {
             max_nesting: 32,
             max_aliases: 100,
             max_root_mutation_fields: 10,
+            max_expanded_selections: 10_000,
+            max_directives: 10,
+            max_errors: 100,
         }
     }
 }
@@ -50,6 +62,9 @@ impl Limits {
             max_nesting: settings.graphql_max_nesting,
             max_aliases: settings.graphql_max_aliases,
             max_root_mutation_fields: settings.graphql_max_root_mutation_fields,
+            max_expanded_selections: settings.graphql_max_expanded_selections,
+            max_directives: settings.graphql_max_directives,
+            max_errors: settings.graphql_max_errors,
         }
     }
 }
@@ -65,6 +80,10 @@ pub enum LimitError {
     TooDeep { max: usize },
     #[error("The document has too many aliases: at most {max}.")]
     TooManyAliases { max: usize },
+    #[error("The document stands for too many selections once its fragments are spread: at most {max}.")]
+    TooManySelections { max: usize },
+    #[error("Too many directives in one place: at most {max}.")]
+    TooManyDirectives { max: usize },
     #[error("A mutation may have at most {max} root fields.")]
     TooManyRootMutationFields { max: usize },
 }
@@ -156,96 +175,117 @@ fn skip_block_string(bytes: &[u8], mut i: usize) -> usize {
     bytes.len()
 }
 
-/// Checks a parsed document against the limits the text alone cannot show: aliases, and the
-/// root fields of each mutation (fragments spread at the root included).
+/// Checks a parsed document against the limits the text alone cannot show: aliases,
+/// directives, and the root fields of each mutation (fragments spread at the root included).
 pub fn check_parsed(document: &ExecutableDocument, limits: &Limits) -> Result<(), LimitError> {
-    let selection_sets = document
-        .operations
-        .iter()
-        .map(|(_, operation)| &operation.node.selection_set.node)
-        .chain(document.fragments.values().map(|fragment| &fragment.node.selection_set.node));
-    let mut aliases = 0usize;
-    for set in selection_sets {
-        aliases += count_aliases(set);
-        if aliases > limits.max_aliases {
-            return Err(LimitError::TooManyAliases { max: limits.max_aliases });
-        }
-    }
+    let mut shape = Shape { limits, aliases: 0 };
     for (_, operation) in document.operations.iter() {
+        shape.directives(operation.node.directives.len())?;
+        shape.walk(&operation.node.selection_set.node)?;
+    }
+    for fragment in document.fragments.values() {
+        shape.directives(fragment.node.directives.len())?;
+        shape.walk(&fragment.node.selection_set.node)?;
+    }
+    let max_expanded = limits.max_expanded_selections;
+    let max_path = limits.max_nesting;
+    let mut expansion = Expansion { document, budget: max_expanded, max_path, path: Vec::new() };
+    for (_, operation) in document.operations.iter() {
+        let set = &operation.node.selection_set.node;
+        if expansion.fields(set, true).is_none() {
+            return Err(LimitError::TooManySelections { max: max_expanded });
+        }
         if operation.node.ty == OperationType::Mutation {
+            let mut root = Expansion { document, budget: max_expanded, max_path, path: Vec::new() };
             let max = limits.max_root_mutation_fields;
-            let mut count = RootFields { document, max, fields: 0, visits: 0, path: Vec::new() };
-            if !count.walk(&operation.node.selection_set.node) {
-                return Err(LimitError::TooManyRootMutationFields { max: limits.max_root_mutation_fields });
+            if root.fields(set, false).is_none_or(|fields| fields > max) {
+                return Err(LimitError::TooManyRootMutationFields { max });
             }
         }
     }
     Ok(())
 }
 
-/// Aliased fields in a selection set and the sets nested in it (fragment spreads not followed:
-/// each fragment definition is counted once, by the caller). The parser bounds the nesting of
+/// Aliases and directives of selection sets, each definition walked once (fragment spreads are
+/// not followed: the caller walks every fragment definition). The parser bounds the nesting of
 /// selection sets, so this recursion is bounded too.
-fn count_aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(field) => {
-                usize::from(field.node.alias.is_some()) + count_aliases(&field.node.selection_set.node)
-            }
-            Selection::InlineFragment(fragment) => count_aliases(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+struct Shape<'l> {
+    limits: &'l Limits,
+    aliases: usize,
 }
 
-/// Counts the fields a root selection set runs (each occurrence runs on its own: a fragment
-/// spread twice runs its fields twice), through inline fragments and fragment spreads. Stops as
-/// soon as `max` is passed; a spread cycle (refused later by validation) is not followed, and
-/// more than [`MAX_SPREAD_VISITS`] spreads (a fragment bomb) count as too many.
-struct RootFields<'a> {
+impl Shape<'_> {
+    fn directives(&self, count: usize) -> Result<(), LimitError> {
+        if count > self.limits.max_directives {
+            return Err(LimitError::TooManyDirectives { max: self.limits.max_directives });
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, set: &SelectionSet) -> Result<(), LimitError> {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    self.directives(field.node.directives.len())?;
+                    if field.node.alias.is_some() {
+                        self.aliases += 1;
+                        if self.aliases > self.limits.max_aliases {
+                            return Err(LimitError::TooManyAliases { max: self.limits.max_aliases });
+                        }
+                    }
+                    self.walk(&field.node.selection_set.node)?;
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.directives(fragment.node.directives.len())?;
+                    self.walk(&fragment.node.selection_set.node)?;
+                }
+                Selection::FragmentSpread(spread) => self.directives(spread.node.directives.len())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Walks selection sets the way execution and validation do: a fragment spread stands for its
+/// fragment's selections at every place it is spread, so a few lines spreading fragments that
+/// spread others twice (a "fragment bomb") stand for millions of fields. Each selection visited
+/// uses one unit of `budget`; the walk gives up (`None`) when it runs out, or when fragments
+/// spread each other deeper than `max_path` (a chain of a thousand fragments would make this
+/// walk, and async-graphql's own over the document, recurse a thousand times). A spread cycle
+/// (refused later by validation) is not followed.
+struct Expansion<'a> {
     document: &'a ExecutableDocument,
-    max: usize,
-    fields: usize,
-    visits: usize,
+    budget: usize,
+    max_path: usize,
     path: Vec<&'a str>,
 }
 
-/// Fragment spreads followed while counting root fields before giving up.
-const MAX_SPREAD_VISITS: usize = 1_000;
-
-impl<'a> RootFields<'a> {
-    /// `false` once there are too many.
-    fn walk(&mut self, set: &'a SelectionSet) -> bool {
+impl<'a> Expansion<'a> {
+    /// The fields `set` stands for (only its own level unless `deep`), or `None` past the budget.
+    fn fields(&mut self, set: &'a SelectionSet, deep: bool) -> Option<usize> {
+        let mut fields = 0usize;
         for selection in &set.items {
-            let within = match &selection.node {
-                Selection::Field(_) => {
-                    self.fields += 1;
-                    self.fields <= self.max
-                }
-                Selection::InlineFragment(fragment) => self.walk(&fragment.node.selection_set.node),
+            self.budget = self.budget.checked_sub(1)?;
+            fields += match &selection.node {
+                Selection::Field(field) if deep => 1 + self.fields(&field.node.selection_set.node, deep)?,
+                Selection::Field(_) => 1,
+                Selection::InlineFragment(fragment) => self.fields(&fragment.node.selection_set.node, deep)?,
                 Selection::FragmentSpread(spread) => {
                     let name = spread.node.fragment_name.node.as_str();
-                    self.visits += 1;
-                    if self.visits > MAX_SPREAD_VISITS {
-                        return false;
-                    }
                     match self.document.fragments.get(&spread.node.fragment_name.node) {
+                        Some(_) if self.path.len() >= self.max_path => return None,
                         Some(fragment) if !self.path.contains(&name) => {
                             self.path.push(name);
-                            let within = self.walk(&fragment.node.selection_set.node);
+                            let fields = self.fields(&fragment.node.selection_set.node, deep);
                             self.path.pop();
-                            within
+                            fields?
                         }
-                        _ => true,
+                        _ => 0,
                     }
                 }
             };
-            if !within {
-                return false;
-            }
         }
-        true
+        Some(fields)
     }
 }
 
@@ -268,17 +308,21 @@ pub fn limit_error(err: &LimitError) -> ServerError {
 
 #[async_trait::async_trait]
 impl Extension for DocumentLimits {
-    async fn parse_query(
+    /// Runs before async-graphql parses the document and walks it (its own recursion check
+    /// follows every fragment spread, so a fragment bomb would keep it busy for hours): the
+    /// document is parsed here, once, and kept on the request for the schema to use.
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        prescan(query, &self.0).map_err(|err| limit_error(&err))?;
-        let document = next.run(ctx, query, variables).await?;
-        check_parsed(&document, &self.0).map_err(|err| limit_error(&err))?;
-        Ok(document)
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        prescan(&request.query, &self.0).map_err(|err| limit_error(&err))?;
+        // A document that does not parse is reported by the schema's own parse.
+        if let Ok(document) = request.parsed_query() {
+            check_parsed(document, &self.0).map_err(|err| limit_error(&err))?;
+        }
+        next.run(ctx, request).await
     }
 }
 
@@ -330,20 +374,48 @@ mod tests {
     }
 
     #[test]
-    fn aliases_and_root_mutation_fields_are_counted_after_parsing() {
-        let limits = Limits { max_aliases: 2, max_root_mutation_fields: 2, ..Limits::default() };
+    fn aliases_directives_and_root_mutation_fields_are_counted_after_parsing() {
+        let limits = Limits { max_aliases: 2, max_root_mutation_fields: 2, max_directives: 2, ..Limits::default() };
         let check = |document: &str| check_parsed(&async_graphql::parser::parse_query(document).unwrap(), &limits);
         assert_eq!(check("{ a: x b: y { c: z } }"), Err(LimitError::TooManyAliases { max: 2 }));
         assert_eq!(check("{ a: x ...F } fragment F on Q { b: y }"), Ok(()));
         assert_eq!(check("mutation { a b }"), Ok(()));
+        assert_eq!(check("{ a @x @y ...F @x @y } fragment F on Q { ... @x @y { b } }"), Ok(()));
+        assert_eq!(check("{ a @x @x @x }"), Err(LimitError::TooManyDirectives { max: 2 }));
+        assert_eq!(check("{ ... @x @x @x { a } }"), Err(LimitError::TooManyDirectives { max: 2 }));
+        assert_eq!(check("{ a } fragment F on Q { b { c @x @x @x } }"), Err(LimitError::TooManyDirectives { max: 2 }));
         assert_eq!(
             check("mutation { a ...F } fragment F on M { b ... { c } }"),
             Err(LimitError::TooManyRootMutationFields { max: 2 })
         );
         // A fragment spread twice runs its fields twice; cycles end.
         assert_eq!(check("mutation { ...F } fragment F on M { a ...F }"), Ok(()));
-        assert!(check("mutation { ...F ...F } fragment F on M { a b }").is_err());
-        let bomb: String = (0..20).map(|i| format!("fragment F{i} on M {{ ...F{} ...F{} }} ", i + 1, i + 1)).collect();
-        assert!(check(&format!("mutation {{ ...F0 }} {bomb} fragment F20 on M {{ __typename }}")).is_err());
+        assert_eq!(
+            check("mutation { ...F ...F } fragment F on M { a b }"),
+            Err(LimitError::TooManyRootMutationFields { max: 2 })
+        );
+    }
+
+    #[test]
+    fn fragment_bombs_are_refused() {
+        let limits = Limits { max_expanded_selections: 1_000, ..Limits::default() };
+        let check = |document: &str| check_parsed(&async_graphql::parser::parse_query(document).unwrap(), &limits);
+        let bomb = |levels: usize, root: &str| {
+            let fragments: String =
+                (0..levels).map(|i| format!("fragment F{i} on Q {{ ...F{} ...F{} }} ", i + 1, i + 1)).collect();
+            format!("{root} {{ ...F0 }} {fragments} fragment F{levels} on Q {{ a }}")
+        };
+        // 2^8 fields and the spreads to them: within 1,000 selections; 2^40 are not.
+        assert_eq!(check(&bomb(8, "query")), Ok(()));
+        assert_eq!(check(&bomb(40, "query")), Err(LimitError::TooManySelections { max: 1_000 }));
+        assert!(check(&bomb(40, "mutation")).is_err());
+        assert_eq!(check("{ a { ...F } } fragment F on Q { b { ...F } }"), Ok(()), "a cycle ends");
+        let chain = |length: usize| {
+            let fragments: String = (0..length).map(|i| format!("fragment F{i} on Q {{ ...F{} }} ", i + 1)).collect();
+            format!("{{ ...F0 }} {fragments} fragment F{length} on Q {{ a }}")
+        };
+        let max = Limits::default().max_nesting;
+        assert_eq!(check(&chain(max - 1)), Ok(()));
+        assert_eq!(check(&chain(1_000)), Err(LimitError::TooManySelections { max: 1_000 }));
     }
 }

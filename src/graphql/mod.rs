@@ -12,6 +12,7 @@ pub mod introspection;
 pub mod limits;
 pub mod loaders;
 pub mod observe;
+pub mod order;
 pub mod posts;
 pub mod profiles;
 pub mod scalars;
@@ -105,9 +106,10 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(error::EveryErrorHasACode)
+        .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
         .extension(observe::Observation)
-        .extension(limits::DocumentLimits(document_limits));
+        .extension(limits::DocumentLimits(document_limits))
+        .extension(order::SelectionOrder);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);

@@ -164,3 +164,45 @@ async fn aliases_and_root_mutation_fields_are_capped() {
         .await;
     assert_eq!(data["user"]["posts"]["totalCount"], 0, "{data}");
 }
+
+#[tokio::test]
+async fn directives_per_field_are_capped() {
+    let app = spawn_app_with(|settings| settings.graphql_max_directives = 3).await;
+    let three = "{ __typename @skip(if: false) @skip(if: false) @include(if: true) }";
+    assert_eq!(app.gql(None, three, json!({})).await["data"], json!({"__typename": "Query"}));
+    let four = "{ __typename @skip(if: false) @skip(if: false) @skip(if: false) @include(if: true) }";
+    let body = app.gql(None, four, json!({})).await;
+    assert_eq!(codes(&body), ["GRAPHQL_VALIDATION_FAILED"], "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("Too many directives"), "{body}");
+}
+
+#[tokio::test]
+async fn a_response_lists_at_most_max_errors_then_how_many_more() {
+    let app = spawn_app_with(|settings| settings.graphql_max_errors = 5).await;
+    // One validation error per unused variable.
+    let variables: String = (0..20).map(|i| format!("$v{i}: Int ")).collect();
+    let body = app.gql(None, &format!("query({variables}) {{ __typename }}"), json!({})).await;
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 6, "{body}");
+    assert!(errors[..5].iter().all(|e| e["message"].as_str().unwrap().contains("is not used")), "{body}");
+    assert_eq!(errors[5]["message"], "15 more errors were left out (at most 5 are listed).");
+    assert_eq!(codes(&body), vec!["GRAPHQL_VALIDATION_FAILED"; 6]);
+}
+
+/// A few lines that stand for 2^30 fields: each fragment spreads the next one twice (within
+/// async-graphql's own recursion limit of 32). Without the cap, 20 levels took 16 s of CPU to
+/// answer and 30 would take hours.
+#[tokio::test]
+async fn fragment_bombs_are_refused_before_validation() {
+    let app = spawn_app().await;
+    let bomb = |levels: usize| {
+        let fragments: String =
+            (0..levels).map(|i| format!("fragment F{i} on Query {{ ...F{} ...F{} }} ", i + 1, i + 1)).collect();
+        format!("{{ ...F0 }} {fragments} fragment F{levels} on Query {{ __typename }}")
+    };
+    assert_eq!(app.gql_ok(None, &bomb(4), json!({})).await, json!({"__typename": "Query"}));
+    let body = app.gql(None, &bomb(30), json!({})).await;
+    assert_eq!(codes(&body), ["GRAPHQL_VALIDATION_FAILED"], "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("too many selections"), "{body}");
+    assert_alive(&app).await;
+}

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod graphql_http;
 mod hostile;
 mod legacy_rest;
 mod legacy_ws;

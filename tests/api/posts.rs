@@ -328,14 +328,14 @@ async fn too_deep_and_too_complex_queries_are_refused() {
     let seventeen = format!("{{ {} profile {{ bio }} {} }}", hop.repeat(5), "} } } ".repeat(5));
     let deep = app.gql(Some(&alice.access), &seventeen, json!({})).await;
     assert_eq!(deep["errors"][0]["message"], "Query is nested too deep.", "{deep}");
-    assert_eq!(codes(&deep), vec!["BAD_USER_INPUT"], "every error carries a code");
+    assert_eq!(codes(&deep), vec!["GRAPHQL_VALIDATION_FAILED"], "every error carries a code");
     assert!(deep.get("data").is_none_or(Value::is_null), "{deep}");
 
     // Page sizes multiply: 100 posts, each with 100 posts of its author, is refused up front.
     let fan_out = "{ posts(first: 100) { nodes { author { posts(first: 100) { nodes { author { username } } } } } } }";
     let complex = app.gql(Some(&alice.access), fan_out, json!({})).await;
     assert_eq!(complex["errors"][0]["message"], "Query is too complex.", "{complex}");
-    assert_eq!(codes(&complex), vec!["BAD_USER_INPUT"]);
+    assert_eq!(codes(&complex), vec!["GRAPHQL_VALIDATION_FAILED"]);
     let fan_out_users = "{ users(first: 100) { nodes { posts(first: 100) { nodes { title content } } } } }";
     let complex = app.gql(Some(&alice.access), fan_out_users, json!({})).await;
     assert_eq!(complex["errors"][0]["message"], "Query is too complex.", "{complex}");

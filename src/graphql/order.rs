@@ -1,0 +1,216 @@
+//! Response fields in the order of the selection set, as the GraphQL specification asks.
+//!
+//! async-graphql 7.2.1 resolves the fields of an object concurrently and collects them in the
+//! order they complete, so a field answered from a DataLoader comes after its plain siblings.
+//! The [`SelectionOrder`] extension keeps the parsed document of each request and, once the
+//! operation has run, puts every object of `data` back in the order the document selects its
+//! keys ("CollectFields": aliases, fragment spreads and inline fragments in place, fields
+//! left out by `@skip`/`@include` not counted). The schema has no interfaces or unions, so every
+//! fragment of a valid document applies where it is spread. Every transport runs operations
+//! through the schema, so every transport gets the order.
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextSubscribe,
+};
+use async_graphql::parser::types::{
+    Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+};
+use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
+use futures_util::stream::BoxStream;
+
+/// The schema extension (one instance per request).
+pub struct SelectionOrder;
+
+impl ExtensionFactory for SelectionOrder {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Ordering::default())
+    }
+}
+
+/// The document and variables of the request being run.
+#[derive(Default)]
+struct Ordering {
+    parsed: Arc<Mutex<Option<(ExecutableDocument, Variables)>>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for Ordering {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        *self.parsed.lock().expect("order lock") = Some((document.clone(), variables.clone()));
+        Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        reorder(&self.parsed, operation_name, &mut response);
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        use futures_util::StreamExt;
+        let parsed = self.parsed.clone();
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                reorder(&parsed, None, &mut response);
+                response
+            })
+            .boxed()
+    }
+}
+
+fn reorder(parsed: &Mutex<Option<(ExecutableDocument, Variables)>>, name: Option<&str>, response: &mut Response) {
+    let guard = parsed.lock().expect("order lock");
+    let Some((document, variables)) = guard.as_ref() else { return };
+    let Some(operation) = operation(document, name) else { return };
+    let order = Order { document, variables };
+    order.value(&[&operation.selection_set.node], &mut response.data);
+}
+
+/// The operation a request runs (the only one when it names none).
+fn operation<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<&'a OperationDefinition> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(&operation.node),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|o| &o.node),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|o| &o.node)
+        }
+        _ => None,
+    }
+}
+
+struct Order<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+}
+
+impl<'a> Order<'a> {
+    /// Orders `value` (an object, a list of them, or a leaf) by the merged selection sets that
+    /// produced it.
+    fn value(&self, sets: &[&'a SelectionSet], value: &mut Value) {
+        match value {
+            Value::List(items) => items.iter_mut().for_each(|item| self.value(sets, item)),
+            Value::Object(object) => {
+                let mut fields: Vec<(&'a Name, Vec<&'a SelectionSet>)> = Vec::new();
+                let mut path = Vec::new();
+                for set in sets {
+                    self.collect(set, &mut fields, &mut path);
+                }
+                let mut ordered = async_graphql::indexmap::IndexMap::with_capacity(object.len());
+                for (key, subsets) in &fields {
+                    if let Some((key, mut value)) = object.shift_remove_entry(key.as_str()) {
+                        self.value(subsets, &mut value);
+                        ordered.insert(key, value);
+                    }
+                }
+                // Anything not selected (there should be nothing) keeps its place at the end.
+                ordered.extend(std::mem::take(object));
+                *object = ordered;
+            }
+            _ => {}
+        }
+    }
+
+    /// The response keys of a selection set in order, each with the selection sets of the
+    /// fields answering it (merged, in order).
+    fn collect(
+        &self,
+        set: &'a SelectionSet,
+        fields: &mut Vec<(&'a Name, Vec<&'a SelectionSet>)>,
+        path: &mut Vec<&'a Name>,
+    ) {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) if self.included(&field.node.directives) => {
+                    let key = field.node.response_key();
+                    let subset = &field.node.selection_set.node;
+                    match fields.iter_mut().find(|(k, _)| **k == key.node) {
+                        Some((_, subsets)) => subsets.push(subset),
+                        None => fields.push((&key.node, vec![subset])),
+                    }
+                }
+                Selection::InlineFragment(fragment) if self.included(&fragment.node.directives) => {
+                    self.collect(&fragment.node.selection_set.node, fields, path);
+                }
+                Selection::FragmentSpread(spread) if self.included(&spread.node.directives) => {
+                    let name = &spread.node.fragment_name.node;
+                    if let Some(fragment) = self.document.fragments.get(name)
+                        && !path.contains(&name)
+                    {
+                        path.push(name);
+                        self.collect(&fragment.node.selection_set.node, fields, path);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether `@skip` and `@include` keep a selection.
+    fn included(&self, directives: &[Positioned<Directive>]) -> bool {
+        directives.iter().all(|directive| {
+            let condition = directive.node.get_argument("if").and_then(|value| {
+                value.node.clone().into_const_with(|name| self.variables.get(&name).cloned().ok_or(())).ok()
+            });
+            match (directive.node.name.node.as_str(), condition) {
+                ("skip", Some(Value::Boolean(skip))) => !skip,
+                ("include", Some(Value::Boolean(include))) => include,
+                _ => true,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ordered(document: &str, variables: serde_json::Value, data: serde_json::Value) -> String {
+        let document = async_graphql::parser::parse_query(document).unwrap();
+        let variables = Variables::from_json(variables);
+        let mut value = Value::from_json(data).unwrap();
+        let order = Order { document: &document, variables: &variables };
+        let operation = operation(&document, None).unwrap();
+        order.value(&[&operation.selection_set.node], &mut value);
+        // A GraphQL literal, in the value's own key order.
+        value.to_string()
+    }
+
+    #[test]
+    fn objects_take_the_order_of_their_selection_sets() {
+        let data =
+            serde_json::json!({"rooms": [{"name": "r", "last": {"id": "1", "content": "c"}}], "me": {"id": "2"}});
+        let document = "{ me { id } rooms { last { content id } name } }";
+        assert_eq!(
+            ordered(document, serde_json::json!({}), data.clone()),
+            r#"{me: {id: "2"}, rooms: [{last: {content: "c", id: "1"}, name: "r"}]}"#
+        );
+        // Fragments and inline fragments in place; a key's first occurrence counts; skipped
+        // selections do not.
+        let document = "query($no: Boolean!) { rooms { ...R name @skip(if: $no) } me @include(if: true) { id } } \
+                        fragment R on Room { ... { last { id } } name last { content } }";
+        assert_eq!(
+            ordered(document, serde_json::json!({"no": true}), data),
+            r#"{rooms: [{last: {id: "1", content: "c"}, name: "r"}], me: {id: "2"}}"#
+        );
+    }
+}
