@@ -39,7 +39,8 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
                 .foreign_keys(true)
         });
     }
-    let db = Database::connect(options).await?;
+    let mut db = Database::connect(options).await?;
+    report_statements(&mut db);
     Ok(db)
 }
 
@@ -66,8 +67,15 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
-/// Counts every statement sent through `db` from now on (clones included). The count is how the
-/// tests prove that DataLoaders keep a query's statements constant whatever the page size.
+/// Every statement sent through `db` (clones made afterwards included) reports its duration to
+/// the metrics. Installed by [`connect`].
+fn report_statements(db: &mut DatabaseConnection) {
+    db.set_metric_callback(|info| crate::metrics::db_statement(info.elapsed));
+}
+
+/// Like [`report_statements`], and also counts every statement in the returned counter. Only
+/// tests install it (through `startup::Application::build_with`): they prove with it that
+/// DataLoaders keep a query's statements constant whatever the page size.
 pub fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicU64> {
     let counter = Arc::new(AtomicU64::new(0));
     let seen = counter.clone();

@@ -35,10 +35,21 @@ pub struct Application {
 impl Application {
     /// Connects to the database (running migrations) and the bus, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, |_| {}).await
+    }
+
+    /// [`build`](Self::build), with `adjust` applied to the database connection before anything
+    /// uses it: tests install a statement counter (`db::count_statements`) this way, so that
+    /// production statements pay for no counter only tests read.
+    pub async fn build_with(
+        settings: Settings,
+        adjust: impl FnOnce(&mut sea_orm::DatabaseConnection),
+    ) -> anyhow::Result<Self> {
         let secret = secret_key(&settings)?;
-        let db = crate::db::connect(&settings.database_url(), settings.db_pool)
+        let mut db = crate::db::connect(&settings.database_url(), settings.db_pool)
             .await
             .context("cannot connect to the database")?;
+        adjust(&mut db);
         if settings.no_migrate {
             tracing::info!("not running migrations (--no-migrate)");
         } else {
@@ -165,7 +176,9 @@ fn router(context: AppContext) -> Router {
         app
     };
     let (set_request_id, propagate_request_id) = crate::telemetry::request_id_layers();
-    let app = app.with_state(context.clone()).layer(
+    // Open WebSockets per client: a transport concern, shared by both socket kinds.
+    let sockets = crate::transport::socket::SocketLimiter::new(context.state.settings.ws_max_per_client);
+    let app = app.with_state(context.clone()).layer(axum::Extension(sockets)).layer(
         tower::ServiceBuilder::new()
             .layer(set_request_id)
             .layer(propagate_request_id)

@@ -2,7 +2,6 @@
 //! the media store and the settings. Built once by `startup` and shared behind an `Arc`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -21,24 +20,17 @@ pub struct AppState {
     pub media: MediaStore,
     /// Sign-in and registration attempts per client address.
     pub auth_throttle: Throttle,
-    /// Open WebSockets per client address.
-    pub sockets: Arc<crate::transport::socket::SocketLimiter>,
-    /// SQL statements run since start (every statement of `db` and its clones).
-    pub db_statements: Arc<AtomicU64>,
 }
 
 impl AppState {
-    pub fn new(settings: Settings, mut db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
-        let db_statements = crate::db::count_statements(&mut db);
+    pub fn new(settings: Settings, db: DatabaseConnection, secret: &[u8], bus: Arc<dyn EventBus>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             tokens: TokenService::new(secret, settings.access_token_lifetime, settings.refresh_token_lifetime),
             passwords: PasswordHasher::new(settings.hash_concurrency.unwrap_or(cores)),
             media: MediaStore::new(settings.media_dir()),
             auth_throttle: Throttle::new(settings.auth_rate_per_minute, Duration::from_secs(60)),
-            sockets: crate::transport::socket::SocketLimiter::new(settings.ws_max_per_client),
             bus,
-            db_statements,
             db,
             settings,
         }

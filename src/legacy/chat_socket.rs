@@ -80,6 +80,7 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// The handshake: 401 or 404 with REST's bodies before any upgrade, then the bridge.
 pub async fn connect(
     State(ctx): State<AppContext>,
+    axum::Extension(sockets): axum::Extension<std::sync::Arc<ws::SocketLimiter>>,
     ClientIp(ip): ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     uri: Uri,
@@ -98,7 +99,7 @@ pub async fn connect(
         Ok(after) => after,
         Err(refusal) => return refusal,
     };
-    let Some(permit) = bridge.caller.ctx.state.sockets.acquire(ip) else {
+    let Some(permit) = sockets.acquire(ip) else {
         return errors::detail(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "Too many open WebSockets from this address.",

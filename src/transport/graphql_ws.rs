@@ -28,13 +28,14 @@ fn token_from_init(payload: &serde_json::Value) -> Result<Option<String>, auth::
 
 pub async fn graphql_ws(
     State(ctx): State<AppContext>,
+    axum::Extension(sockets): axum::Extension<std::sync::Arc<socket::SocketLimiter>>,
     client: ClientIp,
     Caller(header_viewer): Caller,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(permit) = ctx.state.sockets.acquire(client.0) else {
+    let Some(permit) = sockets.acquire(client.0) else {
         return (axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many open WebSockets from this address.")
             .into_response();
     };

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub context: AppContext,
+    /// SQL statements the server has run (a counter installed for the tests only).
+    pub statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub database_url: String,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -100,7 +102,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
     let database_url = settings.database_url();
-    let app = Application::build(settings).await.expect("application builds");
+    let mut statements = None;
+    let app = Application::build_with(settings, |db| statements = Some(agora::db::count_statements(db)))
+        .await
+        .expect("application builds");
+    let statements = statements.expect("the counter was installed");
     let addr = app.local_addr();
     let context = app.context().clone();
     let shutdown = CancellationToken::new();
@@ -111,6 +117,7 @@ pub async fn start(settings: Settings, dir: tempfile::TempDir) -> TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         context,
+        statements,
         database_url,
         shutdown,
         server: Some(server),

@@ -281,7 +281,7 @@ async fn a_page_with_authors_and_profiles_costs_the_same_few_statements_at_any_s
         let author = &authors[i % authors.len()];
         insert(&app, author.id, &format!("t{i}"), start + Duration::milliseconds(i as i64)).await;
     }
-    let counter = &app.context.state.db_statements;
+    let counter = &app.statements;
     let mut costs = Vec::new();
     // Repeated, and through `edges` too: batching must not depend on timing.
     for (first, query) in [(10, FEED), (100, FEED), (10, FEED_EDGES), (100, FEED_EDGES), (100, FEED)] {
@@ -385,7 +385,7 @@ async fn total_count_is_counted_only_when_selected() {
         create(&app, &alice, title).await;
     }
     create(&app, &bob, "b1").await;
-    let (app, alice, counter) = (&app, &alice, &app.context.state.db_statements);
+    let (app, alice, counter) = (&app, &alice, &app.statements);
     let cost = |query: &'static str| async move {
         let before = counter.load(Ordering::SeqCst);
         let data = app.gql_ok(Some(&alice.access), query, json!({"u": alice.username})).await;
