@@ -1,5 +1,5 @@
 //! The legacy chat WebSocket (`/messenger/ws/ws/chat/<room_name>/`, API.md "Legacy WebSocket"),
-//! as a thin bridge over the GraphQL schema: no chat rule is decided here.
+//! as a bridge over the GraphQL schema: no chat rule is decided here.
 //!
 //! * Handshake: the token (`?token=` first, else `Authorization: Bearer`) is checked as REST
 //!   checks it, then the room with the GraphQL query `chatRoom(name:)` (NOT_FOUND: unknown or
@@ -24,12 +24,11 @@
 //! itself: its outgoing queue is bounded, a socket that does not take a frame within a ping
 //! period is dropped by `ws::keepalive`, and a feed that falls too far behind ends (above).
 
-use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{Request as GqlRequest, ServerError, Variables};
+use async_graphql::ServerError;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, close_code};
 use axum::extract::{State, WebSocketUpgrade};
@@ -42,25 +41,28 @@ use serde_json::{Value, json};
 use super::body::{self, Field, Kind};
 use super::pyjson::{self, PyValue};
 use super::shapes::{self, ValidationErrors};
-use super::{decorate, errors};
+use super::{Caller, Document, decorate, errors, query};
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
-use crate::graphql::{self, chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
+use crate::graphql::{chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
 use crate::transport::socket as ws;
 
 /// The route, with and without its trailing slash.
 pub const PATHS: [&str; 2] = ["/messenger/ws/ws/chat/{room_name}", "/messenger/ws/ws/chat/{room_name}/"];
 
 /// Whether the room exists for the caller, and where its history ends.
-const ROOM: &str = "query($name: String!) { chatRoom(name: $name) { lastMessage { id } } }";
+static ROOM: Document = Document::new("query($name: String!) { chatRoom(name: $name) { lastMessage { id } } }");
 
-const FEED: &str = "subscription($name: String!, $after: String) {
+static FEED: Document = Document::new(
+    "subscription($name: String!, $after: String) {
   messageAdded(roomName: $name, after: $after) { id user: author { username } content timestamp }
-}";
+}",
+);
 
-const SEND: &str =
-    "mutation($name: String!, $content: String!) { sendMessage(roomName: $name, content: $content) { id } }";
+static SEND: Document = Document::new(
+    "mutation($name: String!, $content: String!) { sendMessage(roomName: $name, content: $content) { id } }",
+);
 
 const INVALID_JSON: &str = "Invalid JSON.";
 const NOT_A_MESSAGE: &str = "Expected an object with a \"message\" key.";
@@ -94,7 +96,7 @@ pub async fn connect(
         Ok(user) => user,
         Err(err) => return errors::auth_error(&err),
     };
-    let bridge = Bridge { ctx, viewer: Viewer::User(user), ip, room };
+    let bridge = Bridge { caller: Caller { ctx, viewer: Viewer::User(user), ip }, room };
     let after = match bridge.resume_point().await {
         Ok(after) => after,
         Err(refusal) => return refusal,
@@ -105,8 +107,8 @@ pub async fn connect(
             "Too many open WebSockets from this address.",
         );
     };
-    let every = Duration::from_secs(bridge.ctx.state.settings.ws_ping_seconds.max(1));
-    let tasks = bridge.ctx.lifecycle.tasks.clone();
+    let every = Duration::from_secs(bridge.caller.ctx.state.settings.ws_ping_seconds.max(1));
+    let tasks = bridge.caller.ctx.lifecycle.tasks.clone();
     ws::configure(upgrade)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
@@ -129,31 +131,17 @@ fn room_name(path: &str) -> Option<String> {
 /// Python's `urllib.parse.unquote`: `%XX` escapes decoded as UTF-8 (a `%` not followed by two
 /// hex digits stays as it is), invalid sequences replaced.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let hex = |at: usize| bytes.get(at).and_then(|&c| (c as char).to_digit(16));
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2))
-        {
-            out.push((high * 16 + low) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// The caller as the reference's `JWTAuthMiddleware` finds them: the first non-empty `?token=`
 /// (Python's `parse_qs` drops empty values), else the `Authorization` header (read as the REST
 /// endpoints read it).
 async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<entity::user::Model, AuthError> {
-    let from_query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+    let from_query = query::pairs(uri)
+        .into_iter()
         .find(|(name, value)| name == "token" && !value.is_empty())
-        .map(|(_, value)| value.into_owned());
+        .map(|(_, value)| value);
     let token = match from_query {
         Some(token) => Some(token),
         None => {
@@ -166,9 +154,7 @@ async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<enti
 
 /// One accepted connection: the caller in one room.
 struct Bridge {
-    ctx: AppContext,
-    viewer: Viewer,
-    ip: IpAddr,
+    caller: Caller,
     room: String,
 }
 
@@ -181,24 +167,12 @@ enum Reply {
 }
 
 impl Bridge {
-    fn request(&self, document: &str, variables: Value) -> GqlRequest {
-        let request = GqlRequest::new(document).variables(Variables::from_json(variables));
-        graphql::prepare(request, &self.ctx.state, self.viewer.clone(), ClientIp(self.ip))
-    }
-
-    async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {
-        let response = self.ctx.schema.execute(self.request(document, variables)).await;
-        if !response.errors.is_empty() {
-            return Err(response.errors);
-        }
-        response.data.into_json().map_err(|err| vec![ServerError::new(format!("data is not JSON: {err}"), None)])
-    }
-
     /// The cursor of the room's last message (of id 0 for an empty room: from its first
     /// message), or the refusal of the handshake.
     async fn resume_point(&self) -> Result<String, Response> {
         let data = self
-            .execute(ROOM, json!({"name": self.room}))
+            .caller
+            .execute(&ROOM, json!({"name": self.room}))
             .await
             .map_err(|errors| errors::from_graphql(&errors, &ValidationErrors::default(), &[]))?;
         let last = match &data["chatRoom"]["lastMessage"]["id"] {
@@ -214,17 +188,19 @@ impl Bridge {
     }
 
     async fn run(self, socket: WebSocket, after: String, every: Duration) {
-        let (mut outgoing, incoming) = ws::keepalive(socket, every, &self.ctx.lifecycle);
+        let (mut outgoing, incoming) = ws::keepalive(socket, every, &self.caller.ctx.lifecycle);
         let mut incoming = pin!(incoming);
         // A connection lives for hours: its loaders batch but do not cache.
+        let ctx = &self.caller.ctx;
         let request = self
-            .request(FEED, json!({"name": self.room, "after": after}))
-            .data(Arc::new(loaders::uncached(self.ctx.state.db.clone())))
-            .data(graphql::observe::Transport("legacy"));
-        let mut feed = self.ctx.schema.execute_stream(request);
+            .caller
+            .request(&FEED, json!({"name": self.room, "after": after}))
+            .data(Arc::new(loaders::uncached(ctx.state.db.clone())))
+            .data(crate::graphql::observe::Transport("legacy"));
+        let mut feed = ctx.schema.execute_stream(request);
         // Ends when the user is deactivated or deleted (`ws::watch_owners`).
-        let owner = match &self.viewer {
-            Viewer::User(user) => Some(self.ctx.socket_owners.register(user.id)),
+        let owner = match &self.caller.viewer {
+            Viewer::User(user) => Some(ctx.socket_owners.register(user.id)),
             _ => None,
         };
         let revoked = owner.as_ref().map(|owner| owner.revoked.clone()).unwrap_or_default();
@@ -258,7 +234,7 @@ impl Bridge {
     /// The subscription ended without an error: the server is stopping (the writer sends 1001
     /// itself), or the bus closed.
     fn feed_ended(&self) -> Message {
-        if self.ctx.lifecycle.shutdown.is_cancelled() {
+        if self.caller.ctx.lifecycle.shutdown.is_cancelled() {
             ws::close(close_code::AWAY, "server shutting down")
         } else {
             ws::close(close_code::ERROR, "live feed ended; reconnect and read the history")
@@ -279,7 +255,7 @@ impl Bridge {
         if let Some(message) = fields.problems.0.first().and_then(|(_, messages)| messages.first()) {
             return error(message);
         }
-        let sent = self.execute(SEND, json!({"name": self.room, "content": fields.text("message")})).await;
+        let sent = self.caller.execute(&SEND, json!({"name": self.room, "content": fields.text("message")})).await;
         let Err(errors) = sent else { return Reply::Nothing };
         match field_message(&errors) {
             Some(message) => error(&message),

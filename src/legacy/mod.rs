@@ -1,6 +1,8 @@
-//! The legacy REST API of the Django REST Framework service, as a thin layer over the GraphQL
-//! schema: every endpoint of [`routes::ROUTES`] runs a GraphQL operation with the caller's
-//! identity and reshapes its `data` into the legacy JSON, so no rule is decided twice.
+//! The legacy REST API of the Django REST Framework service over the GraphQL schema: every
+//! endpoint of [`routes::ROUTES`] runs a GraphQL operation with the caller's identity and
+//! reshapes its `data` into the legacy JSON, so no rule is decided twice. What this layer holds
+//! is the other half of the old contract, what Django, DRF and Python did at the edges (parsing,
+//! dispatch order, error wording, key order): the README's "What the legacy layer is".
 //!
 //! A request goes through the steps of DRF's `APIView.dispatch`, in DRF's order: content
 //! negotiation (406), authentication (a bad token is a 401 even where none is needed), the
@@ -13,11 +15,14 @@ pub mod chat_socket;
 pub mod errors;
 pub mod openapi;
 pub mod pyjson;
+pub mod query;
 pub mod routes;
 pub mod shapes;
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Request as GqlRequest, ServerError, Variables as GqlVariables};
 use axum::Router;
 use axum::extract::{RawPathParams, Request, State};
@@ -90,7 +95,8 @@ async fn handle(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    if let Some(refusal) = negotiate(&parts) {
+    let query = query::pairs(&parts.uri);
+    if let Some(refusal) = negotiate(&parts, &query) {
         return refusal;
     }
     let user = if route.authenticates {
@@ -116,9 +122,6 @@ async fn handle(
     }
     let Some(operation) = operation else { return errors::method_not_allowed(&parts.method) };
 
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
     let mut input = Input { path, query, body: Default::default() };
     if parts.method == Method::POST {
         let limit = ctx.state.settings.max_body_bytes.min(body::MAX_BODY_BYTES);
@@ -132,7 +135,7 @@ async fn handle(
         };
     }
     let viewer = user.map_or(Viewer::Anonymous, Viewer::User);
-    let call = Call { ctx, viewer, ip };
+    let call = Caller { ctx: ctx.clone(), viewer, ip };
     let variables = match (operation.variables)(&input) {
         Ok(variables) => variables,
         Err(invalid) => return call.refuse(operation, &input, &invalid).await,
@@ -142,7 +145,7 @@ async fn handle(
         Ok(data) if input.body.problems.is_empty() => data,
         Ok(_) => {
             // Unreachable while every operation refuses a blank required field (see `body`).
-            tracing::error!(document = operation.document, "legacy operation accepted a blank required field");
+            tracing::error!(document = operation.document.text, "legacy operation accepted a blank required field");
             return errors::invalid(&input.body.problems);
         }
         Err(gql_errors) => return errors::from_graphql(&gql_errors, &input.body.problems, &order),
@@ -156,19 +159,15 @@ async fn handle(
             response
         }
         Err(err) => {
-            tracing::error!(error = %err, document = operation.document, "legacy reply does not fit its shape");
+            tracing::error!(error = %err, document = operation.document.text, "legacy reply does not fit its shape");
             errors::server_error()
         }
     }
 }
 
 /// DRF's content negotiation (only JSON is rendered) and its `?format=` override.
-fn negotiate(parts: &Parts) -> Option<Response> {
-    let format = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-        .filter(|(k, _)| k == "format")
-        .last()
-        .map(|(_, v)| v.into_owned());
-    if let Some(format) = format.filter(|f| !f.is_empty()) {
+fn negotiate(parts: &Parts, query: &[(String, String)]) -> Option<Response> {
+    if let Some(format) = query::last(query, "format").filter(|f| !f.is_empty()) {
         return (format != "json").then(errors::not_found);
     }
     let accept = parts.headers.get(ACCEPT).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())?;
@@ -185,18 +184,45 @@ async fn caller(ctx: &AppContext, parts: &Parts) -> Result<Option<entity::user::
     auth::authenticate_header(&ctx.state.db, &ctx.state.tokens, header.as_deref()).await
 }
 
-/// One request's GraphQL calls, with the caller's identity and address.
-struct Call<'a> {
-    ctx: &'a AppContext,
+/// A GraphQL document of the legacy layer, parsed once (on first use) and reused: a request
+/// then skips parsing (async-graphql still validates each one against the schema).
+pub struct Document {
+    pub text: &'static str,
+    parsed: OnceLock<Option<ExecutableDocument>>,
+}
+
+impl Document {
+    pub const fn new(text: &'static str) -> Self {
+        Self { text, parsed: OnceLock::new() }
+    }
+
+    /// A request of this document (already parsed, unless it does not parse: then the
+    /// schema reports why).
+    fn request(&self, variables: Value) -> GqlRequest {
+        let mut request = GqlRequest::new(self.text).variables(GqlVariables::from_json(variables));
+        if let Some(parsed) = self.parsed.get_or_init(|| async_graphql::parser::parse_query(self.text).ok()) {
+            request.set_parsed_query(parsed.clone());
+        }
+        request
+    }
+}
+
+/// A caller of the schema for the legacy transports: an identity and an address.
+struct Caller {
+    ctx: AppContext,
     viewer: Viewer,
     ip: IpAddr,
 }
 
-impl Call<'_> {
-    async fn execute(&self, document: &str, variables: Value) -> Result<Value, Vec<ServerError>> {
-        let request = GqlRequest::new(document).variables(GqlVariables::from_json(variables));
-        let request = crate::graphql::prepare(request, &self.ctx.state, self.viewer.clone(), ClientIp(self.ip));
-        let response = self.ctx.schema.execute(request).await;
+impl Caller {
+    /// A request of `document` as this caller (for `execute`, or a subscription's stream).
+    fn request(&self, document: &Document, variables: Value) -> GqlRequest {
+        crate::graphql::prepare(document.request(variables), &self.ctx.state, self.viewer.clone(), ClientIp(self.ip))
+    }
+
+    /// Runs a query or mutation: its `data`, or its errors.
+    async fn execute(&self, document: &Document, variables: Value) -> Result<Value, Vec<ServerError>> {
+        let response = self.ctx.schema.execute(self.request(document, variables)).await;
         if !response.errors.is_empty() {
             return Err(response.errors);
         }

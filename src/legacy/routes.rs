@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::{RefOr, Schema};
 
-use super::body::{self, Field, Fields, Kind};
+use super::Document;
+use super::body::{Field, Fields, Kind};
+use super::query;
 use super::shapes::{self, ValidationErrors};
 use crate::domain;
 use crate::graphql::cursor;
@@ -43,7 +45,7 @@ pub struct Operation {
     /// Callable without a token (all methods of a route that does not authenticate are).
     pub open: bool,
     /// The GraphQL document run with the caller's identity.
-    pub document: &'static str,
+    pub document: &'static Document,
     /// The body fields read (POST).
     pub fields: &'static [Field],
     /// The query parameters read (GET), for `/openapi.json`.
@@ -52,7 +54,7 @@ pub struct Operation {
     pub variables: fn(&Input) -> Result<Variables, ValidationErrors>,
     /// Run (with the path parameters as variables) before answering such a 400, so that an
     /// error DRF raises first (a 404) still wins.
-    pub guard: Option<&'static str>,
+    pub guard: Option<&'static Document>,
     /// When the legacy list is a whole connection: the operation is repeated page by page.
     pub paging: Option<Paging>,
     /// The legacy body (and a status other than `status`, if any) from the operation's `data`.
@@ -62,6 +64,32 @@ pub struct Operation {
     pub response: fn(&mut Schemas) -> RefOr<Schema>,
     /// Other success statuses the shaper may choose (for `/openapi.json`).
     pub other_statuses: &'static [StatusCode],
+}
+
+impl Operation {
+    /// An operation that needs a token, reads no input and answers 200: each entry of the
+    /// table says what it does and, with struct update syntax, only how it differs from this.
+    const fn new(
+        summary: &'static str,
+        document: &'static Document,
+        shape: fn(Value) -> Result<Reply, serde_json::Error>,
+        response: fn(&mut Schemas) -> RefOr<Schema>,
+    ) -> Self {
+        Operation {
+            summary,
+            open: false,
+            document,
+            fields: &[],
+            params: &[],
+            variables: no_variables,
+            guard: None,
+            paging: None,
+            shape,
+            status: StatusCode::OK,
+            response,
+            other_statuses: &[],
+        }
+    }
 }
 
 /// Everything a variables builder may read.
@@ -189,13 +217,17 @@ fn no_variables(_: &Input) -> Result<Variables, ValidationErrors> {
 
 // ---- 1. users ----------------------------------------------------------------------------------
 
-const USERS: &str = "query($first: Int!, $after: String) {
+static USERS: Document = Document::new(
+    "query($first: Int!, $after: String) {
   users(first: $first, after: $after) { nodes { id username email } pageInfo { hasNextPage endCursor } }
-}";
+}",
+);
 
-const REGISTER: &str = "mutation($username: String!, $email: String!, $password: String!) {
+static REGISTER: Document = Document::new(
+    "mutation($username: String!, $email: String!, $password: String!) {
   register(input: {username: $username, email: $email, password: $password}) { id username email }
-}";
+}",
+);
 
 const REGISTER_FIELDS: &[Field] = &[
     Field { name: "username", kind: Kind::Text },
@@ -210,9 +242,11 @@ fn register_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 
 // ---- 2, 3. tokens ------------------------------------------------------------------------------
 
-const TOKEN: &str = "mutation($username: String!, $password: String!) {
+static TOKEN: Document = Document::new(
+    "mutation($username: String!, $password: String!) {
   tokenAuth(username: $username, password: $password) { refresh access }
-}";
+}",
+);
 
 const TOKEN_FIELDS: &[Field] =
     &[Field { name: "username", kind: Kind::Text }, Field { name: "password", kind: Kind::Text }];
@@ -221,7 +255,7 @@ fn token_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     Variables::all(json!({"username": input.body.text("username"), "password": input.body.text("password")}))
 }
 
-const REFRESH: &str = "mutation($refresh: String!) { refreshToken(refresh: $refresh) { access } }";
+static REFRESH: Document = Document::new("mutation($refresh: String!) { refreshToken(refresh: $refresh) { access } }");
 
 const REFRESH_FIELDS: &[Field] = &[Field { name: "refresh", kind: Kind::Text }];
 
@@ -231,7 +265,8 @@ fn refresh_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 
 // ---- 4, 5, 6. profile and posts ----------------------------------------------------------------
 
-const PROFILE: &str = "query($first: Int!, $after: String) {
+static PROFILE: Document = Document::new(
+    "query($first: Int!, $after: String) {
   me {
     id username email
     profile { image bio }
@@ -240,18 +275,23 @@ const PROFILE: &str = "query($first: Int!, $after: String) {
       pageInfo { hasNextPage endCursor }
     }
   }
-}";
+}",
+);
 
-const POSTS: &str = "query($first: Int!, $after: String) {
+static POSTS: Document = Document::new(
+    "query($first: Int!, $after: String) {
   posts(first: $first, after: $after) {
     nodes { id title content created_at: createdAt }
     pageInfo { hasNextPage endCursor }
   }
-}";
+}",
+);
 
-const CREATE_POST: &str = "mutation($title: String!, $content: String!) {
+static CREATE_POST: Document = Document::new(
+    "mutation($title: String!, $content: String!) {
   createPost(input: {title: $title, content: $content}) { id title content created_at: createdAt }
-}";
+}",
+);
 
 const POST_FIELDS: &[Field] = &[Field { name: "title", kind: Kind::Text }, Field { name: "content", kind: Kind::Text }];
 
@@ -261,13 +301,15 @@ fn post_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 
 // ---- 7, 9. chat rooms --------------------------------------------------------------------------
 
-const MY_ROOMS: &str = "{ myChatRooms { id name members { id } display_name: displayName } }";
-const MY_ROOMS_BY_CREATION: &str =
-    "{ myChatRooms(order: CREATED) { id name members { id } display_name: displayName } }";
+static MY_ROOMS: Document = Document::new("{ myChatRooms { id name members { id } display_name: displayName } }");
+static MY_ROOMS_BY_CREATION: Document =
+    Document::new("{ myChatRooms(order: CREATED) { id name members { id } display_name: displayName } }");
 
-const CREATE_ROOM: &str = "mutation($recipient: String!) {
+static CREATE_ROOM: Document = Document::new(
+    "mutation($recipient: String!) {
   createChatRoom(recipient: $recipient) { created chatRoom { id name members { id } display_name: displayName } }
-}";
+}",
+);
 
 const ROOM_FIELDS: &[Field] = &[Field { name: "recipient", kind: Kind::Slug }];
 
@@ -284,21 +326,25 @@ fn created_room(data: Value) -> Result<Reply, serde_json::Error> {
 
 // ---- 8. messages -------------------------------------------------------------------------------
 
-const MESSAGES: &str = "query($name: String!, $last: Int!, $before: String) {
+static MESSAGES: Document = Document::new(
+    "query($name: String!, $last: Int!, $before: String) {
   chatRoom(name: $name) {
     messages(last: $last, before: $before, includeDeleted: false) {
       nodes { id user: author { username } content timestamp }
       pageInfo { hasPreviousPage startCursor }
     }
   }
-}";
+}",
+);
 
 /// Whether the room exists for the caller: its 404 comes before a 400 on the query, as in DRF.
-const ROOM_GUARD: &str = "query($room_name: String!) { chatRoom(name: $room_name) { id } }";
+static ROOM_GUARD: Document = Document::new("query($room_name: String!) { chatRoom(name: $room_name) { id } }");
 
-const SEND_MESSAGE: &str = "mutation($name: String!, $content: String!) {
+static SEND_MESSAGE: Document = Document::new(
+    "mutation($name: String!, $content: String!) {
   sendMessage(roomName: $name, content: $content) { id user: author { username } content timestamp }
-}";
+}",
+);
 
 const MESSAGE_FIELDS: &[Field] = &[Field { name: "content", kind: Kind::Text }];
 
@@ -307,7 +353,7 @@ const MESSAGE_FIELDS: &[Field] = &[Field { name: "content", kind: Kind::Text }];
 fn history_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     let mut errors = ValidationErrors::default();
     let mut param = |name: &str| {
-        body::integer_param(&input.query, name, 1).unwrap_or_else(|message| {
+        query::integer_param(&input.query, name, 1).unwrap_or_else(|message| {
             errors.add(name, [message]);
             None
         })
@@ -330,7 +376,8 @@ fn send_variables(input: &Input) -> Result<Variables, ValidationErrors> {
 
 // ---- friends (the original's later version) -----------------------------------------------------
 
-const SEARCH_USER: &str = "query($username: String!, $first: Int!, $after: String) {
+static SEARCH_USER: Document = Document::new(
+    "query($username: String!, $first: Int!, $after: String) {
   user(username: $username, ignoreCase: true) {
     id username email
     profile { image bio friends: friendIds }
@@ -339,13 +386,14 @@ const SEARCH_USER: &str = "query($username: String!, $first: Int!, $after: Strin
       pageInfo { hasNextPage endCursor }
     }
   }
-}";
+}",
+);
 
 /// `?username=` is required and may not be blank (DRF's `CharField` trims it first).
 fn search_user_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     let username = input.query.iter().rev().find(|(k, _)| k == "username").map(|(_, v)| v.trim());
     let problem = match username {
-        None => body::REQUIRED,
+        None => super::body::REQUIRED,
         Some("") => domain::BLANK,
         Some(username) => return Variables::all(json!({"username": username})),
     };
@@ -363,8 +411,10 @@ fn found_user(data: Value) -> Result<Reply, serde_json::Error> {
     reply::<shapes::FoundUser>(&data, "/user")
 }
 
-const ADD_FRIEND: &str = "mutation($username: String!) { addFriend(username: $username) { username } }";
-const REMOVE_FRIEND: &str = "mutation($username: String!) { removeFriend(username: $username) { username } }";
+static ADD_FRIEND: Document =
+    Document::new("mutation($username: String!) { addFriend(username: $username) { username } }");
+static REMOVE_FRIEND: Document =
+    Document::new("mutation($username: String!) { removeFriend(username: $username) { username } }");
 
 const FRIEND_FIELDS: &[Field] = &[Field { name: "username", kind: Kind::Text }];
 
@@ -395,32 +445,25 @@ pub static ROUTES: &[Route] = &[
         description: "GET lists users (authenticated); POST registers one (open).",
         authenticates: true,
         get: Some(Operation {
-            summary: "All users, ordered by id",
-            open: false,
-            document: USERS,
-            fields: &[],
-            params: &[],
-            variables: no_variables,
-            guard: None,
             paging: Some(Paging { connection: "/users", direction: Direction::Forward }),
-            shape: |data| reply::<Vec<shapes::User>>(&data, "/users"),
-            status: StatusCode::OK,
-            response: many::<shapes::User>,
-            other_statuses: &[],
+            ..Operation::new(
+                "All users, ordered by id",
+                &USERS,
+                |data| reply::<Vec<shapes::User>>(&data, "/users"),
+                many::<shapes::User>,
+            )
         }),
         post: Some(Operation {
-            summary: "Register a user (open); the user gets an empty profile",
             open: true,
-            document: REGISTER,
             fields: REGISTER_FIELDS,
-            params: &[],
             variables: register_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<shapes::User>(&data, "/register"),
             status: StatusCode::CREATED,
-            response: one::<shapes::User>,
-            other_statuses: &[],
+            ..Operation::new(
+                "Register a user (open); the user gets an empty profile",
+                &REGISTER,
+                |data| reply::<shapes::User>(&data, "/register"),
+                one::<shapes::User>,
+            )
         }),
         post_metadata: &[
             ID_META,
@@ -437,18 +480,15 @@ pub static ROUTES: &[Route] = &[
         authenticates: false,
         get: None,
         post: Some(Operation {
-            summary: "Exchange credentials for a refresh and an access token (open)",
             open: true,
-            document: TOKEN,
             fields: TOKEN_FIELDS,
-            params: &[],
             variables: token_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<shapes::TokenPair>(&data, "/tokenAuth"),
-            status: StatusCode::OK,
-            response: one::<shapes::TokenPair>,
-            other_statuses: &[],
+            ..Operation::new(
+                "Exchange credentials for a refresh and an access token (open)",
+                &TOKEN,
+                |data| reply::<shapes::TokenPair>(&data, "/tokenAuth"),
+                one::<shapes::TokenPair>,
+            )
         }),
         post_metadata: &[
             meta("username", "string", true, false, "Username", None),
@@ -463,18 +503,15 @@ pub static ROUTES: &[Route] = &[
         authenticates: false,
         get: None,
         post: Some(Operation {
-            summary: "A new access token for a refresh token (open)",
             open: true,
-            document: REFRESH,
             fields: REFRESH_FIELDS,
-            params: &[],
             variables: refresh_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<shapes::AccessToken>(&data, "/refreshToken"),
-            status: StatusCode::OK,
-            response: one::<shapes::AccessToken>,
-            other_statuses: &[],
+            ..Operation::new(
+                "A new access token for a refresh token (open)",
+                &REFRESH,
+                |data| reply::<shapes::AccessToken>(&data, "/refreshToken"),
+                one::<shapes::AccessToken>,
+            )
         }),
         post_metadata: &[
             meta("refresh", "string", true, false, "Refresh", None),
@@ -487,18 +524,13 @@ pub static ROUTES: &[Route] = &[
         description: "The caller, with their profile and their own posts, newest first.",
         authenticates: true,
         get: Some(Operation {
-            summary: "The caller with their profile and their own posts, newest first",
-            open: false,
-            document: PROFILE,
-            fields: &[],
-            params: &[],
-            variables: no_variables,
-            guard: None,
             paging: Some(Paging { connection: "/me/posts", direction: Direction::Forward }),
-            shape: |data| reply::<shapes::UserProfile>(&data, "/me"),
-            status: StatusCode::OK,
-            response: one::<shapes::UserProfile>,
-            other_statuses: &[],
+            ..Operation::new(
+                "The caller with their profile and their own posts, newest first",
+                &PROFILE,
+                |data| reply::<shapes::UserProfile>(&data, "/me"),
+                one::<shapes::UserProfile>,
+            )
         }),
         post: None,
         post_metadata: &[],
@@ -509,32 +541,24 @@ pub static ROUTES: &[Route] = &[
         description: "Every post, newest first; POST publishes one as the caller.",
         authenticates: true,
         get: Some(Operation {
-            summary: "All posts, newest first",
-            open: false,
-            document: POSTS,
-            fields: &[],
-            params: &[],
-            variables: no_variables,
-            guard: None,
             paging: Some(Paging { connection: "/posts", direction: Direction::Forward }),
-            shape: |data| reply::<Vec<shapes::Post>>(&data, "/posts"),
-            status: StatusCode::OK,
-            response: many::<shapes::Post>,
-            other_statuses: &[],
+            ..Operation::new(
+                "All posts, newest first",
+                &POSTS,
+                |data| reply::<Vec<shapes::Post>>(&data, "/posts"),
+                many::<shapes::Post>,
+            )
         }),
         post: Some(Operation {
-            summary: "Publish a post as the caller",
-            open: false,
-            document: CREATE_POST,
             fields: POST_FIELDS,
-            params: &[],
             variables: post_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<shapes::Post>(&data, "/createPost"),
             status: StatusCode::CREATED,
-            response: one::<shapes::Post>,
-            other_statuses: &[],
+            ..Operation::new(
+                "Publish a post as the caller",
+                &CREATE_POST,
+                |data| reply::<shapes::Post>(&data, "/createPost"),
+                one::<shapes::Post>,
+            )
         }),
         post_metadata: &[
             ID_META,
@@ -548,33 +572,23 @@ pub static ROUTES: &[Route] = &[
         name: "Room List Create",
         description: "The caller's rooms; POST {\"recipient\"} opens (or returns) the room with that user.",
         authenticates: true,
-        get: Some(Operation {
-            summary: "The caller's rooms, by id",
-            open: false,
-            document: MY_ROOMS_BY_CREATION,
-            fields: &[],
-            params: &[],
-            variables: no_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
-            status: StatusCode::OK,
-            response: many::<shapes::Room>,
-            other_statuses: &[],
-        }),
+        get: Some(Operation::new(
+            "The caller's rooms, by id",
+            &MY_ROOMS_BY_CREATION,
+            |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
+            many::<shapes::Room>,
+        )),
         post: Some(Operation {
-            summary: "Open the room with `recipient` (201), or return the existing one (200)",
-            open: false,
-            document: CREATE_ROOM,
             fields: ROOM_FIELDS,
-            params: &[],
             variables: room_variables,
-            guard: None,
-            paging: None,
-            shape: created_room,
             status: StatusCode::CREATED,
-            response: one::<shapes::Room>,
             other_statuses: &[StatusCode::OK],
+            ..Operation::new(
+                "Open the room with `recipient` (201), or return the existing one (200)",
+                &CREATE_ROOM,
+                created_room,
+                one::<shapes::Room>,
+            )
         }),
         // DRF describes the list's serializer here (the reference's `RoomSerializer`).
         post_metadata: &[
@@ -590,10 +604,6 @@ pub static ROUTES: &[Route] = &[
         description: "A room's history, oldest first; POST stores a message and pushes it to the room.",
         authenticates: true,
         get: Some(Operation {
-            summary: "The room's history, oldest first (optionally the newest `limit` older than `before`)",
-            open: false,
-            document: MESSAGES,
-            fields: &[],
             params: &[
                 QueryParam {
                     name: "limit",
@@ -607,26 +617,25 @@ pub static ROUTES: &[Route] = &[
                 },
             ],
             variables: history_variables,
-            guard: Some(ROOM_GUARD),
+            guard: Some(&ROOM_GUARD),
             paging: Some(Paging { connection: "/chatRoom/messages", direction: Direction::Backward }),
-            shape: |data| reply::<Vec<shapes::Message>>(&data, "/chatRoom/messages"),
-            status: StatusCode::OK,
-            response: many::<shapes::Message>,
-            other_statuses: &[],
+            ..Operation::new(
+                "The room's history, oldest first (optionally the newest `limit` older than `before`)",
+                &MESSAGES,
+                |data| reply::<Vec<shapes::Message>>(&data, "/chatRoom/messages"),
+                many::<shapes::Message>,
+            )
         }),
         post: Some(Operation {
-            summary: "Send a message to the room (also pushed to its live subscribers)",
-            open: false,
-            document: SEND_MESSAGE,
             fields: MESSAGE_FIELDS,
-            params: &[],
             variables: send_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<shapes::Message>(&data, "/sendMessage"),
             status: StatusCode::CREATED,
-            response: one::<shapes::Message>,
-            other_statuses: &[],
+            ..Operation::new(
+                "Send a message to the room (also pushed to its live subscribers)",
+                &SEND_MESSAGE,
+                |data| reply::<shapes::Message>(&data, "/sendMessage"),
+                one::<shapes::Message>,
+            )
         }),
         post_metadata: &[
             ID_META,
@@ -640,20 +649,12 @@ pub static ROUTES: &[Route] = &[
         name: "User Room List",
         description: "The caller's rooms, most recent activity (last message, else creation) first.",
         authenticates: true,
-        get: Some(Operation {
-            summary: "The caller's rooms, most recent activity first",
-            open: false,
-            document: MY_ROOMS,
-            fields: &[],
-            params: &[],
-            variables: no_variables,
-            guard: None,
-            paging: None,
-            shape: |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
-            status: StatusCode::OK,
-            response: many::<shapes::Room>,
-            other_statuses: &[],
-        }),
+        get: Some(Operation::new(
+            "The caller's rooms, most recent activity first",
+            &MY_ROOMS,
+            |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
+            many::<shapes::Room>,
+        )),
         post: None,
         post_metadata: &[],
     },
@@ -665,7 +666,7 @@ pub static ROUTES: &[Route] = &[
         get: Some(Operation {
             summary: "The user named `username` (case-insensitive), with profile, friend ids and posts newest first",
             open: false,
-            document: SEARCH_USER,
+            document: &SEARCH_USER,
             fields: &[],
             params: &[QueryParam { name: "username", description: "The exact username, in any case.", text: true }],
             variables: search_user_variables,
@@ -688,7 +689,7 @@ pub static ROUTES: &[Route] = &[
         post: Some(Operation {
             summary: "Add `username` to the caller's friends (again: no change, still 200)",
             open: false,
-            document: ADD_FRIEND,
+            document: &ADD_FRIEND,
             fields: FRIEND_FIELDS,
             params: &[],
             variables: friend_variables,
@@ -710,7 +711,7 @@ pub static ROUTES: &[Route] = &[
         post: Some(Operation {
             summary: "Remove `username` from the caller's friends (not there: no change, still 200)",
             open: false,
-            document: REMOVE_FRIEND,
+            document: &REMOVE_FRIEND,
             fields: FRIEND_FIELDS,
             params: &[],
             variables: friend_variables,
@@ -729,13 +730,11 @@ pub static ROUTES: &[Route] = &[
 const FINDS_BY_USERNAME: &[&str] =
     &["/profiles/api/search-user", "/profiles/api/add-friend", "/profiles/api/remove-friend"];
 
-/// The operations a block refuses (403): opening a room with, or writing to, a blocker.
-const BLOCKABLE: &[&str] = &[CREATE_ROOM, SEND_MESSAGE];
-
 impl Operation {
-    /// Whether the operation can answer 403 (for `/openapi.json`).
+    /// Whether the operation can answer 403 (for `/openapi.json`): a block refuses opening a
+    /// room with, or writing to, a blocker.
     pub fn may_be_forbidden(&self) -> bool {
-        BLOCKABLE.contains(&self.document)
+        [&CREATE_ROOM, &SEND_MESSAGE].into_iter().any(|blockable| std::ptr::eq(blockable, self.document))
     }
 }
 

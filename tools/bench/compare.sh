@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Usage: tools/bench/compare.sh [agora-bench http options: --seconds 10 --clients 32 --only posts,profile …]
+#
+# Runs agora-bench's REST/GraphQL scenarios against the Django reference (2 uvicorn workers,
+# Redis channel layer, fresh SQLite) and then against Agora (release build, one process, fresh
+# SQLite), one after the other on this machine, and prints one table with the ratios.
+# BENCH_SERVERS="agora" (or "django") runs one only; BENCH_OUT=DIR keeps the JSON runs there.
+# Needs Redis on 127.0.0.1:6379 for the reference. Nothing is left running.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+repo=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+servers=${BENCH_SERVERS:-django agora}
+out=${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/agora-bench.XXXXXX")}
+mkdir -p "$out"
+django_ref=${DJANGO_REFERENCE:-$repo/../../shared/reference/django}
+[ -d "$django_ref" ] || django_ref=/work/shared/reference/django
+
+cargo build --quiet --release -p agora -p agora-bench
+bench=$CARGO_TARGET_DIR/release/agora-bench
+
+server=""
+tmp=""
+stop() {
+    if [ -n "$server" ]; then
+        kill -TERM "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        server=""
+    fi
+    [ -z "$tmp" ] || rm -rf "$tmp"
+    tmp=""
+}
+trap stop EXIT
+
+wait_http() { # URL: until it answers (60 s at most)
+    for _ in $(seq 1 600); do
+        curl -s -o /dev/null "$1" && return 0
+        kill -0 "$server" 2>/dev/null || { echo "compare.sh: server exited" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "compare.sh: $1 does not answer" >&2
+    return 1
+}
+
+runs=()
+for which in $servers; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/agora-bench-$which.XXXXXX")
+    case $which in
+    django)
+        "$django_ref/setup.sh"
+        JWT_ACCESS_SECONDS=3600 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0} \
+            "$django_ref/serve.sh" "$port" 2 >"$tmp/server.log" 2>&1 &
+        server=$!
+        label=Django
+        ;;
+    agora)
+        DATABASE_URL="sqlite://$tmp/agora.sqlite3?mode=rwc" AGORA_DATA_DIR="$tmp" AGORA_MEDIA_DIR="$tmp/media" \
+            AGORA_BIND="127.0.0.1:$port" AGORA_AUTH_RATE_PER_MINUTE=0 AGORA_ACCESS_TOKEN_LIFETIME=3600 \
+            AGORA_LOG=warn AGORA_SECRET_KEY=bench-secret-key-bench-secret-key \
+            "$CARGO_TARGET_DIR/release/agora" serve >"$tmp/server.log" 2>&1 &
+        server=$!
+        label=Agora
+        ;;
+    *) echo "compare.sh: unknown server $which" >&2; exit 2 ;;
+    esac
+    wait_http "http://127.0.0.1:$port/accounts/api/users/" || { cat "$tmp/server.log" >&2; exit 1; }
+    "$bench" http --base "http://127.0.0.1:$port" --pid "$server" --label "$label" --out "$out/$which.json" "$@" >/dev/null
+    runs+=("$out/$which.json")
+    stop
+done
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores: tools/bench/compare.sh $*"
+echo
+"$bench" table "${runs[@]}"
