@@ -525,3 +525,53 @@ async fn traces_are_exported_over_otlp() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn deactivating_from_the_command_line_closes_the_users_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AgoraProcess::spawn({
+        let mut command = agora_command(dir.path());
+        command.arg("serve");
+        command
+    })
+    .await;
+    let (frank, grace) = (unique("frank"), unique("grace"));
+    register(&server, &frank).await;
+    register(&server, &grace).await;
+    let frank_token = sign_in(&server, &frank, PASSWORD).await.unwrap();
+    let grace_token = sign_in(&server, &grace, PASSWORD).await.unwrap();
+    let room = server
+        .gql_ok(
+            Some(&grace_token),
+            "mutation($r: String!) { createChatRoom(recipient: $r) { chatRoom { name } } }",
+            json!({"r": frank}),
+        )
+        .await["createChatRoom"]["chatRoom"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let from_start = agora::graphql::cursor::encode_id(agora::graphql::chat::MESSAGE_CURSOR, 0);
+    let added =
+        "subscription($room: String!, $after: String) { messageAdded(roomName: $room, after: $after) { content } }";
+    let ws_url = server.ws_url("/graphql/ws");
+    let mut frank_ws = GqlWs::connect_url(&ws_url, WsProtocol::TransportWs, &frank_token).await;
+    frank_ws.subscribe(added, json!({"room": room, "after": from_start})).await;
+    let path = crate::legacy_ws::chat_path(&room);
+    let mut frank_legacy = LegacyWs::connect_url(&server.ws_url(&format!("{path}?token={frank_token}"))).await;
+    let mut grace_ws = GqlWs::connect_url(&ws_url, WsProtocol::TransportWs, &grace_token).await;
+    grace_ws.subscribe(added, json!({"room": room, "after": from_start})).await;
+
+    assert!(agora(dir.path(), &["users", "deactivate", &frank], None).await.0);
+    let closed = frank_ws.recv().await.expect("a close frame");
+    assert_eq!((closed["type"].as_str(), closed["code"].as_u64()), (Some("close"), Some(4403)), "{closed}");
+    assert_eq!(frank_legacy.frame().await, crate::legacy_ws::Frame::Close(Some(4403)));
+    // Grace's socket carries on: her next message reaches her.
+    server
+        .gql_ok(
+            Some(&grace_token),
+            "mutation($room: String!, $c: String!) { sendMessage(roomName: $room, content: $c) { id } }",
+            json!({"room": room, "c": "still here"}),
+        )
+        .await;
+    assert_eq!(grace_ws.next_payload().await["data"]["messageAdded"]["content"], "still here");
+}
