@@ -27,6 +27,8 @@ pub fn agora_command(data_dir: &Path) -> Command {
         .env("AGORA_DATA_DIR", data_dir)
         .env("AGORA_SECRET_KEY", crate::helpers::SECRET)
         .env("AGORA_AUTH_RATE_PER_MINUTE", "0")
+        .env("AGORA_SIGNIN_FREE_FAILURES", "0")
+        .env("AGORA_MESSAGES_PER_SECOND", "0")
         .env("AGORA_LOG", "info")
         .kill_on_drop(true);
     command
