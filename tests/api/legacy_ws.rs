@@ -654,12 +654,14 @@ async fn legacy_client_whole_flow() {
             .await
             .expect("bob connects");
     let mut gql = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
+    // From the room's start (`after` the cursor of id 0), so the subscription misses nothing even
+    // if its feed goes live only after the first messages (on Redis, after SUBSCRIBE is confirmed).
+    let from_start = agora::graphql::cursor::encode_id(agora::graphql::chat::MESSAGE_CURSOR, 0);
     gql.subscribe(
-        "subscription($room: String) { messageAdded(roomName: $room) { id author { username } content } }",
-        json!({"room": room}),
+        "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id author { username } content } }",
+        json!({"room": room, "after": from_start}),
     )
     .await;
-    // The subscription is live once a message sent after it arrives.
     let mut said = Vec::new();
     for (i, text) in ["hi bob", "hi alice", "how are you?", "fine, thanks"].into_iter().enumerate() {
         let ws = if i % 2 == 0 { &mut alice_ws } else { &mut bob_ws };
