@@ -160,10 +160,11 @@ await check('ping is answered with pong', async () => {
 await check('an operation that does not validate: one error message, nothing after', async () => {
   const ws = await initialised('graphql-transport-ws', alice.token);
   ws.send({ type: 'subscribe', id: 'bad', payload: { query: 'subscription { noSuchField }' } });
-  ws.send({ type: 'subscribe', id: 'sentinel', payload: { query: me } });
   const error = await ws.next();
   same([error.type, error.id], ['error', 'bad'], 'first message');
   expect(Array.isArray(error.payload) && error.payload.length > 0 && error.payload[0].message, 'payload: a list of GraphQL errors');
+  // Nothing more for `bad`: the next message is the answer to an operation sent after it.
+  ws.send({ type: 'subscribe', id: 'sentinel', payload: { query: me } });
   const next = await ws.next();
   same([next.type, next.id, next.payload?.data], ['next', 'sentinel', { me: { username: alice.username } }], 'then');
   same(await ws.next(), { type: 'complete', id: 'sentinel' }, 'then');
@@ -215,9 +216,9 @@ await check('an unparsable message: connection_error, the socket stays open', as
 await check('an operation that does not validate: one error message', async () => {
   const ws = await initialised('graphql-ws', alice.token);
   ws.send({ type: 'start', id: 'bad', payload: { query: 'subscription { noSuchField }' } });
-  ws.send({ type: 'start', id: 'sentinel', payload: { query: me } });
   const error = await ws.next();
   same([error.type, error.id, typeof error.payload?.message], ['error', 'bad', 'string'], 'first message');
+  ws.send({ type: 'start', id: 'sentinel', payload: { query: me } });
   same((await ws.next()).id, 'sentinel', 'then');
   ws.close();
 });
