@@ -144,6 +144,22 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     builder.finish()
 }
 
+/// Whether the operation a request selects is a query (a document that does not parse, or names
+/// no operation, counts as one: execution reports the error). GET may run only queries.
+pub fn selects_a_query(request: &mut Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return true };
+    let operation = match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()),
+        (DocumentOperations::Multiple(operations), None) => {
+            operations.values().next().filter(|_| operations.len() == 1)
+        }
+    };
+    operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
+}
+
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
     build_schema(None).sdl()

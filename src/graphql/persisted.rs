@@ -150,22 +150,6 @@ fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
     }
 }
 
-/// Whether the operation a request selects is a query (one that does not parse counts as one:
-/// the schema reports it).
-fn selects_a_query(request: &mut Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else { return true };
-    let operation = match (&document.operations, name) {
-        (DocumentOperations::Single(operation), _) => Some(operation),
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()),
-        (DocumentOperations::Multiple(operations), None) => {
-            operations.values().next().filter(|_| operations.len() == 1)
-        }
-    };
-    operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
-}
-
 /// The schema extension (runs before the document limits, so a stored document is checked as
 /// a sent one is).
 pub struct PersistedQueries(pub Arc<Store>);
@@ -191,7 +175,7 @@ impl Extension for PersistedQueries {
             };
             request.query = document.to_string();
             let over_get = request.data.contains_key(&std::any::TypeId::of::<QueriesOnly>());
-            if over_get && !selects_a_query(&mut request) {
+            if over_get && !super::selects_a_query(&mut request) {
                 return Err(error("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
             }
         } else if hash(&request.query) != wanted {

@@ -288,20 +288,7 @@ async fn read_multipart(request: axum::extract::Request) -> Result<async_graphql
 /// not parse, or names no operation, counts as one: execution reports the error). The document
 /// is parsed here, so it is checked against the limits first, as the schema would.
 fn is_query(request: &mut async_graphql::Request, limits: &graphql::limits::Limits) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    if graphql::limits::prescan(&request.query, limits).is_err() {
-        return true;
-    }
-    let name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else { return true };
-    let operation = match (&document.operations, name) {
-        (DocumentOperations::Single(operation), _) => Some(operation),
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()),
-        (DocumentOperations::Multiple(operations), None) => {
-            operations.values().next().filter(|_| operations.len() == 1)
-        }
-    };
-    operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
+    graphql::limits::prescan(&request.query, limits).is_err() || graphql::selects_a_query(request)
 }
 
 /// The HTTP answer of a GraphQL response: a request refused before execution has no `data`
