@@ -113,6 +113,13 @@ fn default_code(errors: &mut [async_graphql::ServerError], code: &str) {
     }
 }
 
+/// An error of the request as a whole (no path) with `extensions.code`.
+pub fn coded(message: impl Into<String>, code: &str) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
+}
+
 /// The code of an error, if it has one.
 pub fn code_of(error: &async_graphql::ServerError) -> Option<&str> {
     match error.extensions.as_ref()?.get("code")? {
@@ -140,12 +147,9 @@ impl EveryErrorHasACode {
         if response.errors.len() > self.max_errors {
             let left_out = response.errors.split_off(self.max_errors);
             let code = code_of(&left_out[0]).unwrap_or(BAD_USER_INPUT).to_owned();
-            let mut summary = async_graphql::ServerError::new(
-                format!("{} more errors were left out (at most {} are listed).", left_out.len(), self.max_errors),
-                None,
-            );
-            summary.extensions.get_or_insert_with(Default::default).set("code", code);
-            response.errors.push(summary);
+            let summary =
+                format!("{} more errors were left out (at most {} are listed).", left_out.len(), self.max_errors);
+            response.errors.push(coded(summary, &code));
         }
         response
     }

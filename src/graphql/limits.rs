@@ -301,9 +301,7 @@ impl ExtensionFactory for DocumentLimits {
 
 /// A refused document's error: the document is invalid for this server.
 pub fn limit_error(err: &LimitError) -> ServerError {
-    let mut error = ServerError::new(err.to_string(), None);
-    error.extensions.get_or_insert_with(Default::default).set("code", super::error::GRAPHQL_VALIDATION_FAILED);
-    error
+    super::error::coded(err.to_string(), super::error::GRAPHQL_VALIDATION_FAILED)
 }
 
 #[async_trait::async_trait]

@@ -12,10 +12,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
-use async_graphql::{Request, ServerError, ServerResult};
+use async_graphql::{Request, ServerResult};
 use sha2::{Digest, Sha256};
 
-use super::error::{BAD_USER_INPUT, PERSISTED_QUERY_NOT_FOUND};
+use super::error::{BAD_USER_INPUT, PERSISTED_QUERY_NOT_FOUND, coded};
 
 /// Put on a request that came over GET: a persisted document it names must be a query.
 pub struct QueriesOnly;
@@ -128,25 +128,19 @@ pub fn hash(document: &str) -> String {
     hex::encode(Sha256::digest(document.as_bytes()))
 }
 
-fn error(message: &str, code: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    error.extensions.get_or_insert_with(Default::default).set("code", code);
-    error
-}
-
 /// The `persistedQuery` extension of a request: `Ok(None)` when it has none.
 fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
     use async_graphql::Value;
     let Some(persisted) = request.extensions.get("persistedQuery") else { return Ok(None) };
     let Value::Object(persisted) = persisted else {
-        return Err(error("`extensions.persistedQuery` must be an object.", BAD_USER_INPUT));
+        return Err(coded("`extensions.persistedQuery` must be an object.", BAD_USER_INPUT));
     };
     if !matches!(persisted.get("version"), Some(Value::Number(n)) if n.as_u64() == Some(1)) {
-        return Err(error("Unsupported persisted query version: only version 1 is.", BAD_USER_INPUT));
+        return Err(coded("Unsupported persisted query version: only version 1 is.", BAD_USER_INPUT));
     }
     match persisted.get("sha256Hash") {
         Some(Value::String(hash)) => Ok(Some(hash.to_ascii_lowercase())),
-        _ => Err(error("`extensions.persistedQuery.sha256Hash` must be a string.", BAD_USER_INPUT)),
+        _ => Err(coded("`extensions.persistedQuery.sha256Hash` must be a string.", BAD_USER_INPUT)),
     }
 }
 
@@ -171,15 +165,15 @@ impl Extension for PersistedQueries {
         let Some(wanted) = requested_hash(&request)? else { return next.run(ctx, request).await };
         if request.query.is_empty() {
             let Some(document) = self.0.get(&wanted).await else {
-                return Err(error("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND));
+                return Err(coded("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND));
             };
             request.query = document.to_string();
             let over_get = request.data.contains_key(&std::any::TypeId::of::<QueriesOnly>());
             if over_get && !super::selects_a_query(&mut request) {
-                return Err(error("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
+                return Err(coded("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
             }
         } else if hash(&request.query) != wanted {
-            return Err(error("provided sha does not match query", BAD_USER_INPUT));
+            return Err(coded("provided sha does not match query", BAD_USER_INPUT));
         } else {
             self.0.put(&wanted, &request.query).await;
         }
