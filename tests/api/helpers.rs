@@ -44,7 +44,8 @@ pub fn unique(prefix: &str) -> String {
 
 /// A fresh database: a new PostgreSQL database when `TEST_DATABASE_URL` is set, else `None`
 /// (an SQLite file in the app's temporary folder). Test databases are named with their
-/// creation time; those of runs older than an hour are dropped once per test process.
+/// creation time and the test process's id; once per test process, those of processes that
+/// have ended (or older than an hour) are dropped, so parallel runs never pile them up.
 pub async fn fresh_database() -> Option<String> {
     let server = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
     use sea_orm::ConnectionTrait;
@@ -61,8 +62,12 @@ pub async fn fresh_database() -> Option<String> {
                 .unwrap_or_default();
             for row in rows {
                 let name: String = row.try_get("", "datname").unwrap_or_default();
-                let created: i64 = name.split('_').nth(2).and_then(|t| t.parse().ok()).unwrap_or(0);
-                if now() - created > 3600 {
+                let mut parts = name.split('_').skip(2);
+                let created: i64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let owner_alive = parts
+                    .next()
+                    .is_some_and(|pid| std::path::Path::new("/proc").join(pid).exists());
+                if !owner_alive || now() - created > 3600 {
                     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
             }
