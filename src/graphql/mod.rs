@@ -134,7 +134,8 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .extension(observe::Observation)
         .extension(persisted::PersistedQueries(store))
         .extension(limits::DocumentLimits(document_limits))
-        .extension(order::SelectionOrder);
+        .extension(order::SelectionOrder)
+        .extension(introspection::SchemaDescription);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);
@@ -160,9 +161,11 @@ pub fn selects_a_query(request: &mut Request) -> bool {
     operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
 }
 
-/// The schema in SDL, as committed in `schema.graphql`.
+/// The schema in SDL, as committed in `schema.graphql`: what introspection shows, `@specifiedBy`
+/// included (the `Upload` scalar is specified by the multipart request specification, and
+/// introspection gives its `specifiedByURL`).
 pub fn sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }
 
 /// Attaches what every resolver may need to a request: the caller, their address, DataLoaders.
