@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod chat;
 pub mod cursor;
 pub mod error;
+pub mod history;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
