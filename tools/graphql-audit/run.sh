@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts Agora (debug build, fresh SQLite in a temporary folder) on a free port, runs the
-# graphql-http audit against it (audit.mjs) and the schema check (schema.mjs: introspection
-# equals schema.graphql), stops it. Used by .ci/run; exits non-zero when a MUST or SHOULD fails
-# or the schemas differ.
+# graphql-http audit against it (audit.mjs), the schema check (schema.mjs: introspection equals
+# schema.graphql) and the graphql-sse client check (sse.mjs), stops it. Used by .ci/run; exits
+# non-zero when a MUST or SHOULD fails, the schemas differ or an SSE check fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -23,4 +23,5 @@ done
 status=0
 node audit.mjs "http://127.0.0.1:$port/graphql" || status=1
 node schema.mjs "http://127.0.0.1:$port/graphql" "$root/schema.graphql" || status=1
+node sse.mjs "http://127.0.0.1:$port/graphql" || status=1
 exit $status
