@@ -21,6 +21,7 @@ pub mod posts;
 pub mod profiles;
 pub mod reads;
 pub mod scalars;
+pub mod trusted;
 
 use std::sync::Arc;
 
@@ -132,8 +133,20 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
-        .extension(observe::Observation)
-        .extension(persisted::PersistedQueries(store))
+        .extension(observe::Observation);
+    // Trusted documents replace automatic persisted queries (which would let anyone add one).
+    builder = match state.as_ref().and_then(|state| state.settings.trusted_documents.as_deref()) {
+        Some(path) => {
+            builder
+                .extension(trusted::TrustedOnly(Arc::new(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
+                // Startup checks the file first; should it fail later, nothing is trusted.
+                tracing::error!(error = %format!("{err:#}"), "trusted documents unreadable: refusing every document");
+                trusted::TrustedDocuments::default()
+            }))))
+        }
+        None => builder.extension(persisted::PersistedQueries(store)),
+    };
+    let mut builder = builder
         .extension(limits::DocumentLimits(document_limits))
         .extension(order::SelectionOrder)
         .extension(introspection::SchemaDescription);
