@@ -427,12 +427,13 @@ pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<
 }
 
 /// The same page of each room's history, without cursors (the newest `limit` messages, or with
-/// `forwards` the oldest), in ONE statement for any number of rooms: the messages of the rooms
-/// numbered per room by `ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id …)` (and counted by
-/// `COUNT(*) OVER (PARTITION BY room_id)` when `total` asks), the first `limit + 1` of each kept
-/// (the extra one tells whether there is more). Standard SQL: SQLite 3.25+ and PostgreSQL.
-/// Pages come out as [`history`] gives them, oldest first; a room without messages gets an
-/// empty page.
+/// `forwards` the oldest), in ONE statement for a list of rooms: a `UNION ALL` of one branch per
+/// room, each reading the room's first `limit + 1` messages through the `(room_id, id)` index
+/// (the extra one tells whether there is more) and, when `total` asks, counting the room's
+/// messages. Unlike a window over the rooms' messages, no branch reads further back in history
+/// than its page. SQLite allows 500 terms in a compound statement, so a list of more rooms than
+/// [`ROOMS_PER_STATEMENT`] takes one statement per such batch. Pages come out as [`history`]
+/// gives them, oldest first; a room without messages gets an empty page.
 pub async fn first_pages(
     db: &DatabaseConnection,
     room_ids: &[i64],
@@ -440,37 +441,42 @@ pub async fn first_pages(
     hide_deleted: bool,
     total: Total,
 ) -> Result<HashMap<i64, Page<message::Model>>, DbErr> {
-    use sea_orm::sea_query::{Alias, Asterisk, Order, WindowStatement};
+    use sea_orm::sea_query::{Alias, Asterisk, Order, SelectStatement, UnionType};
     use sea_orm::{FromQueryResult, Iterable};
     let order = if forwards { Order::Asc } else { Order::Desc };
-    let mut ranked = Query::select();
-    ranked
-        .columns(message::Column::iter())
-        .expr_window_as(
-            Expr::cust("ROW_NUMBER()"),
-            WindowStatement::partition_by(message::Column::RoomId).order_by(message::Column::Id, order.clone()).take(),
-            Alias::new("position"),
-        )
-        .from(message::Entity)
-        .and_where(Expr::col(message::Column::RoomId).is_in(room_ids.iter().copied()));
-    if total == Total::Count {
-        ranked.expr_window_as(
-            Expr::cust("COUNT(*)"),
-            WindowStatement::partition_by(message::Column::RoomId),
-            Alias::new("room_total"),
-        );
+    let only_visible = |query: &mut SelectStatement| {
+        if hide_deleted {
+            query.and_where(Expr::col(message::Column::Deleted).eq(false));
+        }
+    };
+    let branch = |(n, &room): (usize, &i64)| {
+        let mut page = Query::select();
+        page.columns(message::Column::iter())
+            .from(message::Entity)
+            .and_where(Expr::col(message::Column::RoomId).eq(room))
+            .order_by(message::Column::Id, order.clone())
+            .limit(limit + 1);
+        only_visible(&mut page);
+        let mut branch = Query::select();
+        branch.column(Asterisk).from_subquery(page.take(), Alias::new(format!("page{n}")));
+        if total == Total::Count {
+            let mut count = Query::select();
+            count
+                .expr(Expr::col(message::Column::Id).count())
+                .from(message::Entity)
+                .and_where(Expr::col(message::Column::RoomId).eq(room));
+            only_visible(&mut count);
+            branch.expr_as(Expr::SubQuery(None, Box::new(count.take().into())), Alias::new("room_total"));
+        }
+        branch.take()
+    };
+    let mut rows = Vec::new();
+    for batch in room_ids.chunks(ROOMS_PER_STATEMENT) {
+        let mut branches = batch.iter().enumerate().map(branch);
+        let Some(mut query) = branches.next() else { continue };
+        query.unions(branches.map(|b| (UnionType::All, b)));
+        rows.extend(db.query_all(&query).await?);
     }
-    if hide_deleted {
-        ranked.and_where(Expr::col(message::Column::Deleted).eq(false));
-    }
-    let query = Query::select()
-        .column(Asterisk)
-        .from_subquery(ranked.take(), Alias::new("ranked"))
-        .and_where(Expr::col(Alias::new("position")).lte(limit + 1))
-        .order_by(Alias::new("room_id"), Order::Asc)
-        .order_by(Alias::new("id"), Order::Asc)
-        .take();
-    let rows = db.query_all(&query).await?;
     let mut pages: HashMap<i64, Page<message::Model>> = room_ids
         .iter()
         .map(|&room| {
@@ -493,6 +499,7 @@ pub async fn first_pages(
         page.items.push(message);
     }
     for page in pages.values_mut() {
+        page.items.sort_by_key(|m| m.id);
         // Ascending by id: the extra row is the last one going forwards, the first going back.
         let more = page.items.len() as u64 > limit;
         if more {
@@ -510,6 +517,9 @@ pub async fn first_pages(
     }
     Ok(pages)
 }
+
+/// Rooms read by one statement of [`first_pages`] (SQLite's limit on compound terms is 500).
+pub const ROOMS_PER_STATEMENT: usize = 400;
 
 /// Rooms by id.
 pub async fn rooms_by_id(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {
