@@ -23,6 +23,8 @@
 //! Each connection owns its feed and polls it in its own task, so a slow client holds up only
 //! itself: its outgoing queue is bounded, a socket that does not take a frame within a ping
 //! period is dropped by `ws::keepalive`, and a feed that falls too far behind ends (above).
+//! The feed is polled while the socket's own frame is being sent (one at a time): a feed
+//! paused mid-read would keep its pooled connection from the send that needs one.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -35,7 +37,8 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::header::{CONNECTION, UPGRADE};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::future::{Fuse, FusedFuture};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 
 use super::body::{self, Field, Kind};
@@ -204,6 +207,13 @@ impl Bridge {
             _ => None,
         };
         let revoked = owner.as_ref().map(|owner| owner.revoked.clone()).unwrap_or_default();
+        // The frame being sent, polled alongside the feed: the feed must never wait for a send.
+        // A feed paused mid-read holds a pooled connection (or a pool permit granted while it
+        // waited), and a send needs connections (its reads, the writer's transaction): enough
+        // sockets sending at once used to check out the whole pool and stall every write until
+        // the acquire timeout. One send at a time per socket, as Django's consumer does: the
+        // next frame is read once it is done.
+        let mut sending = pin!(Fuse::terminated());
         loop {
             let reply = tokio::select! {
                 _ = revoked.cancelled() => Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive")),
@@ -211,9 +221,16 @@ impl Bridge {
                     Some(response) => frame_for(&self.room, response),
                     None => Reply::Close(self.feed_ended()),
                 },
-                frame = incoming.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.receive(Some(text.to_string())).await,
-                    Some(Ok(Message::Binary(bytes))) => self.receive(decode_binary(&bytes)).await,
+                reply = &mut sending, if !sending.is_terminated() => reply,
+                frame = incoming.next(), if sending.is_terminated() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        sending.set(self.receive(Some(text.to_string())).fuse());
+                        Reply::Nothing
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        sending.set(self.receive(decode_binary(&bytes)).fuse());
+                        Reply::Nothing
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Reply::Nothing,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 },

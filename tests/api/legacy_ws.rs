@@ -2,6 +2,7 @@
 //! behaviour, over real WebSockets: handshake refusals with REST's bodies, fan-out to every
 //! socket of the room in storage order, bad frames, shutdown; and a legacy client's whole flow.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -379,6 +380,56 @@ async fn every_socket_of_the_room_gets_every_message_in_order_sender_included() 
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "every message once, trimmed");
+}
+
+/// A socket keeps reading its feed while its own frame is being sent. It used to wait for the
+/// send first: a feed paused in the middle of a read kept its pooled connection, the send then
+/// waited for one, and with enough sockets at once the whole pool was checked out by paused
+/// feeds and every send stalled until the pool's acquire timeout. With a pool of one
+/// connection, one such socket was enough: each socket here sends as soon as it is open,
+/// while its feed is still reading where to start.
+#[tokio::test]
+async fn sockets_sending_at_once_share_a_pool_of_one_connection() {
+    let app = spawn_app_with(|settings| settings.db_pool = 1).await;
+    let (alice, bob, room) = pair(&app).await;
+    let mut sockets = Vec::new();
+    for n in 0..6 {
+        let token = if n % 2 == 0 { &alice.access } else { &bob.access };
+        let mut ws = LegacyWs::connect(&app, &room, token).await;
+        for i in 0..3 {
+            ws.say(&format!("s{n}-{i}")).await;
+        }
+        sockets.push(ws);
+    }
+    let sent: Vec<String> = (0..6).flat_map(|n| (0..3).map(move |i| format!("s{n}-{i}"))).collect();
+    // Socket n gets every message sent from socket n on, and perhaps some sent before it opened
+    // (whatever was stored after its handshake); each once.
+    let mut seen = Vec::new();
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        let mine: HashSet<&String> = sent.iter().filter(|c| c[1..2].parse::<usize>().unwrap() >= n).collect();
+        let mut got = HashSet::new();
+        while !mine.iter().all(|c| got.contains(*c)) {
+            let content = ws.content().await;
+            assert!(sent.contains(&content), "socket {n} got {content}");
+            assert!(got.insert(content.clone()), "socket {n} got {content} twice");
+        }
+        seen.push(got);
+    }
+    sockets[0].say(SENTINEL).await;
+    for (ws, got) in sockets.iter_mut().zip(&mut seen) {
+        loop {
+            let content = ws.content().await;
+            if content == SENTINEL {
+                break;
+            }
+            assert!(got.insert(content.clone()), "{content} twice");
+        }
+    }
+    let mut stored = contents(&history(&app, &room, &bob.access).await);
+    stored.sort();
+    let mut all: Vec<String> = sent.into_iter().chain([SENTINEL.to_owned()]).collect();
+    all.sort();
+    assert_eq!(stored, all, "every send stored, once");
 }
 
 #[tokio::test]
