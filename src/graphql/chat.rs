@@ -197,9 +197,9 @@ impl From<&MessageEvent> for Message {
                 author_id: event.author_id,
                 content: event.content.clone(),
                 timestamp: event.timestamp,
-                // A live message is new: neither edited nor deleted yet.
+                // A live message is new: not edited yet. One read back may be deleted since.
                 edited_at: None,
-                deleted: false,
+                deleted: event.deleted,
             },
             author_username: Some(event.author_username.clone()),
         }
@@ -338,7 +338,7 @@ impl ChatSubscription {
 
 /// The last item of a feed that ended early. Not a server fault, but no other contract code
 /// fits; `reason` tells clients to reconnect and read history.
-fn feed_error(err: LiveError) -> async_graphql::Error {
+pub(super) fn feed_error(err: LiveError) -> async_graphql::Error {
     let reason = match err {
         LiveError::Lagged => "LAGGED",
         LiveError::Unavailable => "UNAVAILABLE",

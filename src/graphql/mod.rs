@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod chat;
 pub mod cursor;
 pub mod error;
+pub mod events;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
@@ -42,10 +43,11 @@ pub struct Mutation(
     reads::ReadsMutation,
     messages::MessagesMutation,
     people::PeopleMutation,
+    events::EventsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(chat::ChatSubscription);
+pub struct Subscription(chat::ChatSubscription, events::EventsSubscription);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 

@@ -52,6 +52,19 @@ pub async fn blocked_users(state: &AppState, me: &user::Model) -> AppResult<Vec<
         .await?)
 }
 
+/// Everyone `user_id` has blocked, in one statement: they see none of `user_id`'s typing or
+/// presence.
+pub async fn blocked_of(db: &impl ConnectionTrait, user_id: i64) -> Result<HashSet<i64>, DbErr> {
+    let rows: Vec<i64> = block::Entity::find()
+        .select_only()
+        .column(block::Column::BlockedId)
+        .filter(block::Column::BlockerId.eq(user_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Which of `others` have blocked `user_id`, in one statement.
 pub async fn blocked_by(db: &impl ConnectionTrait, user_id: i64, others: &[i64]) -> Result<HashSet<i64>, DbErr> {
     let rows: Vec<i64> = block::Entity::find()

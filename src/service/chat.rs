@@ -15,7 +15,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
-use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
+use crate::bus::{ChatEvent, MessageEvent, RoomCreatedEvent, RoomInfo};
 use crate::domain;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
@@ -157,7 +157,14 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
         }
         let name = first_free_name(&base, &names_like(&state.db, &base).await?);
         match insert_room(&state.db, &key, &name, [me.id, other.id]).await {
-            Ok(room) => return Ok((room, true)),
+            Ok(room) => {
+                // Feeds of every room of a member (rooms created later included) learn of it.
+                let mut member_ids = vec![me.id, other.id];
+                member_ids.sort_unstable();
+                let created = RoomCreatedEvent { room_id: room.id, room_name: room.name.clone(), member_ids };
+                state.bus.publish(ChatEvent::RoomCreated(created)).await;
+                return Ok((room, true));
+            }
             // The pair (load the winner's room) or the name (try the next suffix) is taken now.
             Err(err) if crate::db::is_unique_violation(&err) => continue,
             Err(err) => return Err(err.into()),
