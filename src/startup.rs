@@ -30,6 +30,8 @@ pub struct Application {
     /// `/metrics` on its own address (`AGORA_METRICS_BIND`), else on `listener`.
     metrics_listener: Option<TcpListener>,
     context: AppContext,
+    /// The sockets' presence transitions, until `run` starts applying them.
+    transitions: Option<tokio::sync::mpsc::UnboundedReceiver<crate::service::presence::Transition>>,
 }
 
 impl Application {
@@ -76,6 +78,7 @@ impl Application {
             .context("cannot write the default avatar")?;
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
+        let (presence, transitions) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
             listener,
             metrics_listener,
@@ -83,8 +86,9 @@ impl Application {
                 state,
                 schema,
                 lifecycle: Lifecycle::default(),
-                socket_owners: crate::transport::socket::SocketOwners::new(),
+                socket_owners: crate::transport::socket::SocketOwners::with_presence(presence),
             },
+            transitions: Some(transitions),
         })
     }
 
@@ -103,7 +107,7 @@ impl Application {
 
     /// Serves until `signal` completes, then stops accepting, closes WebSockets with 1001,
     /// finishes in-flight requests and returns.
-    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(mut self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let addr = self.local_addr();
         let lifecycle = self.context.lifecycle.clone();
         tracing::info!("GraphQL endpoint:     http://{addr}/graphql");
@@ -114,6 +118,9 @@ impl Application {
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
         let state = &self.context.state;
+        if let Some(transitions) = self.transitions.take() {
+            tokio::spawn(crate::service::presence::run(state.clone(), transitions, lifecycle.shutdown.clone()));
+        }
         tokio::spawn(crate::transport::socket::watch_owners(
             state.db.clone(),
             self.context.socket_owners.clone(),

@@ -28,6 +28,18 @@ impl User {
         &self.0.email
     }
 
+    /// Whether the user holds at least one socket (GraphQL or legacy chat) now, on any server.
+    /// False, whatever the truth, for someone who blocked the caller.
+    async fn online(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(super::events::presence_of(ctx, self.0.id).await?.0)
+    }
+
+    /// When the user was last online (now, while online); null if never, or if they blocked
+    /// the caller.
+    async fn last_seen(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::scalars::Timestamp>> {
+        Ok(super::events::presence_of(ctx, self.0.id).await?.1.map(super::scalars::Timestamp))
+    }
+
     async fn profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Profile> {
         let found = loaders::of(ctx).load_one(loaders::ProfileOf(self.0.id)).await.gql(ctx)?;
         // Every user has one (created with the account); an absent row reads as the default.

@@ -435,6 +435,18 @@ impl EventsSubscription {
     }
 }
 
+/// `User.online` and `User.lastSeen` as the caller sees them (nothing of those who blocked
+/// the caller). Anonymous callers see no one online.
+pub async fn presence_of(
+    ctx: &Context<'_>,
+    user_id: i64,
+) -> async_graphql::Result<(bool, Option<chrono::DateTime<chrono::Utc>>)> {
+    let Ok(me) = viewer(ctx).require() else { return Ok((false, None)) };
+    let seen =
+        crate::service::presence::seen_by(state(ctx), me.id, &[user_id]).await.map_err(AppError::from).gql(ctx)?;
+    Ok(seen.get(&user_id).copied().unwrap_or((false, None)))
+}
+
 #[derive(Default)]
 pub struct EventsMutation;
 

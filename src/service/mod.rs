@@ -10,6 +10,7 @@ pub mod friends;
 pub mod live;
 pub mod page;
 pub mod posts;
+pub mod presence;
 pub mod profiles;
 pub mod reactions;
 pub mod reads;

@@ -82,6 +82,16 @@ pub fn label(event: &Value) -> String {
     }
 }
 
+/// The next event that is not presence.
+async fn next_but_presence(ws: &mut GqlWs) -> Value {
+    loop {
+        let event = next_event(ws).await;
+        if event["__typename"] != "PresenceChanged" {
+            return event;
+        }
+    }
+}
+
 /// An event by what it is about (ids), not by contents: a replayed message shows its content
 /// as it is now, a live one as it was sent.
 fn key(event: &Value) -> String {
@@ -112,10 +122,12 @@ async fn chat_events_carry_every_kind_in_order_with_cursors() {
 
     let mut bob_ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
     bob_ws.subscribe(EVENTS, json!({"after": from_start()})).await;
-    let mut alice_ws = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
-    alice_ws.subscribe(EVENTS, json!({"room": room, "after": from_start()})).await;
     // Replayed from the start: the room itself (for the all-rooms feed).
     assert_eq!(label(&next_event(&mut bob_ws).await), format!("room {room}"));
+    // Alice's socket brings her online.
+    let mut alice_ws = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
+    alice_ws.subscribe(EVENTS, json!({"room": room, "after": from_start()})).await;
+    assert_eq!(label(&next_event(&mut bob_ws).await), format!("presence {} true", alice.username));
 
     let id = send(&app, &alice, &room, "hello").await;
     app.gql_ok(Some(&alice.access), EDIT, json!({"id": id, "c": "hello, bob"})).await;
@@ -142,12 +154,14 @@ async fn chat_events_carry_every_kind_in_order_with_cursors() {
         let event = next_event(&mut bob_ws).await;
         assert_eq!(&label(&event), expected);
         cursors.push(event["cursor"].as_str().unwrap().to_owned());
-        assert_eq!(&label(&next_event(&mut alice_ws).await), expected);
+        // Bob's own socket may bring him online on Alice's feed at any point (it opened as she
+        // subscribed): presence is not what this test is about.
+        assert_eq!(&label(&next_but_presence(&mut alice_ws).await), expected);
     }
     assert_eq!(label(&next_event(&mut bob_ws).await), format!("typing {room} {} true", alice.username));
     assert_eq!(label(&next_event(&mut bob_ws).await), format!("room {other}"));
     expect_event_sentinel(&mut bob_ws).await;
-    expect_event_sentinel(&mut alice_ws).await;
+    assert_eq!(label(&next_but_presence(&mut alice_ws).await), format!("added {room} {SENTINEL}"));
     let unique: std::collections::HashSet<_> = cursors.iter().collect();
     assert_eq!(unique.len(), cursors.len(), "each event has its own cursor");
 
@@ -378,4 +392,58 @@ async fn message_added_resumes_past_deleted_messages() {
     assert_eq!(ws.next_payload().await["data"]["messageAdded"]["content"], "three");
     send(&app, &alice, &room, SENTINEL).await;
     ws.expect_sentinel().await;
+}
+
+const PRESENCE: &str = "query($u: String!) { user(username: $u) { online lastSeen } }";
+
+async fn presence(app: &TestApp, viewer: &TestUser, of: &TestUser) -> (bool, Value) {
+    let data = app.gql_ok(Some(&viewer.access), PRESENCE, json!({"u": of.username})).await;
+    (data["user"]["online"].as_bool().unwrap(), data["user"]["lastSeen"].clone())
+}
+
+#[tokio::test]
+async fn presence_follows_sockets_of_every_kind_and_reaches_those_sharing_a_room() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let room = open_room(&app, &alice, &bob).await;
+    open_room(&app, &carol, &bob).await;
+    app.gql_ok(Some(&carol.access), BLOCK, json!({"u": bob.username})).await;
+    assert_eq!(presence(&app, &bob, &alice).await, (false, Value::Null), "never seen");
+
+    let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
+    ws.subscribe(EVENTS, json!({"after": from_start()})).await;
+    for _ in 0..2 {
+        assert_eq!(next_event(&mut ws).await["__typename"], "RoomCreated");
+    }
+
+    // Alice's first socket brings her online; a second one (the legacy chat socket) changes
+    // nothing, nor does closing the first while the second is open.
+    let first = GqlWs::connect(&app, WsProtocol::LegacyWs, Some(&alice.access)).await;
+    assert_eq!(label(&next_event(&mut ws).await), format!("presence {} true", alice.username));
+    let (online, last_seen) = presence(&app, &bob, &alice).await;
+    assert!(online && last_seen.is_string(), "{last_seen}");
+    let second = crate::legacy_ws::LegacyWs::connect(&app, &room, &alice.access).await;
+    first.close().await;
+
+    // Carol blocked Bob: he sees nothing of her, though Alice does.
+    let carols = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&carol.access)).await;
+    let mut waited = 0;
+    while !presence(&app, &alice, &carol).await.0 {
+        waited += 1;
+        assert!(waited < 500, "carol never came online");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(presence(&app, &bob, &carol).await, (false, Value::Null));
+
+    second.close().await;
+    let offline = next_event(&mut ws).await;
+    assert_eq!(label(&offline), format!("presence {} false", alice.username));
+    assert!(offline["lastSeen"].is_string(), "{offline}");
+    let (online, last_seen) = presence(&app, &bob, &alice).await;
+    assert!(!online && last_seen.is_string());
+    send(&app, &alice, &room, SENTINEL).await;
+    expect_event_sentinel(&mut ws).await;
+    carols.close().await;
 }
