@@ -119,7 +119,12 @@ impl Application {
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
         let state = &self.context.state;
         if let Some(transitions) = self.transitions.take() {
-            tokio::spawn(crate::service::presence::run(state.clone(), transitions, lifecycle.shutdown.clone()));
+            // Tracked: at shutdown it takes this process's users offline before the process ends.
+            lifecycle.tasks.spawn(crate::service::presence::run(
+                state.clone(),
+                transitions,
+                lifecycle.shutdown.clone(),
+            ));
         }
         tokio::spawn(crate::transport::socket::watch_owners(
             state.db.clone(),

@@ -180,7 +180,8 @@ impl Shared {
 }
 
 /// Applies the transitions of this process's sockets in order, and renews its presence every
-/// third of the TTL, until `shutdown`.
+/// third of the TTL, until `shutdown`; then its users leave at once (their sockets are closing),
+/// rather than lingering online for a TTL in Redis.
 pub async fn run(
     state: Arc<AppState>,
     mut transitions: mpsc::UnboundedReceiver<Transition>,
@@ -198,7 +199,15 @@ pub async fn run(
                 }
             }
             _ = ticker.tick() => state.presence.heartbeat().await,
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                let users: Vec<i64> = state.presence.local().iter().copied().collect();
+                for user_id in users {
+                    if let Err(err) = changed(&state, Transition::Offline(user_id)).await {
+                        tracing::warn!(error = %err, user_id, "presence change not recorded at shutdown");
+                    }
+                }
+                return;
+            }
         }
     }
 }

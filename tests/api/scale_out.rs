@@ -378,3 +378,27 @@ async fn presence_crosses_processes_and_a_dead_process_does_not_keep_users_onlin
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
+async fn a_process_that_stops_takes_its_users_offline_at_once() {
+    let mut cluster = Cluster::start().await;
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room = cluster.room(&alice_token, &bob).await;
+
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
+    on_b.subscribe(EVENTS, json!({"after": from_start()})).await;
+    assert_eq!(next_event(&mut on_b).await["__typename"], "RoomCreated");
+    let _on_a = GqlWs::connect_url(&cluster.a.ws_url("/graphql/ws"), WsProtocol::TransportWs, &alice_token).await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("presence {alice} true"));
+
+    // SIGTERM: A closes its sockets and says so before it exits (no waiting for the TTL).
+    assert!(cluster.a.terminate().await.success());
+    let offline = next_event(&mut on_b).await;
+    assert_eq!(label(&offline), format!("presence {alice} false"));
+    let data = cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await;
+    assert_eq!(data["user"]["online"], false);
+    send(&cluster.b, &alice_token, &room, SENTINEL).await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("added {room} {SENTINEL}"));
+}
