@@ -27,7 +27,7 @@ pub struct AppState {
     /// Chat messages per user per second.
     pub message_rate: crate::rate_limit::MessageRate,
     /// Who holds sockets, here or (Redis) on any process.
-    pub presence: crate::service::presence::Presence,
+    pub presence: Arc<crate::service::presence::Presence>,
 }
 
 impl AppState {
@@ -48,11 +48,11 @@ impl AppState {
                 &settings.redis_channel,
             ),
             message_rate: crate::rate_limit::MessageRate::new(settings.messages_per_second),
-            presence: crate::service::presence::Presence::new(
+            presence: Arc::new(crate::service::presence::Presence::new(
                 settings.redis_url.as_deref(),
                 &settings.redis_channel,
                 Duration::from_secs(settings.presence_ttl_seconds),
-            ),
+            )),
             bus,
             writer,
             db,

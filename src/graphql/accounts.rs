@@ -149,6 +149,7 @@ impl AccountsQuery {
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
+        super::events::prefetch_presence(ctx, page.items.iter().map(|u| u.id)).await?;
         Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
     }
 

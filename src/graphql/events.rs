@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ErrorExtensions, ID, Object, Subscription, Union};
 use entity::user;
 use futures_util::StreamExt;
@@ -21,7 +22,7 @@ use futures_util::stream::BoxStream;
 use super::accounts::User;
 use super::chat::{ChatRoom, Message, RoomById};
 use super::error::GqlResultExt;
-use super::loaders::UserId;
+use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
 use super::{cursor, loaders, state, viewer};
 use crate::bus::{Change, ChangeEvent, ChatEvent as BusEvent, PresenceEvent, RoomCreatedEvent, TypingEvent};
@@ -435,16 +436,56 @@ impl EventsSubscription {
     }
 }
 
+/// `User.online` and `User.lastSeen` of a user as a viewer sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PresenceOf {
+    pub viewer: i64,
+    pub user: i64,
+}
+
+type Seen = (bool, Option<chrono::DateTime<chrono::Utc>>);
+
+impl Loader<PresenceOf> for Db {
+    type Value = Seen;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[PresenceOf]) -> Result<HashMap<PresenceOf, Seen>, LoadError> {
+        let Some(presence) = &self.1 else {
+            tracing::error!("User.online asked of loaders without presence");
+            return Err(LoadError);
+        };
+        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
+        for key in keys {
+            by_viewer.entry(key.viewer).or_default().push(key.user);
+        }
+        let mut found = HashMap::new();
+        for (viewer, users) in by_viewer {
+            let seen = crate::service::presence::seen_by(&self.0, presence, viewer, &users).await?;
+            found.extend(seen.into_iter().map(|(user, seen)| (PresenceOf { viewer, user }, seen)));
+        }
+        Ok(found)
+    }
+}
+
 /// `User.online` and `User.lastSeen` as the caller sees them (nothing of those who blocked
 /// the caller). Anonymous callers see no one online.
-pub async fn presence_of(
-    ctx: &Context<'_>,
-    user_id: i64,
-) -> async_graphql::Result<(bool, Option<chrono::DateTime<chrono::Utc>>)> {
+pub async fn presence_of(ctx: &Context<'_>, user_id: i64) -> async_graphql::Result<Seen> {
     let Ok(me) = viewer(ctx).require() else { return Ok((false, None)) };
-    let seen =
-        crate::service::presence::seen_by(state(ctx), me.id, &[user_id]).await.map_err(AppError::from).gql(ctx)?;
-    Ok(seen.get(&user_id).copied().unwrap_or((false, None)))
+    let seen = loaders::of(ctx).load_one(PresenceOf { viewer: me.id, user: user_id }).await.gql(ctx)?;
+    Ok(seen.unwrap_or((false, None)))
+}
+
+/// Loads the presence of a page of users at once, when the query selects it (see `loaders`).
+pub async fn prefetch_presence(ctx: &Context<'_>, user_ids: impl Iterator<Item = i64>) -> async_graphql::Result<()> {
+    let Ok(me) = viewer(ctx).require() else { return Ok(()) };
+    let look = ctx.look_ahead();
+    let wanted = [look.field("nodes"), look.field("edges").field("node")]
+        .iter()
+        .any(|n| n.field("online").exists() || n.field("lastSeen").exists());
+    if wanted {
+        loaders::of(ctx).load_many(user_ids.map(|user| PresenceOf { viewer: me.id, user })).await.gql(ctx)?;
+    }
+    Ok(())
 }
 
 #[derive(Default)]

@@ -16,13 +16,15 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::error::AppError;
 
-pub struct Db(pub DatabaseConnection);
+/// What the loaders read: the database, and who is online (`User.online`; absent in loaders
+/// made from a connection alone, which then cannot answer it).
+pub struct Db(pub DatabaseConnection, pub Option<Arc<crate::service::presence::Presence>>);
 
 pub type Loaders = DataLoader<Db, HashMapCache>;
 
 /// The loaders of one HTTP request: batching and a cache that lives as long as the request.
 pub fn loaders(db: DatabaseConnection) -> Loaders {
-    DataLoader::with_cache(Db(db), tokio::spawn, HashMapCache::default())
+    DataLoader::with_cache(Db(db, None), tokio::spawn, HashMapCache::default())
 }
 
 /// Loaders for a WebSocket connection, which lives for hours and runs many operations: batching
@@ -30,6 +32,17 @@ pub fn loaders(db: DatabaseConnection) -> Loaders {
 pub fn uncached(db: DatabaseConnection) -> Loaders {
     let loaders = loaders(db);
     loaders.enable_all_cache(false);
+    loaders
+}
+
+/// [`loaders`] (`cached`) or [`uncached`] of the application, presence included.
+pub fn of_state(state: &crate::state::AppState, cached: bool) -> Loaders {
+    let loaders = DataLoader::with_cache(
+        Db(state.db.clone(), Some(state.presence.clone())),
+        tokio::spawn,
+        HashMapCache::default(),
+    );
+    loaders.enable_all_cache(cached);
     loaders
 }
 

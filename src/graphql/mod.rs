@@ -169,7 +169,7 @@ pub fn sdl() -> String {
 
 /// Attaches what every resolver may need to a request: the caller, their address, DataLoaders.
 pub fn prepare(request: Request, state: &AppState, viewer: Viewer, client: ClientIp) -> Request {
-    request.data(viewer).data(client).data(Arc::new(loaders::loaders(state.db.clone())))
+    request.data(viewer).data(client).data(Arc::new(loaders::of_state(state, true)))
 }
 
 pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

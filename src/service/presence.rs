@@ -267,42 +267,42 @@ async fn recipients(db: &impl ConnectionTrait, user_id: i64) -> Result<Vec<i64>,
 }
 
 /// `online` and `lastSeen` of users as `viewer` sees them: nothing of those who blocked the
-/// viewer. One statement each for blocks and last-seen times, one Redis round trip.
+/// viewer. One statement each for blocks and last-seen times, one Redis round trip, whatever
+/// the number of users.
 pub async fn seen_by(
-    state: &AppState,
+    db: &impl ConnectionTrait,
+    presence: &Presence,
     viewer: i64,
     user_ids: &[i64],
 ) -> Result<HashMap<i64, (bool, Option<DateTime<Utc>>)>, DbErr> {
-    let hidden = crate::service::blocks::blocked_by(&state.db, viewer, user_ids).await?;
+    let hidden = crate::service::blocks::blocked_by(db, viewer, user_ids).await?;
     let visible: Vec<i64> = user_ids.iter().copied().filter(|id| !hidden.contains(id)).collect();
-    let online = if visible.is_empty() { HashSet::new() } else { state.presence.online(&visible).await };
-    let seen: Vec<(i64, DateTime<Utc>)> = if visible.is_empty() {
-        Vec::new()
-    } else {
-        user_presence::Entity::find()
-            .select_only()
-            .column(user_presence::Column::UserId)
-            .column(user_presence::Column::LastSeen)
-            .filter(user_presence::Column::UserId.is_in(visible.iter().copied()))
-            .into_tuple()
-            .all(&state.db)
-            .await?
-    };
+    if visible.is_empty() {
+        return Ok(user_ids.iter().map(|id| (*id, (false, None))).collect());
+    }
+    let online = presence.online(&visible).await;
+    let seen: Vec<(i64, DateTime<Utc>)> = user_presence::Entity::find()
+        .select_only()
+        .column(user_presence::Column::UserId)
+        .column(user_presence::Column::LastSeen)
+        .filter(user_presence::Column::UserId.is_in(visible.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
     let seen: HashMap<i64, DateTime<Utc>> = seen.into_iter().collect();
+    let now = Utc::now().trunc_subsecs(6);
     Ok(user_ids
         .iter()
         .map(|id| {
-            let shown = !hidden.contains(id);
-            let online = shown && online.contains(id);
-            // Online now: seen now. Else when they last were (null: never, or hidden).
-            let last_seen = if !shown {
-                None
-            } else if online {
-                Some(Utc::now().trunc_subsecs(6))
+            let answer = if hidden.contains(id) {
+                (false, None)
+            } else if online.contains(id) {
+                // Online: seen now.
+                (true, Some(now))
             } else {
-                seen.get(id).copied()
+                (false, seen.get(id).copied())
             };
-            (*id, (online, last_seen))
+            (*id, answer)
         })
         .collect())
 }

@@ -287,8 +287,7 @@ impl Connection {
             Err(invalid) => return self.invalid(Invalid { json: true, id: Some(id), ..invalid }).await,
         };
         // An operation may live for hours: its loaders batch but do not cache.
-        let request =
-            request.data(viewer).data(self.client).data(Arc::new(loaders::uncached(self.ctx.state.db.clone())));
+        let request = request.data(viewer).data(self.client).data(Arc::new(loaders::of_state(&self.ctx.state, false)));
         let results = self.ctx.schema.execute_stream(request).enumerate();
         let events = results
             .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })

@@ -447,3 +447,29 @@ async fn presence_follows_sockets_of_every_kind_and_reaches_those_sharing_a_room
     expect_event_sentinel(&mut ws).await;
     carols.close().await;
 }
+
+#[tokio::test]
+async fn presence_of_a_list_of_users_costs_the_same_statements_for_any_length() {
+    let app = spawn_app().await;
+    let me = app.user("me").await;
+    let prefix = unique("crowd");
+    let query = "query($s: String!) { users(search: $s, first: 50) { nodes { username online lastSeen } } }";
+    let mut costs = Vec::new();
+    let mut sockets = Vec::new();
+    for size in [2, 6] {
+        while sockets.len() < size {
+            let user = app.user(&prefix).await;
+            // Half of them online.
+            if sockets.len() % 2 == 0 {
+                sockets.push(Some(GqlWs::connect(&app, WsProtocol::TransportWs, Some(&user.access)).await));
+            } else {
+                sockets.push(None);
+            }
+        }
+        let before = app.statements.load(std::sync::atomic::Ordering::SeqCst);
+        let data = app.gql_ok(Some(&me.access), query, json!({"s": prefix})).await;
+        costs.push(app.statements.load(std::sync::atomic::Ordering::SeqCst) - before);
+        assert_eq!(data["users"]["nodes"].as_array().unwrap().len(), size);
+    }
+    assert_eq!(costs[0], costs[1], "statements for 2 and for 6 users: {costs:?}");
+}
