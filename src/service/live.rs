@@ -490,6 +490,11 @@ impl Positions {
         })
     }
 
+    /// Whether `event` is a `typing: false` of someone not shown as typing.
+    fn typing_ended(&self, event: &ChatEvent) -> bool {
+        matches!(event, ChatEvent::Typing(t) if !t.typing && !self.typing.contains_key(&(t.room_id, t.user_id)))
+    }
+
     /// The earliest moment a delivered `typing: true` lapses.
     fn next_lapse(&self) -> Option<Instant> {
         self.typing.values().map(|(at, _)| *at).min()
@@ -565,6 +570,9 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
         match received {
             Ok(event) => match state.tracker.judge(&event) {
                 Verdict::Skip => {}
+                // A typist this feed has already shown as not typing (their `true` lapsed here
+                // before their `false` came): nothing to tell.
+                Verdict::Deliver if state.positions.as_ref().is_some_and(|p| p.typing_ended(&event)) => {}
                 Verdict::Deliver => return Some(Ok(event)),
                 Verdict::Fill { after } => {
                     crate::metrics::feed_gap_filled();
@@ -738,5 +746,43 @@ mod tests {
         assert_eq!(tracker.judge(&event(3, 1, &[7, 9])), Verdict::Deliver, "a room created later");
         assert_eq!(tracker.judge(&event(4, 3, &[5, 7])), Verdict::Fill { after: 0 });
         assert_eq!(tracker.judge(&event(1, 4, &[7, 8])), Verdict::Skip);
+    }
+
+    fn created(room_id: i64, members: &[i64]) -> ChatEvent {
+        ChatEvent::RoomCreated(crate::bus::RoomCreatedEvent {
+            room_id,
+            room_name: "r".to_owned(),
+            member_ids: members.to_vec(),
+        })
+    }
+
+    #[test]
+    fn a_new_room_is_announced_once_and_starts_at_zero() {
+        let mut tracker = Tracker::new(Scope::Member(7), HashMap::from([(1, 3)]));
+        assert_eq!(tracker.judge(&created(1, &[7, 8])), Verdict::Skip, "known when the feed opened");
+        assert_eq!(tracker.judge(&created(2, &[8, 9])), Verdict::Skip, "not a member");
+        assert_eq!(tracker.judge(&created(3, &[7, 9])), Verdict::Deliver);
+        assert_eq!(tracker.judge(&created(3, &[7, 9])), Verdict::Skip, "once");
+        assert_eq!(tracker.judge(&event(3, 1, &[7, 9])), Verdict::Deliver, "from seq 1");
+    }
+
+    #[test]
+    fn a_one_room_feed_of_a_member_keeps_its_room_and_its_members_presence() {
+        let mut tracker = Tracker::new(Scope::Member(7), HashMap::from([(1, 0)]));
+        tracker.only = Some(OnlyRoom { room_id: 1, member_ids: vec![7, 8] });
+        let presence = |user_id: i64| {
+            ChatEvent::Presence(crate::bus::PresenceEvent {
+                user_id,
+                username: "u".to_owned(),
+                online: true,
+                last_seen: None,
+                recipients: vec![7],
+            })
+        };
+        assert_eq!(tracker.judge(&event(1, 1, &[7, 8])), Verdict::Deliver);
+        assert_eq!(tracker.judge(&event(2, 1, &[7, 9])), Verdict::Skip, "another room of the member");
+        assert_eq!(tracker.judge(&created(3, &[7, 9])), Verdict::Skip);
+        assert_eq!(tracker.judge(&presence(8)), Verdict::Deliver, "a member of the room");
+        assert_eq!(tracker.judge(&presence(9)), Verdict::Skip, "someone of another room");
     }
 }

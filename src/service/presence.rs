@@ -9,9 +9,12 @@
 //! processes holding their sockets, scored by when the entry lapses. A process renews its
 //! entries every third of `AGORA_PRESENCE_TTL_SECONDS` (heartbeat); a process that dies stops
 //! renewing, and its users read as offline once their entries lapse (at most that long, a
-//! minute by default). No `PresenceChanged` is published for them then: nobody is left to
-//! notice the moment; `User.online` is right. Joining and leaving are one MULTI each, so of
-//! two processes racing, exactly one sees the user come online (or go offline).
+//! minute by default). Processes also renew their own entry in `{prefix}:presence:processes`
+//! and list their users in `{prefix}:presence:process:{id}`: the first live process whose
+//! heartbeat finds a process lapsed claims it (ZREM: one claimer) and publishes
+//! `PresenceChanged` for those of its users now offline everywhere. Joining and leaving are one
+//! MULTI each, so of two processes racing, exactly one sees the user come online (or go
+//! offline).
 //!
 //! In one process (no Redis): the set of users with a socket here is the truth.
 
@@ -126,9 +129,11 @@ impl Presence {
             pipe.cmd("ZCARD").arg(&key);
             pipe.cmd("ZADD").arg(&key).arg(now + self.ttl_ms()).arg(&shared.process).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(self.ttl_ms() * 2).ignore();
+            pipe.cmd("SADD").arg(shared.users_of(&shared.process)).arg(user_id).ignore();
         } else {
             pipe.cmd("ZREM").arg(&key).arg(&shared.process).ignore();
             pipe.cmd("ZCARD").arg(&key);
+            pipe.cmd("SREM").arg(shared.users_of(&shared.process)).arg(user_id).ignore();
         }
         match shared.run::<(i64,)>(&pipe).await {
             // Online: nobody else held it before; offline: nobody holds it now.
@@ -141,11 +146,19 @@ impl Presence {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Renews this process's entries (Redis only).
-    async fn heartbeat(&self) {
-        let Some(shared) = &self.redis else { return };
+    /// Renews this process's entries (Redis only), and takes over the users of processes that
+    /// stopped renewing theirs: those of them now offline everywhere are returned, for someone
+    /// to tell (each dead process is claimed by one process alone).
+    async fn heartbeat(&self) -> Vec<i64> {
+        let Some(shared) = &self.redis else { return Vec::new() };
         let users: Vec<i64> = self.local().iter().copied().collect();
-        let lapse = Self::now_ms() + self.ttl_ms();
+        let now = Self::now_ms();
+        let lapse = now + self.ttl_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD").arg(shared.processes()).arg(lapse).arg(&shared.process).ignore();
+        pipe.cmd("PEXPIRE").arg(shared.users_of(&shared.process)).arg(self.ttl_ms() * 3).ignore();
+        pipe.cmd("ZRANGEBYSCORE").arg(shared.processes()).arg("-inf").arg(now);
+        let (dead,): (Vec<String>,) = shared.run(&pipe).await.unwrap_or_default();
         for batch in users.chunks(500) {
             let mut pipe = redis::pipe();
             for id in batch {
@@ -155,12 +168,54 @@ impl Presence {
             }
             let _: Option<()> = shared.run(&pipe).await;
         }
+        let mut orphans = Vec::new();
+        for process in dead {
+            let mut claim = redis::pipe();
+            claim.cmd("ZREM").arg(shared.processes()).arg(&process);
+            let Some((claimed,)) = shared.run::<(i64,)>(&claim).await else { continue };
+            if claimed == 0 {
+                continue; // Another process took it.
+            }
+            let mut take = redis::pipe();
+            take.atomic();
+            take.cmd("SMEMBERS").arg(shared.users_of(&process));
+            take.cmd("DEL").arg(shared.users_of(&process)).ignore();
+            if let Some((users,)) = shared.run::<(Vec<i64>,)>(&take).await {
+                tracing::info!(process, users = users.len(), "presence: a process stopped renewing; its users leave");
+                orphans.extend(users);
+            }
+        }
+        if orphans.is_empty() {
+            return orphans;
+        }
+        let online = self.online(&orphans).await;
+        orphans.retain(|id| !online.contains(id));
+        orphans
+    }
+
+    /// This process leaves the shared presence (at shutdown, after its users left).
+    async fn leave(&self) {
+        let Some(shared) = &self.redis else { return };
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(shared.processes()).arg(&shared.process).ignore();
+        pipe.cmd("DEL").arg(shared.users_of(&shared.process)).ignore();
+        let _: Option<()> = shared.run(&pipe).await;
     }
 }
 
 impl Shared {
     fn key(&self, user_id: i64) -> String {
         format!("{}:{user_id}", self.prefix)
+    }
+
+    /// The live processes, scored by when each one's heartbeat lapses.
+    fn processes(&self) -> String {
+        format!("{}:processes", self.prefix)
+    }
+
+    /// The users holding sockets on `process`.
+    fn users_of(&self, process: &str) -> String {
+        format!("{}:process:{process}", self.prefix)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Option<T> {
@@ -188,7 +243,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let every = state.presence.ttl / 3;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The first tick is at once: the process is listed before any of its users can be.
+    let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -198,7 +254,13 @@ pub async fn run(
                     tracing::warn!(error = %err, ?transition, "presence change not recorded");
                 }
             }
-            _ = ticker.tick() => state.presence.heartbeat().await,
+            _ = ticker.tick() => {
+                for user_id in state.presence.heartbeat().await {
+                    if let Err(err) = announce(&state, user_id, false).await {
+                        tracing::warn!(error = %err, user_id, "presence change not recorded");
+                    }
+                }
+            }
             _ = shutdown.cancelled() => {
                 let users: Vec<i64> = state.presence.local().iter().copied().collect();
                 for user_id in users {
@@ -206,6 +268,7 @@ pub async fn run(
                         tracing::warn!(error = %err, user_id, "presence change not recorded at shutdown");
                     }
                 }
+                state.presence.leave().await;
                 return;
             }
         }
@@ -216,10 +279,15 @@ async fn changed(state: &AppState, transition: Transition) -> Result<(), DbErr> 
     if !state.presence.apply(transition).await {
         return Ok(());
     }
-    let (user_id, online) = match transition {
-        Transition::Online(id) => (id, true),
-        Transition::Offline(id) => (id, false),
-    };
+    match transition {
+        Transition::Online(id) => announce(state, id, true).await,
+        Transition::Offline(id) => announce(state, id, false).await,
+    }
+}
+
+/// A user came online or went offline everywhere: their last-seen time, and `PresenceChanged`
+/// to those who share a room with them.
+async fn announce(state: &AppState, user_id: i64, online: bool) -> Result<(), DbErr> {
     let now = Utc::now().trunc_subsecs(6);
     user_presence::Entity::insert(user_presence::ActiveModel { user_id: Set(user_id), last_seen: Set(now) })
         .on_conflict(

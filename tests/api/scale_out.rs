@@ -369,8 +369,10 @@ async fn presence_crosses_processes_and_a_dead_process_does_not_keep_users_onlin
     let online = |data: serde_json::Value| data["user"]["online"].as_bool().unwrap();
     assert!(online(cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await), "B sees A's socket");
 
-    // A dies with Alice's socket open: nobody says goodbye, yet she is offline within the TTL.
+    // A dies with Alice's socket open: nobody says goodbye, yet she is offline within the TTL,
+    // and B, finding A's heartbeat lapsed, tells those who share a room with her.
     cluster.a.kill().await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("presence {alice} false"));
     let mut polls = 0;
     while online(cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await) {
         polls += 1;
