@@ -9,6 +9,7 @@ mod chat;
 mod chat_events;
 mod chat_features;
 mod graphql_http;
+mod graphql_sse;
 mod graphql_ws;
 mod hostile;
 mod legacy_rest;
