@@ -182,6 +182,15 @@ impl Presence {
             take.cmd("DEL").arg(shared.users_of(&process)).ignore();
             if let Some((users,)) = shared.run::<(Vec<i64>,)>(&take).await {
                 tracing::info!(process, users = users.len(), "presence: a process stopped renewing; its users leave");
+                // Its entries are void now, even those that have not lapsed yet (a user who came
+                // online there after its last heartbeat).
+                for batch in users.chunks(500) {
+                    let mut void = redis::pipe();
+                    for id in batch {
+                        void.cmd("ZREM").arg(shared.key(*id)).arg(&process).ignore();
+                    }
+                    let _: Option<()> = shared.run(&void).await;
+                }
                 orphans.extend(users);
             }
         }
