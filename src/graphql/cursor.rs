@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
+use crate::domain::messages;
 use crate::error::{AppError, FieldErrors};
 
 pub fn encode(kind: &str, key: &str) -> String {
@@ -16,7 +17,7 @@ pub fn decode(kind: &str, field: &str, cursor: &str) -> Result<String, AppError>
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')).map(str::to_owned))
-        .ok_or_else(|| FieldErrors::single(field, "Invalid cursor."))
+        .ok_or_else(|| FieldErrors::single(field, messages::INVALID_CURSOR))
 }
 
 pub fn encode_id(kind: &str, id: i64) -> String {
@@ -24,7 +25,7 @@ pub fn encode_id(kind: &str, id: i64) -> String {
 }
 
 pub fn decode_id(kind: &str, field: &str, cursor: &str) -> Result<i64, AppError> {
-    decode(kind, field, cursor)?.parse().map_err(|_| FieldErrors::single(field, "Invalid cursor."))
+    decode(kind, field, cursor)?.parse().map_err(|_| FieldErrors::single(field, messages::INVALID_CURSOR))
 }
 
 /// Decodes an optional cursor.

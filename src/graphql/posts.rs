@@ -15,6 +15,7 @@ use super::accounts::User;
 use super::error::GqlResultExt;
 use super::scalars::Timestamp;
 use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use crate::domain::messages;
 use crate::error::{AppError, FieldErrors};
 use crate::service::posts::{self, NewPost, PostKey};
 
@@ -49,7 +50,6 @@ impl Post {
 pub type PostConnection = Connection<String, Post, TotalCount>;
 
 const POST_CURSOR: &str = "post";
-const INVALID_CURSOR: &str = "Invalid cursor.";
 
 fn encode_cursor(key: PostKey) -> String {
     cursor::encode(POST_CURSOR, &format!("{}:{}", key.created_at.timestamp_micros(), key.id))
@@ -62,7 +62,7 @@ fn decode_cursor(field: &str, value: Option<&str>) -> Result<Option<PostKey>, Ap
         let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
         Some(PostKey { created_at, id: id.parse().ok()? })
     });
-    parsed.map(Some).ok_or_else(|| FieldErrors::single(field, INVALID_CURSOR))
+    parsed.map(Some).ok_or_else(|| FieldErrors::single(field, messages::INVALID_CURSOR))
 }
 
 /// Loads the authors of a whole page (and their profiles, when the query asks for them) in one
@@ -126,7 +126,7 @@ impl PostsQuery {
     /// A post by id; null when there is none.
     async fn post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Post>> {
         viewer(ctx).require().gql(ctx)?;
-        let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", "A valid integer is required.")).gql(ctx)?;
+        let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", messages::INVALID_INTEGER)).gql(ctx)?;
         Ok(posts::find(state(ctx), id).await.gql(ctx)?.map(Post))
     }
 }

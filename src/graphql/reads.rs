@@ -97,7 +97,7 @@ pub async fn prefetch(ctx: &Context<'_>, rooms: &[ChatRoom]) -> async_graphql::R
 
 /// A message id argument: BAD_USER_INPUT on `field` unless it is a number.
 pub fn parse_id(field: &str, id: &ID) -> Result<i64, crate::error::AppError> {
-    id.parse().map_err(|_| crate::error::FieldErrors::single(field, "Invalid ID."))
+    id.parse().map_err(|_| crate::error::FieldErrors::single(field, crate::domain::messages::INVALID_ID))
 }
 
 #[derive(Default)]

@@ -12,13 +12,11 @@ use sea_orm::{
 use unicode_normalization::UnicodeNormalization;
 
 use crate::auth::{AuthError, TokenKind};
-use crate::domain::{self, BLANK};
+use crate::domain;
+use crate::domain::messages::{self, BLANK, EMAIL_TAKEN, NULL_CHARACTERS, USERNAME_TAKEN};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
-
-pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
-pub const EMAIL_TAKEN: &str = "A user with that email already exists.";
 
 pub struct Registration {
     pub username: String,
@@ -61,7 +59,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         errors.add("username", BLANK);
     } else {
         if !domain::is_valid_username(username) {
-            errors.add("username", domain::USERNAME_INVALID);
+            errors.add("username", messages::USERNAME_INVALID);
         }
         if taken(state, user::Column::UsernameKey, username).await?
             || taken(state, user::Column::UsernameKey, &stored_username).await?
@@ -69,10 +67,10 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             errors.add("username", USERNAME_TAKEN);
         }
         if username.chars().count().max(stored_username.chars().count()) > domain::USERNAME_MAX {
-            errors.add("username", domain::too_long(domain::USERNAME_MAX));
+            errors.add("username", messages::too_long(domain::USERNAME_MAX));
         }
         if !domain::storable(username) {
-            errors.add("username", domain::NULL_CHARACTERS);
+            errors.add("username", NULL_CHARACTERS);
         }
     }
 
@@ -84,13 +82,13 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             errors.add("email", EMAIL_TAKEN);
         }
         if email.chars().count() > domain::EMAIL_MAX {
-            errors.add("email", domain::too_long(domain::EMAIL_MAX));
+            errors.add("email", messages::too_long(domain::EMAIL_MAX));
         }
         if !domain::storable(email) {
-            errors.add("email", domain::NULL_CHARACTERS);
+            errors.add("email", NULL_CHARACTERS);
         }
         if !domain::is_valid_email(email) {
-            errors.add("email", domain::EMAIL_INVALID);
+            errors.add("email", messages::EMAIL_INVALID);
         }
     }
 
@@ -164,12 +162,12 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
     if username.is_empty() {
         errors.add("username", BLANK);
     } else if !domain::storable(username) {
-        errors.add("username", domain::NULL_CHARACTERS);
+        errors.add("username", NULL_CHARACTERS);
     }
     if password.is_empty() {
         errors.add("password", BLANK);
     } else if !domain::storable(password) {
-        errors.add("password", domain::NULL_CHARACTERS);
+        errors.add("password", NULL_CHARACTERS);
     }
     errors.into_result()?;
     // Failed sign-ins count, per address and per account; a success costs nothing.
@@ -316,10 +314,10 @@ fn new_password_problems(password: &str, username: &str, email: &str) -> Vec<Str
     // value that passed them.
     let mut problems = Vec::new();
     if password.chars().count() > domain::PASSWORD_MAX {
-        problems.push(domain::too_long(domain::PASSWORD_MAX));
+        problems.push(messages::too_long(domain::PASSWORD_MAX));
     }
     if !domain::storable(password) {
-        problems.push(domain::NULL_CHARACTERS.to_owned());
+        problems.push(NULL_CHARACTERS.to_owned());
     }
     if problems.is_empty() {
         problems = domain::password_problems(password, Some(username), Some(email));

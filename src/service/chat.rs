@@ -16,20 +16,10 @@ use sea_orm::{
 };
 
 use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
-use crate::domain;
+use crate::domain::{self, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
 use crate::state::AppState;
-
-/// DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
-pub const RECIPIENT_NULL: &str = "This field may not be null.";
-pub const SELF_CHAT: &str = "You cannot start a chat with yourself.";
-pub const FIRST_AND_LAST: &str = "Passing both `first` and `last` is not supported.";
-
-/// DRF's `SlugRelatedField` message for a username nobody has.
-pub fn unknown_recipient(value: &str) -> String {
-    format!("Object with username={value} does not exist.")
-}
 
 /// `"<lower id>:<higher id>"`, the same for both directions.
 pub fn pair_key(a: i64, b: i64) -> String {
@@ -133,18 +123,19 @@ async fn insert_room(
 /// `true` when this call created it.
 pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> AppResult<(chat_room::Model, bool)> {
     if recipient.is_empty() {
-        return Err(FieldErrors::single("recipient", RECIPIENT_NULL));
+        // DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
+        return Err(FieldErrors::single("recipient", messages::NULL));
     }
     if !domain::storable(recipient) {
-        return Err(FieldErrors::single("recipient", unknown_recipient(recipient)));
+        return Err(FieldErrors::single("recipient", messages::unknown_username(recipient)));
     }
     let other = user::Entity::find()
         .filter(user::Column::Username.eq(recipient))
         .one(&state.db)
         .await?
-        .ok_or_else(|| FieldErrors::single("recipient", unknown_recipient(recipient)))?;
+        .ok_or_else(|| FieldErrors::single("recipient", messages::unknown_username(recipient)))?;
     if other.id == me.id {
-        return Err(FieldErrors::single("recipient", SELF_CHAT));
+        return Err(FieldErrors::single("recipient", messages::SELF_CHAT));
     }
     crate::service::blocks::ensure_not_blocked(&state.db, me.id, &[other.id]).await?;
     let key = pair_key(me.id, other.id);
@@ -238,7 +229,7 @@ pub async fn history(
     total: Total,
 ) -> AppResult<Page<message::Model>> {
     let (limit, forwards) = match (page.first, page.last) {
-        (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
+        (Some(_), Some(_)) => return Err(FieldErrors::single("last", messages::FIRST_AND_LAST)),
         (Some(first), None) => (page_size("first", Some(first))?, true),
         (None, Some(last)) => (page_size("last", Some(last))?, false),
         (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),

@@ -11,13 +11,11 @@ use sea_orm::{
     RelationTrait, Set,
 };
 
+use crate::domain::messages;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::accounts;
 use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
-
-pub const SELF_FRIEND: &str = "You cannot add yourself to your friends.";
-pub const SELF_UNFRIEND: &str = "You cannot remove yourself from your friends.";
 
 /// The other user named `username` (case-insensitively): NOT_FOUND when nobody is, and
 /// `BAD_USER_INPUT` on `username` with `self_message` when it is `me`.
@@ -29,7 +27,7 @@ pub async fn other_user(
 ) -> AppResult<user::Model> {
     let username = username.trim();
     if username.is_empty() {
-        return Err(FieldErrors::single("username", crate::domain::BLANK));
+        return Err(FieldErrors::single("username", messages::BLANK));
     }
     let other = accounts::find_by_username_ci(state, username).await?.ok_or(AppError::NotFound)?;
     if other.id == me.id {
@@ -40,7 +38,7 @@ pub async fn other_user(
 
 /// Adds `username` to `me`'s friends; returns them.
 pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, SELF_FRIEND).await?;
+    let friend = other_user(state, me, username, messages::SELF_FRIEND).await?;
     friendship::Entity::insert(friendship::ActiveModel {
         user_id: Set(me.id),
         friend_id: Set(friend.id),
@@ -56,7 +54,7 @@ pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> A
 
 /// Removes `username` from `me`'s friends; returns them.
 pub async fn remove_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, SELF_UNFRIEND).await?;
+    let friend = other_user(state, me, username, messages::SELF_UNFRIEND).await?;
     friendship::Entity::delete_many()
         .filter(friendship::Column::UserId.eq(me.id))
         .filter(friendship::Column::FriendId.eq(friend.id))

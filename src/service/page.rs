@@ -1,5 +1,6 @@
 //! Page-size rules of every list (Relay connections and the legacy history).
 
+use crate::domain::messages;
 use crate::error::{AppError, FieldErrors};
 
 pub const DEFAULT_PAGE: u64 = 20;
@@ -9,10 +10,8 @@ pub const MAX_PAGE: u64 = 100;
 pub fn page_size(field: &str, requested: Option<i32>) -> Result<u64, AppError> {
     match requested {
         None => Ok(DEFAULT_PAGE),
-        Some(n) if n < 0 => Err(FieldErrors::single(field, "Ensure this value is greater than or equal to 0.")),
-        Some(n) if n as u64 > MAX_PAGE => {
-            Err(FieldErrors::single(field, format!("Ensure this value is less than or equal to {MAX_PAGE}.")))
-        }
+        Some(n) if n < 0 => Err(FieldErrors::single(field, messages::at_least(0))),
+        Some(n) if n as u64 > MAX_PAGE => Err(FieldErrors::single(field, messages::at_most(MAX_PAGE))),
         Some(n) => Ok(n as u64),
     }
 }

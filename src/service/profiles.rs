@@ -11,20 +11,10 @@ use std::io::Read;
 use entity::{profile, user};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
-use crate::domain::{self, BIO_MAX};
+use crate::domain::{self, BIO_MAX, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::media::{ImageKind, MAX_IMAGE_BYTES};
 use crate::state::AppState;
-
-/// Django's `ImageField` message for bytes that are not an image it can open.
-pub const IMAGE_INVALID: &str =
-    "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
-/// Django's `FileField` message for an empty upload.
-pub const FILE_EMPTY: &str = "The submitted file is empty.";
-
-pub fn image_too_large() -> String {
-    format!("Ensure this file is no larger than {MAX_IMAGE_BYTES} bytes.")
-}
 
 /// What to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -46,12 +36,12 @@ pub async fn read_image(file: impl Read + Send + 'static) -> AppResult<Vec<u8>> 
 
 fn check_image(bytes: &[u8]) -> Result<ImageKind, Vec<String>> {
     if bytes.is_empty() {
-        return Err(vec![FILE_EMPTY.to_owned()]);
+        return Err(vec![messages::FILE_EMPTY.to_owned()]);
     }
     if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(vec![image_too_large()]);
+        return Err(vec![messages::file_too_large(MAX_IMAGE_BYTES)]);
     }
-    ImageKind::sniff(bytes).ok_or_else(|| vec![IMAGE_INVALID.to_owned()])
+    ImageKind::sniff(bytes).ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()])
 }
 
 /// Changes the bio and/or the avatar of `user`. Every invalid field is reported and nothing is
