@@ -3,7 +3,8 @@
 //!
 //! Services return [`AppError`]; it is mapped once to GraphQL (`graphql::error`) and, through the
 //! GraphQL error codes, once to Django REST Framework bodies (`legacy::errors`). Infrastructure
-//! errors are logged where they are converted and never reach a client in detail.
+//! errors keep their cause and are logged once, where the answer is made (`graphql::error`),
+//! never where they are converted; they never reach a client in detail.
 
 use crate::auth::AuthError;
 use crate::domain::messages;
@@ -114,14 +115,13 @@ pub enum AppError {
     /// Too many attempts; retry after this many seconds.
     #[error("{}", messages::throttled(*.0))]
     Throttled(u64),
-    /// Anything else. The detail is logged where it happens, never shown.
+    /// Anything else. The cause is logged with the answer, never shown.
     #[error("{}", messages::INTERNAL)]
     Internal(#[source] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        tracing::error!(error = %err, "database error");
         AppError::Internal(err.into())
     }
 }
@@ -137,9 +137,7 @@ impl From<sea_orm::TransactionError<AppError>> for AppError {
 
 impl AppError {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = %err, "internal error");
-        AppError::Internal(err)
+        AppError::Internal(err.into())
     }
 }
 

@@ -69,8 +69,13 @@ pub fn to_graphql(ctx: &Context<'_>, err: AppError) -> async_graphql::Error {
             }
             last
         }
-        AppError::Internal(_) => async_graphql::Error::new(crate::domain::messages::INTERNAL)
-            .extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR)),
+        AppError::Internal(cause) => {
+            // The one place an internal error is logged: with its cause, and where it happened.
+            let path = ctx.path_node.map(|node| node.to_string()).unwrap_or_default();
+            tracing::error!(error = format!("{cause:#}"), path, "internal error");
+            async_graphql::Error::new(crate::domain::messages::INTERNAL)
+                .extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR))
+        }
     }
 }
 

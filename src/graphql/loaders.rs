@@ -33,20 +33,20 @@ pub fn uncached(db: DatabaseConnection) -> Loaders {
     loaders
 }
 
-/// Error type of the loaders: cloneable, detail already logged.
-#[derive(Clone, Debug)]
-pub struct LoadError;
+/// Error type of the loaders: cloneable (every waiter of a batch gets it), with its cause.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("batched load failed")]
+pub struct LoadError(#[source] Arc<sea_orm::DbErr>);
 
 impl From<sea_orm::DbErr> for LoadError {
     fn from(err: sea_orm::DbErr) -> Self {
-        let _ = AppError::from(err);
-        LoadError
+        LoadError(Arc::new(err))
     }
 }
 
 impl From<LoadError> for AppError {
-    fn from(_: LoadError) -> Self {
-        AppError::Internal(anyhow::anyhow!("batched load failed"))
+    fn from(err: LoadError) -> Self {
+        AppError::internal(err)
     }
 }
 

@@ -264,9 +264,10 @@ impl Bridge {
             None if errors.first().and_then(codes::code_of) == Some(codes::UNAUTHENTICATED) => {
                 Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive"))
             }
+            // An internal error was logged with its cause where GraphQL answered it.
             None => {
                 let first = errors.first().map(|e| e.message.as_str()).unwrap_or_default();
-                tracing::error!(room = %self.room, error = first, "legacy chat socket: sendMessage failed");
+                tracing::warn!(room = %self.room, error = first, "legacy chat socket: sendMessage failed");
                 Reply::Close(ws::close(close_code::ERROR, first))
             }
         }

@@ -192,6 +192,8 @@ pub fn from_graphql(errors: &[GqlError], transport: &FieldErrors, order: &[&str]
         codes::NOT_FOUND => not_found(),
         codes::FORBIDDEN => detail(StatusCode::FORBIDDEN, first.message.clone()),
         codes::TOO_MANY_REQUESTS => throttled(retry_after(first)),
+        // Logged with its cause where GraphQL answered it.
+        codes::INTERNAL_SERVER_ERROR => server_error(),
         other => {
             tracing::error!(code = other, message = %first.message, "legacy operation failed");
             server_error()
