@@ -14,19 +14,21 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::accounts::User;
+use super::cursor::{self, Cursor, MessageKey};
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{Db, LoadError, UserId};
 use super::scalars::Timestamp;
-use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, list_complexity, loaders, state, viewer, wanted_total};
 use crate::bus::MessageEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
 use crate::service::page::MAX_PAGE;
 
-/// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
-pub const MESSAGE_CURSOR: &str = "message";
+/// Message cursors hold the message id ([`MessageKey`]): the legacy history pages with
+/// `?before=<id>` too.
+pub const MESSAGE_CURSOR: &str = <MessageKey as cursor::Key>::KIND;
 
-pub type MessageConnection = Connection<String, Message, TotalCount>;
+pub type MessageConnection = Connection<Cursor<MessageKey>, Message, TotalCount>;
 
 pub struct ChatRoom(pub chat_room::Model);
 
@@ -76,14 +78,14 @@ impl ChatRoom {
     ) -> async_graphql::Result<MessageConnection> {
         let page = HistoryPage {
             first,
-            after: cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?,
+            after: Cursor::<MessageKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0),
             last,
-            before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
+            before: Cursor::<MessageKey>::parse("before", before.as_deref()).gql(ctx)?.map(|key| key.0),
             hide_deleted: !include_deleted,
         };
         let total = wanted_total(ctx);
         let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
-        Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message::from))
+        Ok(super::connection(page, |m| Cursor(MessageKey(m.id)), Message::from))
     }
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {

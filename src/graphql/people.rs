@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Object};
 
-use super::accounts::{USER_CURSOR, User, UserConnection};
+use super::accounts::{User, UserConnection};
+use super::cursor::{Cursor, UserKey};
 use super::error::GqlResultExt;
 use super::loaders::{Db, LoadError};
-use super::{cursor, list_complexity, loaders, state, viewer, wanted_total};
+use super::{list_complexity, loaders, state, viewer, wanted_total};
 use crate::service::page::MAX_PAGE;
 use crate::service::{blocks, friends};
 
@@ -60,9 +61,9 @@ pub async fn friends_of(
     after: Option<String>,
 ) -> async_graphql::Result<UserConnection> {
     viewer(ctx).require().gql(ctx)?;
-    let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
+    let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
     let page = friends::friends(state(ctx), user_id, first, after, wanted_total(ctx)).await.gql(ctx)?;
-    Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
+    Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
 }
 
 /// `User.friendIds`.

@@ -46,7 +46,8 @@ use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
 use crate::error::FieldErrors;
-use crate::graphql::{chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
+use crate::graphql::cursor::{Cursor, MessageKey};
+use crate::graphql::{error as codes, loaders};
 use crate::transport::socket as ws;
 
 /// The route, with and without its trailing slash.
@@ -185,7 +186,7 @@ impl Bridge {
             tracing::error!(%data, "legacy chat socket: unexpected room data");
             return Err(errors::server_error());
         };
-        Ok(cursor::encode_id(MESSAGE_CURSOR, last))
+        Ok(Cursor::of(MessageKey(last)))
     }
 
     async fn run(self, socket: WebSocket, after: String, every: Duration) {

@@ -19,7 +19,7 @@ use super::query;
 use super::shapes;
 use crate::domain;
 use crate::error::FieldErrors;
-use crate::graphql::cursor;
+use crate::graphql::cursor::{Cursor, MessageKey};
 
 /// The named schemas `/openapi.json` collects as it reads the table.
 pub type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -364,7 +364,7 @@ fn history_variables(input: &Input) -> Result<Variables, FieldErrors> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let before = before.map(|id| cursor::encode_id("message", id));
+    let before = before.map(|id| Cursor::of(MessageKey(id)));
     Ok(Variables {
         variables: json!({"name": input.path("room_name"), "before": before}),
         limit: limit.map(|l| l as u64),
