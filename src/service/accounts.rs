@@ -104,8 +104,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     let email = normalize_email(email);
     let email = email.as_str();
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(&state.db).await?;
-    let created = user::ActiveModel {
+    let new_user = user::ActiveModel {
         username: Set(username.to_owned()),
         email: Set(email.to_owned()),
         username_key: Set(fold(username)),
@@ -115,11 +114,27 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         date_joined: Set(now),
         last_login: Set(None),
         ..Default::default()
-    }
-    .insert(&txn)
+    };
+    let created = crate::db::write(
+        &state.db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let user = new_user.insert(txn).await?;
+                profile::ActiveModel {
+                    user_id: Set(user.id),
+                    image: Set(profile::DEFAULT_IMAGE.to_owned()),
+                    bio: Set(String::new()),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                Ok::<_, sea_orm::DbErr>(user)
+            })
+        }),
+    )
     .await;
-    let user = match created {
-        Ok(user) => user,
+    match created {
+        Ok(user) => Ok(user),
         // Lost a race against an identical sign-up: the unique index decides.
         Err(err) if crate::db::is_unique_violation(&err) => {
             let mut errors = FieldErrors::new();
@@ -129,20 +144,10 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             if errors.is_empty() || taken(state, user::Column::UsernameKey, username).await? {
                 errors.add("username", USERNAME_TAKEN);
             }
-            return Err(AppError::Invalid(errors));
+            Err(AppError::Invalid(errors))
         }
-        Err(err) => return Err(err.into()),
-    };
-    profile::ActiveModel {
-        user_id: Set(user.id),
-        image: Set(profile::DEFAULT_IMAGE.to_owned()),
-        bio: Set(String::new()),
-        ..Default::default()
+        Err(err) => Err(err.into()),
     }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(user)
 }
 
 /// Django's `normalize_email`: the domain part lower-cased, the local part kept.
@@ -292,10 +297,7 @@ pub async fn list(
             filter.add(Expr::value(false))
         };
     }
-    let total = match total {
-        Total::Count => Some(user::Entity::find().filter(filter.clone()).count(&state.db).await?),
-        Total::Skip => None,
-    };
+    let total = total.of(&user::Entity::find().filter(filter.clone()), &state.db).await?;
     let mut query = user::Entity::find().filter(filter).order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));

@@ -11,8 +11,8 @@ use chrono::{SubsecRound, Utc};
 use entity::{chat_room, message, room_member, user};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
 };
 
 use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
@@ -87,36 +87,29 @@ async fn insert_room(
     members: [i64; 2],
 ) -> Result<chat_room::Model, DbErr> {
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(db).await?;
-    let inserted = async {
-        let room = chat_room::ActiveModel {
-            name: Set(name.to_owned()),
-            pair_key: Set(key.to_owned()),
-            created_at: Set(now),
-            last_seq: Set(0),
-            last_activity_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        room_member::Entity::insert_many(
-            members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        Ok::<_, DbErr>(room)
-    }
-    .await;
-    match inserted {
-        Ok(room) => {
-            txn.commit().await?;
-            Ok(room)
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    }
+    let room = chat_room::ActiveModel {
+        name: Set(name.to_owned()),
+        pair_key: Set(key.to_owned()),
+        created_at: Set(now),
+        last_seq: Set(0),
+        last_activity_at: Set(now),
+        ..Default::default()
+    };
+    crate::db::write(
+        db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let room = room.insert(txn).await?;
+                room_member::Entity::insert_many(
+                    members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                Ok::<_, DbErr>(room)
+            })
+        }),
+    )
+    .await
 }
 
 /// Opens the room of `me` and `recipient` (exact username), or returns the existing one.
@@ -239,10 +232,7 @@ pub async fn history(
         let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
         if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
     };
-    let total_count = match total {
-        Total::Count => Some(in_room().count(db).await?),
-        Total::Skip => None,
-    };
+    let total_count = total.of(&in_room(), db).await?;
     let mut query = in_room();
     if let Some(after) = page.after {
         query = query.filter(message::Column::Id.gt(after));

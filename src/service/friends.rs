@@ -7,8 +7,7 @@ use chrono::{SubsecRound, Utc};
 use entity::{friendship, user};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
 use crate::domain::messages;
@@ -75,10 +74,7 @@ pub async fn friends(
     let base = user::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, friendship::Relation::Friend.def().rev())
         .filter(friendship::Column::UserId.eq(user_id));
-    let total = match total {
-        Total::Count => Some(base.clone().count(&state.db).await?),
-        Total::Skip => None,
-    };
+    let total = total.of(&base, &state.db).await?;
     let mut query = base.order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));

@@ -33,6 +33,21 @@ pub enum Total {
     Skip,
 }
 
+impl Total {
+    /// The number of rows `query` selects when counting was asked for (the one way every
+    /// connection counts its total).
+    pub async fn of<'db, C, Q>(self, query: &Q, db: &'db C) -> Result<Option<u64>, sea_orm::DbErr>
+    where
+        C: sea_orm::ConnectionTrait,
+        Q: sea_orm::PaginatorTrait<'db, C> + Clone + Send,
+    {
+        match self {
+            Total::Count => Ok(Some(query.clone().count(db).await?)),
+            Total::Skip => Ok(None),
+        }
+    }
+}
+
 impl<T> Page<T> {
     /// Cuts a fetched `limit + 1` rows down to `limit`, noting whether there was more.
     pub fn from_overfetch(mut items: Vec<T>, limit: u64, has_previous: bool, total_count: Option<u64>) -> Self {

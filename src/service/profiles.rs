@@ -91,11 +91,18 @@ async fn save(
     bio: Option<String>,
     image: Option<String>,
 ) -> AppResult<Option<String>> {
-    let txn = crate::db::begin_write(db).await?;
+    crate::db::write(db, Box::new(move |txn| Box::pin(save_in(txn, user_id, bio, image)))).await
+}
+
+async fn save_in(
+    txn: &sea_orm::DatabaseTransaction,
+    user_id: i64,
+    bio: Option<String>,
+    image: Option<String>,
+) -> AppResult<Option<String>> {
     // Locked (PostgreSQL; SQLite's IMMEDIATE already serialises writers), so that two concurrent
     // uploads cannot both read the same old image and leave one new file unreferenced.
-    let current =
-        profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(&txn).await?;
+    let current = profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(txn).await?;
     let replaced = match current {
         Some(row) => {
             let replaced = image.as_ref().map(|_| row.image.clone());
@@ -106,7 +113,7 @@ async fn save(
             if let Some(image) = image {
                 active.image = Set(image);
             }
-            active.update(&txn).await?;
+            active.update(txn).await?;
             replaced
         }
         // A user created outside the API has no profile yet (the legacy service did the same).
@@ -117,11 +124,10 @@ async fn save(
                 image: Set(image.unwrap_or_else(|| profile::DEFAULT_IMAGE.to_owned())),
                 ..Default::default()
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
             None
         }
     };
-    txn.commit().await?;
     Ok(replaced)
 }
