@@ -1,13 +1,10 @@
 //! Chat in GraphQL: `createChatRoom`, `sendMessage`, `myChatRooms`, `chatRoom`, the
 //! `messageAdded` subscription, and the `ChatRoom` and `Message` types.
 //!
-//! Every relation crossed in a list goes through a DataLoader (members, last message, message
-//! room and author), so a list of rooms costs a fixed number of statements.
-
-use std::collections::HashMap;
+//! Every relation crossed in a list goes through a DataLoader of `loaders` (members, last
+//! message, message room and author), so a list of rooms costs a fixed number of statements.
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject, Subscription};
 use entity::{chat_room, message, user};
 use futures_util::StreamExt;
@@ -16,7 +13,7 @@ use futures_util::stream::BoxStream;
 use super::accounts::User;
 use super::cursor::{self, Cursor, MessageKey};
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
-use super::loaders::{Db, LoadError, UserId};
+use super::loaders::{LastMessageOf, MembersOf, RoomById, UserId};
 use super::scalars::Timestamp;
 use super::{TotalCount, connection_complexity, list_complexity, loaders, state, viewer, wanted_total};
 use crate::bus::MessageEvent;
@@ -349,46 +346,4 @@ fn feed_error(err: LiveError) -> async_graphql::Error {
         e.set("code", INTERNAL_SERVER_ERROR);
         e.set("reason", reason);
     })
-}
-
-/// The members of a room (by user id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MembersOf(pub i64);
-
-impl Loader<MembersOf> for Db {
-    type Value = Vec<user::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[MembersOf]) -> Result<HashMap<MembersOf, Vec<user::Model>>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::members_of(&self.0, &ids).await?.into_iter().map(|(id, users)| (MembersOf(id), users)).collect())
-    }
-}
-
-/// The newest message of a room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LastMessageOf(pub i64);
-
-impl Loader<LastMessageOf> for Db {
-    type Value = message::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[LastMessageOf]) -> Result<HashMap<LastMessageOf, message::Model>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::last_messages(&self.0, &ids).await?.into_iter().map(|(id, m)| (LastMessageOf(id), m)).collect())
-    }
-}
-
-/// A room by id (the room of a message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RoomById(pub i64);
-
-impl Loader<RoomById> for Db {
-    type Value = chat_room::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[RoomById]) -> Result<HashMap<RoomById, chat_room::Model>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::rooms_by_id(&self.0, &ids).await?.into_iter().map(|(id, r)| (RoomById(id), r)).collect())
-    }
 }
