@@ -66,6 +66,9 @@ static SEND: Document = Document::new(
     "mutation($name: String!, $content: String!) { sendMessage(roomName: $name, content: $content) { id } }",
 );
 
+/// Every document the socket sends (checked against the schema by a test).
+pub static DOCUMENTS: [&Document; 3] = [&ROOM, &FEED, &SEND];
+
 const INVALID_JSON: &str = "Invalid JSON.";
 const NOT_A_MESSAGE: &str = "Expected an object with a \"message\" key.";
 /// The frame's only field, read as DRF's `CharField` reads a body field.

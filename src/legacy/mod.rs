@@ -207,6 +207,13 @@ impl Document {
     }
 }
 
+/// Every GraphQL document the legacy layer sends: the table's operations and guards, and the
+/// chat socket's (a test validates each against the schema).
+pub fn documents() -> impl Iterator<Item = &'static Document> {
+    let table = routes::ROUTES.iter().flat_map(|route| [&route.get, &route.post]).flatten();
+    table.flat_map(|op| std::iter::once(op.document).chain(op.guard)).chain(chat_socket::DOCUMENTS)
+}
+
 /// A caller of the schema for the legacy transports: an identity and an address.
 struct Caller {
     ctx: AppContext,
