@@ -4,7 +4,7 @@
 //! One type a kind: [`Cursor<K>`] over a [`Key`] (`Cursor<MessageKey>`, `Cursor<UserKey>`,
 //! `Cursor<PostKey>`), async-graphql's [`CursorType`], so a connection's edges are written by
 //! the type and an argument is read by [`Cursor::parse`]. A new kind is a key type and its
-//! `impl Key`.
+//! `impl Key` (`id_key!` for a kind keyed by one id).
 
 use async_graphql::connection::CursorType;
 use base64::Engine;
@@ -64,34 +64,37 @@ fn key_text(kind: &str, cursor: &str) -> Option<String> {
     text.strip_prefix(kind)?.strip_prefix(':').map(str::to_owned)
 }
 
-/// A message, by id (`ChatRoom.messages`, the `after` of `messageAdded`, the legacy history's
-/// `?before=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageKey(pub i64);
+/// A key that is one id: `kind:<id>`.
+macro_rules! id_key {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name(pub i64);
 
-impl Key for MessageKey {
-    const KIND: &'static str = "message";
-    fn write(&self) -> String {
-        self.0.to_string()
-    }
-    fn read(text: &str) -> Option<Self> {
-        text.parse().ok().map(MessageKey)
-    }
+        impl Key for $name {
+            const KIND: &'static str = $kind;
+            fn write(&self) -> String {
+                self.0.to_string()
+            }
+            fn read(text: &str) -> Option<Self> {
+                text.parse().ok().map($name)
+            }
+        }
+    };
 }
 
-/// A user, by id (`users`, `User.friends`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UserKey(pub i64);
+id_key!(
+    /// A message, by id (`ChatRoom.messages`, the `after` of `messageAdded`, the legacy history's
+    /// `?before=`).
+    MessageKey,
+    "message"
+);
 
-impl Key for UserKey {
-    const KIND: &'static str = "user";
-    fn write(&self) -> String {
-        self.0.to_string()
-    }
-    fn read(text: &str) -> Option<Self> {
-        text.parse().ok().map(UserKey)
-    }
-}
+id_key!(
+    /// A user, by id (`users`, `User.friends`).
+    UserKey,
+    "user"
+);
 
 /// The message id of an optional cursor of `kind` (`MessageKey::KIND`): what the
 /// `messageAdded` subscription reads its `after` with. Other call sites use [`Cursor::parse`].

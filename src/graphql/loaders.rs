@@ -8,7 +8,7 @@
 //! loader's cache (`updateProfile` clears [`ProfileOf`]).
 //!
 //! Every loader of the schema is here, each a key type and its `impl Loader`: keyed by one id,
-//! the service's map is re-keyed ([`by_id`]); keyed by a viewer and an id, the keys are grouped by
+//! the service's map is re-keyed (`id_loader!`); keyed by a viewer and an id, the keys are grouped by
 //! viewer ([`by_viewer`]) so that one statement serves each viewer (in practice, the caller).
 
 use std::collections::HashMap;
@@ -55,19 +55,23 @@ impl From<LoadError> for AppError {
     }
 }
 
-/// The ids of `keys`, and the service's answer re-keyed by `key`.
-async fn by_id<K, V, E>(
-    keys: &[K],
-    id: impl Fn(&K) -> i64,
-    key: impl Fn(i64) -> K,
-    load: impl AsyncFnOnce(Vec<i64>) -> Result<HashMap<i64, V>, E>,
-) -> Result<HashMap<K, V>, LoadError>
-where
-    K: Eq + std::hash::Hash,
-    LoadError: From<E>,
-{
-    let ids = keys.iter().map(id).collect();
-    Ok(load(ids).await?.into_iter().map(|(id, value)| (key(id), value)).collect())
+/// A loader keyed by one id, answered by a service function from `&[id]` to a map by id.
+macro_rules! id_loader {
+    ($(#[$doc:meta])* $key:ident => $value:ty, $load:path) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $key(pub i64);
+
+        impl Loader<$key> for Db {
+            type Value = $value;
+            type Error = LoadError;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, $value>, LoadError> {
+                let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
+                Ok($load(&self.0, &ids).await?.into_iter().map(|(id, value)| ($key(id), value)).collect())
+            }
+        }
+    };
 }
 
 /// The ids each viewer asks about, among `keys` given as `(viewer, id)`.
@@ -110,57 +114,25 @@ impl Loader<ProfileOf> for Db {
     }
 }
 
-/// The members of a room (by user id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MembersOf(pub i64);
+id_loader!(
+    /// The members of a room (by user id).
+    MembersOf => Vec<user::Model>, chat::members_of
+);
 
-impl Loader<MembersOf> for Db {
-    type Value = Vec<user::Model>;
-    type Error = LoadError;
+id_loader!(
+    /// The newest message of a room.
+    LastMessageOf => message::Model, chat::last_messages
+);
 
-    async fn load(&self, keys: &[MembersOf]) -> Result<HashMap<MembersOf, Vec<user::Model>>, LoadError> {
-        by_id(keys, |k| k.0, MembersOf, async |ids| chat::members_of(&self.0, &ids).await).await
-    }
-}
+id_loader!(
+    /// A room by id (the room of a message).
+    RoomById => chat_room::Model, chat::rooms_by_id
+);
 
-/// The newest message of a room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LastMessageOf(pub i64);
-
-impl Loader<LastMessageOf> for Db {
-    type Value = message::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[LastMessageOf]) -> Result<HashMap<LastMessageOf, message::Model>, LoadError> {
-        by_id(keys, |k| k.0, LastMessageOf, async |ids| chat::last_messages(&self.0, &ids).await).await
-    }
-}
-
-/// A room by id (the room of a message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RoomById(pub i64);
-
-impl Loader<RoomById> for Db {
-    type Value = chat_room::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[RoomById]) -> Result<HashMap<RoomById, chat_room::Model>, LoadError> {
-        by_id(keys, |k| k.0, RoomById, async |ids| chat::rooms_by_id(&self.0, &ids).await).await
-    }
-}
-
-/// The friend ids of a user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FriendIdsOf(pub i64);
-
-impl Loader<FriendIdsOf> for Db {
-    type Value = Vec<i64>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[FriendIdsOf]) -> Result<HashMap<FriendIdsOf, Vec<i64>>, LoadError> {
-        by_id(keys, |k| k.0, FriendIdsOf, async |ids| friends::friend_ids(&self.0, &ids).await).await
-    }
-}
+id_loader!(
+    /// The friend ids of a user.
+    FriendIdsOf => Vec<i64>, friends::friend_ids
+);
 
 /// Whether `viewer` has added `user`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -64,7 +64,8 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
             (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
             _ => None,
         };
-        match save(&db, user_id, bio, stored.clone()).await {
+        let image = stored.clone();
+        match crate::db::write(&db, Box::new(move |txn| Box::pin(save(txn, user_id, bio, image)))).await {
             Ok(replaced) => {
                 if let Some(old) = replaced
                     && Some(&old) != stored.as_ref()
@@ -84,17 +85,9 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     job.await.map_err(AppError::internal)?
 }
 
-/// Writes the new values in one transaction; returns the image path that was replaced.
+/// Writes the new values (in the transaction of `db::write`); returns the image path that was
+/// replaced.
 async fn save(
-    db: &sea_orm::DatabaseConnection,
-    user_id: i64,
-    bio: Option<String>,
-    image: Option<String>,
-) -> AppResult<Option<String>> {
-    crate::db::write(db, Box::new(move |txn| Box::pin(save_in(txn, user_id, bio, image)))).await
-}
-
-async fn save_in(
     txn: &sea_orm::DatabaseTransaction,
     user_id: i64,
     bio: Option<String>,
