@@ -41,10 +41,17 @@ pub fn uncached(db: DatabaseConnection) -> Loaders {
 /// Error type of the loaders: cloneable (every waiter of a batch gets it), with its cause.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("batched load failed")]
-pub struct LoadError(#[source] Arc<sea_orm::DbErr>);
+pub struct LoadError(#[source] Arc<dyn std::error::Error + Send + Sync>);
 
 impl From<sea_orm::DbErr> for LoadError {
     fn from(err: sea_orm::DbErr) -> Self {
+        LoadError(Arc::new(err))
+    }
+}
+
+/// A service call made by a loader.
+impl From<AppError> for LoadError {
+    fn from(err: AppError) -> Self {
         LoadError(Arc::new(err))
     }
 }

@@ -198,6 +198,18 @@ pub struct HistoryPage {
     pub hide_deleted: bool,
 }
 
+impl HistoryPage {
+    /// The page's size and direction (`true`: forwards from the oldest), checked.
+    pub fn shape(&self) -> AppResult<(u64, bool)> {
+        Ok(match (self.first, self.last) {
+            (Some(_), Some(_)) => return Err(FieldErrors::single("last", messages::FIRST_AND_LAST)),
+            (Some(first), None) => (page_size("first", Some(first))?, true),
+            (None, Some(last)) => (page_size("last", Some(last))?, false),
+            (None, None) => (DEFAULT_PAGE, self.after.is_some() && self.before.is_none()),
+        })
+    }
+}
+
 async fn any_message(
     db: &DatabaseConnection,
     room_id: i64,
@@ -216,18 +228,12 @@ async fn any_message(
 /// `last`/`before` backwards from the newest; with neither `first` nor `last`, `after` alone
 /// goes forwards and anything else gives the newest page. Both flags of the page are exact.
 pub async fn history(
-    state: &AppState,
+    db: &DatabaseConnection,
     room_id: i64,
     page: HistoryPage,
     total: Total,
 ) -> AppResult<Page<message::Model>> {
-    let (limit, forwards) = match (page.first, page.last) {
-        (Some(_), Some(_)) => return Err(FieldErrors::single("last", messages::FIRST_AND_LAST)),
-        (Some(first), None) => (page_size("first", Some(first))?, true),
-        (None, Some(last)) => (page_size("last", Some(last))?, false),
-        (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),
-    };
-    let db = &state.db;
+    let (limit, forwards) = page.shape()?;
     let in_room = || {
         let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
         if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
@@ -400,6 +406,101 @@ pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<
     let rows = message::Entity::find().filter(message::Column::Id.in_subquery(newest)).all(db).await?;
     Ok(rows.into_iter().map(|m| (m.room_id, m)).collect())
 }
+
+/// The same page of each room's history, without cursors (the newest `limit` messages, or with
+/// `forwards` the oldest), in ONE statement for a list of rooms: a `UNION ALL` of one branch per
+/// room, each reading the room's first `limit + 1` messages through the `(room_id, id)` index
+/// (the extra one tells whether there is more) and, when `total` asks, counting the room's
+/// messages. Unlike a window over the rooms' messages, no branch reads further back in history
+/// than its page. SQLite allows 500 terms in a compound statement, so a list of more rooms than
+/// [`ROOMS_PER_STATEMENT`] takes one statement per such batch. Pages come out as [`history`]
+/// gives them, oldest first; a room without messages gets an empty page.
+pub async fn first_pages(
+    db: &DatabaseConnection,
+    room_ids: &[i64],
+    (limit, forwards): (u64, bool),
+    hide_deleted: bool,
+    total: Total,
+) -> Result<HashMap<i64, Page<message::Model>>, DbErr> {
+    use sea_orm::sea_query::{Alias, Asterisk, Order, SelectStatement, UnionType};
+    use sea_orm::{FromQueryResult, Iterable};
+    let order = if forwards { Order::Asc } else { Order::Desc };
+    let only_visible = |query: &mut SelectStatement| {
+        if hide_deleted {
+            query.and_where(Expr::col(message::Column::Deleted).eq(false));
+        }
+    };
+    let branch = |(n, &room): (usize, &i64)| {
+        let mut page = Query::select();
+        page.columns(message::Column::iter())
+            .from(message::Entity)
+            .and_where(Expr::col(message::Column::RoomId).eq(room))
+            .order_by(message::Column::Id, order.clone())
+            .limit(limit + 1);
+        only_visible(&mut page);
+        let mut branch = Query::select();
+        branch.column(Asterisk).from_subquery(page.take(), Alias::new(format!("page{n}")));
+        if total == Total::Count {
+            let mut count = Query::select();
+            count
+                .expr(Expr::col(message::Column::Id).count())
+                .from(message::Entity)
+                .and_where(Expr::col(message::Column::RoomId).eq(room));
+            only_visible(&mut count);
+            branch.expr_as(Expr::SubQuery(None, Box::new(count.take().into())), Alias::new("room_total"));
+        }
+        branch.take()
+    };
+    let mut rows = Vec::new();
+    for batch in room_ids.chunks(ROOMS_PER_STATEMENT) {
+        let mut branches = batch.iter().enumerate().map(branch);
+        let Some(mut query) = branches.next() else { continue };
+        query.unions(branches.map(|b| (UnionType::All, b)));
+        rows.extend(db.query_all(&query).await?);
+    }
+    let mut pages: HashMap<i64, Page<message::Model>> = room_ids
+        .iter()
+        .map(|&room| {
+            let total_count = (total == Total::Count).then_some(0);
+            (room, Page { items: Vec::new(), has_next: false, has_previous: false, total_count })
+        })
+        .collect();
+    for row in rows {
+        let message = message::Model::from_query_result(&row, "")?;
+        let page = pages.entry(message.room_id).or_insert_with(|| Page {
+            items: Vec::new(),
+            has_next: false,
+            has_previous: false,
+            total_count: None,
+        });
+        if total == Total::Count {
+            let count: i64 = row.try_get("", "room_total")?;
+            page.total_count = Some(u64::try_from(count).unwrap_or(0));
+        }
+        page.items.push(message);
+    }
+    for page in pages.values_mut() {
+        page.items.sort_by_key(|m| m.id);
+        // Ascending by id: the extra row is the last one going forwards, the first going back.
+        let more = page.items.len() as u64 > limit;
+        if more {
+            if forwards {
+                page.items.pop();
+            } else {
+                page.items.remove(0);
+            }
+        }
+        if forwards {
+            page.has_next = more;
+        } else {
+            page.has_previous = more;
+        }
+    }
+    Ok(pages)
+}
+
+/// Rooms read by one statement of [`first_pages`] (SQLite's limit on compound terms is 500).
+pub const ROOMS_PER_STATEMENT: usize = 400;
 
 /// Rooms by id.
 pub async fn rooms_by_id(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {
