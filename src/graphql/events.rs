@@ -20,9 +20,9 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::accounts::User;
-use super::chat::{ChatRoom, Message, RoomById};
+use super::chat::{ChatRoom, Message};
 use super::error::GqlResultExt;
-use super::loaders::{Db, LoadError, UserId};
+use super::loaders::{Db, LoadError, RoomById, UserId};
 use super::scalars::Timestamp;
 use super::{cursor, loaders, state, viewer};
 use crate::bus::{Change, ChangeEvent, ChatEvent as BusEvent, PresenceEvent, RoomCreatedEvent, TypingEvent};
@@ -36,27 +36,66 @@ pub const EVENT_CURSOR: &str = "chat";
 /// `extensions.code` of a resume further back than the server replays: read history instead.
 pub const TOO_FAR_BEHIND: &str = "TOO_FAR_BEHIND";
 
-/// The cursor of a position.
-pub fn encode_position(position: &Position) -> String {
-    match position {
-        Position::Room { room_id, seq } => cursor::encode(EVENT_CURSOR, &format!("r{room_id}.{seq}")),
-        Position::Rooms(rooms) => {
-            let mut key = String::from("a");
-            let mut previous = 0;
-            for (n, (room_id, seq)) in rooms.iter().enumerate() {
-                if n > 0 {
-                    key.push(',');
+/// The key of a `chatEvents` cursor: a position, as `r<room>.<seq>` or
+/// `a<room>.<seq>,<room delta>.<seq>,…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventKey(pub Resume);
+
+impl cursor::Key for EventKey {
+    const KIND: &'static str = EVENT_CURSOR;
+
+    fn write(&self) -> String {
+        match &self.0 {
+            Resume::Room { room_id, seq } => format!("r{room_id}.{seq}"),
+            Resume::Rooms(rooms) => {
+                let mut sorted: Vec<(i64, i64)> = rooms.iter().map(|(r, s)| (*r, *s)).collect();
+                sorted.sort_unstable();
+                let mut key = String::from("a");
+                let mut previous = 0;
+                for (n, (room_id, seq)) in sorted.into_iter().enumerate() {
+                    if n > 0 {
+                        key.push(',');
+                    }
+                    key.push_str(&format!("{}.{seq}", room_id - previous));
+                    previous = room_id;
                 }
-                key.push_str(&format!("{}.{seq}", room_id - previous));
-                previous = *room_id;
+                key
             }
-            cursor::encode(EVENT_CURSOR, &key)
         }
+    }
+
+    fn read(text: &str) -> Option<Self> {
+        let pair = |text: &str| -> Option<(i64, i64)> {
+            let (a, b) = text.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        if let Some(rest) = text.strip_prefix('r') {
+            let (room_id, seq) = pair(rest)?;
+            return Some(EventKey(Resume::Room { room_id, seq }));
+        }
+        let rest = text.strip_prefix('a')?;
+        let mut rooms = HashMap::new();
+        let mut room_id = 0i64;
+        for item in rest.split(',').filter(|item| !item.is_empty()) {
+            let (delta, seq) = pair(item)?;
+            room_id = room_id.checked_add(delta)?;
+            rooms.insert(room_id, seq);
+        }
+        Some(EventKey(Resume::Rooms(rooms)))
     }
 }
 
+/// The cursor of a position.
+pub fn encode_position(position: &Position) -> String {
+    let resume = match position {
+        Position::Room { room_id, seq } => Resume::Room { room_id: *room_id, seq: *seq },
+        Position::Rooms(rooms) => Resume::Rooms(rooms.iter().copied().collect()),
+    };
+    cursor::Cursor::of(EventKey(resume))
+}
+
 /// A decoded `chatEvents` cursor.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resume {
     Room { room_id: i64, seq: i64 },
     Rooms(HashMap<i64, i64>),
@@ -64,25 +103,8 @@ pub enum Resume {
 
 /// Decodes a cursor of [`encode_position`]; anything else is BAD_USER_INPUT on `after`.
 pub fn decode_position(text: &str) -> Result<Resume, AppError> {
-    let invalid = || FieldErrors::single("after", "Invalid cursor.");
-    let key = cursor::decode(EVENT_CURSOR, "after", text)?;
-    let pair = |text: &str| -> Option<(i64, i64)> {
-        let (a, b) = text.split_once('.')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    };
-    if let Some(rest) = key.strip_prefix('r') {
-        let (room_id, seq) = pair(rest).ok_or_else(invalid)?;
-        return Ok(Resume::Room { room_id, seq });
-    }
-    let rest = key.strip_prefix('a').ok_or_else(invalid)?;
-    let mut rooms = HashMap::new();
-    let mut room_id = 0i64;
-    for item in rest.split(',').filter(|item| !item.is_empty()) {
-        let (delta, seq) = pair(item).ok_or_else(invalid)?;
-        room_id = room_id.checked_add(delta).ok_or_else(invalid)?;
-        rooms.insert(room_id, seq);
-    }
-    Ok(Resume::Rooms(rooms))
+    let key = cursor::Cursor::<EventKey>::parse("after", Some(text))?;
+    key.map(|k| k.0).ok_or_else(|| FieldErrors::single("after", crate::domain::messages::INVALID_CURSOR))
 }
 
 /// Something that happened in the caller's rooms.
@@ -451,8 +473,8 @@ impl Loader<PresenceOf> for Db {
 
     async fn load(&self, keys: &[PresenceOf]) -> Result<HashMap<PresenceOf, Seen>, LoadError> {
         let Some(presence) = &self.1 else {
-            tracing::error!("User.online asked of loaders without presence");
-            return Err(LoadError);
+            let bug = AppError::internal(anyhow::anyhow!("User.online asked of loaders without presence"));
+            return Err(LoadError::from(bug));
         };
         let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
         for key in keys {
@@ -511,16 +533,15 @@ mod tests {
         let one = Position::Room { room_id: 7, seq: 12 };
         assert_eq!(decode_position(&encode_position(&one)).unwrap(), Resume::Room { room_id: 7, seq: 12 });
         let all = Position::Rooms(vec![(3, 0), (10, 5), (11, 900)]);
-        let cursor = encode_position(&all);
-        assert_eq!(decode_position(&cursor).unwrap(), Resume::Rooms(HashMap::from([(3, 0), (10, 5), (11, 900)])));
+        let text = encode_position(&all);
+        assert_eq!(decode_position(&text).unwrap(), Resume::Rooms(HashMap::from([(3, 0), (10, 5), (11, 900)])));
         assert_eq!(decode_position(&encode_position(&Position::Rooms(vec![]))).unwrap(), Resume::Rooms(HashMap::new()));
-        for bad in [
-            "nonsense",
-            &cursor::encode(EVENT_CURSOR, "x1.2"),
-            &cursor::encode(EVENT_CURSOR, "r1"),
-            &cursor::encode("message", "5"),
-        ] {
-            assert!(decode_position(bad).is_err(), "{bad}");
+        let raw = |text: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+        };
+        for bad in ["nonsense".to_owned(), raw("chat:x1.2"), raw("chat:r1"), raw("message:5")] {
+            assert!(decode_position(&bad).is_err(), "{bad}");
         }
     }
 }
