@@ -64,9 +64,7 @@ pub async fn fresh_database() -> Option<String> {
                 let name: String = row.try_get("", "datname").unwrap_or_default();
                 let mut parts = name.split('_').skip(2);
                 let created: i64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
-                let owner_alive = parts
-                    .next()
-                    .is_some_and(|pid| std::path::Path::new("/proc").join(pid).exists());
+                let owner_alive = parts.next().is_some_and(|pid| std::path::Path::new("/proc").join(pid).exists());
                 if !owner_alive || now() - created > 3600 {
                     let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }
