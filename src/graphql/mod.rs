@@ -23,6 +23,7 @@ pub mod scalars;
 
 use std::sync::Arc;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, MergedObject, MergedSubscription, Object, Request, Schema};
 
 use crate::auth::Viewer;
@@ -147,9 +148,16 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
 /// Whether the operation a request selects is a query (a document that does not parse, or names
 /// no operation, counts as one: execution reports the error). GET may run only queries.
 pub fn selects_a_query(request: &mut Request) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    selected_operation(request).is_none_or(|ty| ty == OperationType::Query)
+}
+
+/// The type of the operation a request selects; `None` when the document does not parse or names
+/// no operation (execution reports the error). Parses the document: check it against the limits
+/// first (`limits::prescan`), as the schema does.
+pub fn selected_operation(request: &mut Request) -> Option<OperationType> {
+    use async_graphql::parser::types::DocumentOperations;
     let name = request.operation_name.clone();
-    let Ok(document) = request.parsed_query() else { return true };
+    let document = request.parsed_query().ok()?;
     let operation = match (&document.operations, name) {
         (DocumentOperations::Single(operation), _) => Some(operation),
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()),
@@ -157,7 +165,7 @@ pub fn selects_a_query(request: &mut Request) -> bool {
             operations.values().next().filter(|_| operations.len() == 1)
         }
     };
-    operation.is_none_or(|operation| operation.node.ty == OperationType::Query)
+    operation.map(|operation| operation.node.ty)
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.
