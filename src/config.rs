@@ -174,6 +174,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_APQ_TTL_SECONDS", default_value_t = 86_400)]
     pub apq_ttl_seconds: u64,
 
+    /// Trusted documents: a JSON manifest of the only GraphQL documents clients may run (a map
+    /// of id to document, or Apollo's persisted query manifest). Unset: any document runs.
+    #[arg(long, global = true, env = "AGORA_TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<PathBuf>,
+
     /// Read `AGORA_SECRET_KEY` from this file (its first line).
     #[arg(long, global = true, env = "AGORA_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
@@ -296,6 +301,7 @@ impl std::fmt::Debug for Settings {
             .field("graphql_max_nesting", &self.graphql_max_nesting)
             .field("graphql_max_aliases", &self.graphql_max_aliases)
             .field("graphql_max_root_mutation_fields", &self.graphql_max_root_mutation_fields)
+            .field("trusted_documents", &self.trusted_documents)
             .field("secret_key_file", &self.secret_key_file)
             .field("database_url_file", &self.database_url_file)
             .field("redis_url_file", &self.redis_url_file)

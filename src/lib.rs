@@ -6,6 +6,7 @@
 //! ```text
 //! legacy REST ──┐  (a table of GraphQL operations)
 //! legacy WS ────┤  (messageAdded subscription + sendMessage)
+//! GraphQL SSE ──┤  (POST/GET /graphql, Accept: text/event-stream)
 //! GraphQL HTTP ─┼─> graphql (schema, resolvers) ─> service (rules) ─> SeaORM (SQLite | PostgreSQL)
 //! GraphQL WS ───┘                                      │
 //!                                   after commit: bus (in-process | Redis pub/sub)
@@ -19,10 +20,11 @@
 //!
 //! - [`startup`]: settings in, router and server out; graceful shutdown (WebSockets get 1001).
 //! - [`context`]: what every handler gets (state, schema, lifecycle).
-//! - [`transport`]: GraphQL over HTTP and WebSocket, the shared extractors (caller, address)
-//!   and WebSocket plumbing (bounded buffers, pings, 1001); the HTTP server itself (accept loop,
-//!   per-phase deadlines, connections per client).
-//! - [`graphql`]: the schema (the core), its limits and DataLoaders.
+//! - [`transport`]: GraphQL over HTTP (JSON, or Server-Sent Events) and WebSocket, the shared
+//!   extractors (caller, address) and WebSocket plumbing (bounded buffers, pings, 1001); the
+//!   HTTP server itself (accept loop, per-phase deadlines, connections per client).
+//! - [`graphql`]: the schema (the core), its limits, DataLoaders, persisted queries and trusted
+//!   documents.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
 //!   live feeds; [`domain`]: validation with DRF's messages.
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's

@@ -74,6 +74,10 @@ impl Application {
             .ensure_default()
             .await
             .context("cannot write the default avatar")?;
+        if let Some(path) = settings.trusted_documents.as_deref() {
+            let trusted = graphql::trusted::TrustedDocuments::load(path)?;
+            tracing::info!(documents = trusted.len(), "trusted documents: only these run");
+        }
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
         Ok(Self {

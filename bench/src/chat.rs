@@ -1,18 +1,476 @@
-//! The chat scenarios (issue 10: fan-out over legacy sockets and GraphQL subscriptions, open
-//! loop, latency from the scheduled send time, loss/duplicate/order checks; idle sockets).
+//! The chat scenarios: fan-out over sockets in an open loop, and idle sockets.
 //!
-//! This module is the slot for them: `agora-bench chat` parses [`ChatArgs`] and calls [`run`],
-//! which appends its results to the same [`Run`] (use `Scenario::extra` for what the HTTP
-//! columns do not cover), so `agora-bench table` prints them beside the REST scenarios.
+//! **Fan-out.** Both members of every seeded room hold a socket to it; message `i` of a run is
+//! due at `start + i / rate`, goes to room `i mod rooms` and is sent on one member's socket
+//! whether or not earlier ones were answered (open loop: a slow server faces the same schedule,
+//! as real users would give it). Every socket of the room must receive it: latency is counted
+//! from the *scheduled* time, so queueing anywhere (client, server, database) shows. Each
+//! socket checks what it receives for duplicates and for the order the server stored them in; at the end the tool counts what
+//! was lost, what each room's history stored, the sockets the server dropped and the server's
+//! CPU time per message. `legacy` speaks the Django chat socket (both servers); `graphql`
+//! speaks graphql-transport-ws (`messageAdded` + `sendMessage` on one socket, Agora only).
+//!
+//! **Idle.** `--idle N` sockets opened 64 at a time, each joined to a room (legacy) or holding
+//! one `messageAdded` subscription (graphql): handshakes per second, and the server's resident
+//! memory per socket (the growth over the run's idle size, divided by N).
 
-use crate::report::Run;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_util::sync::CancellationToken;
+
+use crate::procfs;
+use crate::report::{Run, Scenario};
 use crate::seed::World;
 
 /// Settings of the chat scenarios.
 #[derive(Clone, Debug, clap::Args)]
-pub struct ChatArgs {}
+pub struct ChatArgs {
+    /// Messages per second over all rooms; each rate is one run, on fresh sockets.
+    #[arg(long, value_delimiter = ',', default_value = "400,2000,4000")]
+    pub rates: Vec<u64>,
+    /// Seconds of sending per rate.
+    #[arg(long, default_value_t = 15)]
+    pub seconds: u64,
+    /// Socket kinds, comma-separated: legacy (both servers), graphql (Agora).
+    #[arg(long, value_delimiter = ',', default_value = "legacy")]
+    pub via: Vec<Via>,
+    /// Idle sockets to hold for the memory and handshake scenario (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub idle: usize,
+    /// Seconds to wait for late deliveries after the last send.
+    #[arg(long, default_value_t = 5)]
+    pub drain: u64,
+}
 
-/// Runs the chat scenarios against a seeded server. None is written yet: this says so.
-pub async fn run(_base: &str, _pids: &[u32], _args: &ChatArgs, _world: &World, _run: &mut Run) -> anyhow::Result<()> {
-    anyhow::bail!("no chat scenario yet (issue 10, the chat half)")
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Legacy,
+    Graphql,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Legacy => "legacy",
+            Via::Graphql => "graphql",
+        }
+    }
+}
+
+/// Runs the idle scenario, then every rate, for every kind of socket.
+pub async fn run(base: &str, pids: &[u32], args: &ChatArgs, world: &World, run: &mut Run) -> anyhow::Result<()> {
+    let rooms: Vec<Room> = world
+        .room_of
+        .iter()
+        .enumerate()
+        .step_by(2)
+        .filter_map(|(a, room)| {
+            let name = room.clone()?;
+            Some(Room { name, members: [world.users[a].access.clone(), world.users[a + 1].access.clone()] })
+        })
+        .collect();
+    anyhow::ensure!(!rooms.is_empty(), "the seed made no room");
+    for &via in &args.via {
+        if via == Via::Graphql && !speaks_graphql(base).await {
+            eprintln!("{base} does not serve GraphQL: no graphql scenario");
+            continue;
+        }
+        if args.idle > 0 {
+            let scenario = idle(base, pids, via, &rooms, args.idle).await?;
+            eprintln!("{}", scenario.line());
+            run.scenarios.push(scenario);
+        }
+        for &rate in &args.rates {
+            let scenario = fan_out(base, pids, via, &rooms, rate, args).await?;
+            eprintln!("{}", scenario.line());
+            run.scenarios.push(scenario);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the server answers a GraphQL query (the Django reference does not).
+async fn speaks_graphql(base: &str) -> bool {
+    let answer =
+        reqwest::Client::new().post(format!("{base}/graphql")).json(&json!({"query": "{ __typename }"})).send().await;
+    answer.is_ok_and(|a| a.status().is_success())
+}
+
+struct Room {
+    name: String,
+    /// Access tokens of the two members.
+    members: [String; 2],
+}
+
+/// What one socket saw (`reordered`: messages with a lower server id than one before them).
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    duplicates: u64,
+    reordered: u64,
+    errors: u64,
+    latencies_ms: Vec<f64>,
+    /// The server closed the socket (or it failed) before the run was over.
+    dropped: bool,
+}
+
+/// The schedule every socket of a run shares: message `i` is due at `start + i / rate`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    rate: u64,
+}
+
+impl Schedule {
+    fn due(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.rate as f64)
+    }
+}
+
+/// One connected socket: frames to send go through `outbox`; `reader` ends with its tally.
+struct Socket {
+    outbox: mpsc::UnboundedSender<Message>,
+    reader: tokio::task::JoinHandle<Tally>,
+}
+
+async fn connect(base: &str, via: Via, room: &str, token: &str) -> anyhow::Result<WsStream> {
+    let ws = base.replacen("http", "ws", 1);
+    match via {
+        Via::Legacy => {
+            let url = format!("{ws}/messenger/ws/ws/chat/{room}/?token={token}");
+            let (socket, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connect {url}"))?;
+            Ok(socket)
+        }
+        Via::Graphql => {
+            let mut request = format!("{ws}/graphql/ws").into_client_request()?;
+            request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+            let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("connect /graphql/ws")?;
+            let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+            socket.send(Message::text(init.to_string())).await?;
+            loop {
+                let frame = socket.next().await.context("closed before connection_ack")??;
+                if let Message::Text(text) = frame {
+                    let value: Value = serde_json::from_str(&text)?;
+                    match value["type"].as_str() {
+                        Some("connection_ack") => break,
+                        Some("ping") => socket.send(Message::text(r#"{"type":"pong"}"#)).await?,
+                        _ => bail!("expected connection_ack, got {text}"),
+                    }
+                }
+            }
+            let subscribe = json!({"id": "feed", "type": "subscribe", "payload": {
+                "query": "subscription($room: String!) { messageAdded(roomName: $room) { id content } }",
+                "variables": {"room": room},
+            }});
+            socket.send(Message::text(subscribe.to_string())).await?;
+            Ok(socket)
+        }
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The frame that sends `content` to the socket's room (`id`: of the GraphQL operation).
+fn send_frame(via: Via, room: &str, content: &str, id: &str) -> Message {
+    let frame = match via {
+        Via::Legacy => json!({"message": content}),
+        Via::Graphql => json!({"id": id, "type": "subscribe", "payload": {
+            "query": "mutation($room: String!, $content: String!) { sendMessage(roomName: $room, content: $content) { id } }",
+            "variables": {"room": room, "content": content},
+        }}),
+    };
+    Message::text(frame.to_string())
+}
+
+/// What a received frame means for the run: the index of a message of the run, an error, or
+/// nothing of interest (warm-up messages, acknowledgements of sends, pings).
+enum Frame {
+    /// Message `index` of the run, stored by the server as `id`.
+    Message {
+        index: u64,
+        id: u64,
+    },
+    Warm,
+    Error,
+    Other,
+}
+
+fn classify(via: Via, text: &str, tag: &str) -> Frame {
+    let Ok(value) = serde_json::from_str::<Value>(text) else { return Frame::Error };
+    let message = match via {
+        Via::Legacy => {
+            if value.get("error").is_some() {
+                return Frame::Error;
+            }
+            &value
+        }
+        Via::Graphql => match (value["type"].as_str(), value["id"].as_str()) {
+            (Some("next"), Some("feed")) => &value["payload"]["data"]["messageAdded"],
+            (Some("next"), _) if value["payload"].get("errors").is_some() => return Frame::Error,
+            (Some("error"), _) => return Frame::Error,
+            _ => return Frame::Other,
+        },
+    };
+    let Some(content) = message["content"].as_str() else { return Frame::Other };
+    // The legacy frame's id is a number, GraphQL's ID a string of one.
+    let id = message["id"].as_u64().or_else(|| message["id"].as_str()?.parse().ok());
+    match (content.strip_prefix(tag), id) {
+        (Some("warm"), _) => Frame::Warm,
+        (Some(rest), Some(id)) => rest.parse().map_or(Frame::Other, |index| Frame::Message { index, id }),
+        _ => Frame::Other,
+    }
+}
+
+/// What the readers of one run share.
+#[derive(Clone)]
+struct Shared {
+    /// Prefix of the contents of this run's messages.
+    tag: Arc<str>,
+    schedule: Arc<std::sync::OnceLock<Schedule>>,
+    /// Distinct messages of the run received, over all sockets.
+    delivered: Arc<AtomicU64>,
+    done: CancellationToken,
+}
+
+/// Opens a socket whose reader tallies the messages of the run; `warm` is set when it has seen
+/// a warm-up message of its room.
+async fn open(
+    base: &str,
+    via: Via,
+    room: &str,
+    token: &str,
+    shared: Shared,
+    warm: Arc<AtomicBool>,
+) -> anyhow::Result<Socket> {
+    let Shared { tag, schedule, delivered, done } = shared;
+    let socket = connect(base, via, room, token).await?;
+    let (mut sink, mut frames) = socket.split();
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if sink.send(frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let pong = outbox.clone();
+    let reader = tokio::spawn(async move {
+        let mut tally = Tally::default();
+        let mut seen = HashSet::new();
+        let mut last = None;
+        loop {
+            let frame = tokio::select! {
+                frame = frames.next() => frame,
+                () = done.cancelled() => break,
+            };
+            let text = match frame {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    tally.dropped = !done.is_cancelled();
+                    break;
+                }
+                Some(Ok(_)) => continue,
+            };
+            let arrived = Instant::now();
+            match classify(via, &text, &tag) {
+                Frame::Message { index: i, id } => {
+                    if !seen.insert(i) {
+                        tally.duplicates += 1;
+                        continue;
+                    }
+                    // The promise is the order the server stored them in (its ids): sends
+                    // that overlap may be stored in another order than they were sent.
+                    if last.is_some_and(|l| id < l) {
+                        tally.reordered += 1;
+                    }
+                    last = Some(last.map_or(id, |l: u64| l.max(id)));
+                    tally.received += 1;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(s) = schedule.get() {
+                        tally.latencies_ms.push(arrived.saturating_duration_since(s.due(i)).as_secs_f64() * 1e3);
+                    }
+                }
+                Frame::Warm => warm.store(true, Ordering::Relaxed),
+                Frame::Error => tally.errors += 1,
+                Frame::Other => {
+                    if via == Via::Graphql && text.contains(r#""type":"ping""#) {
+                        let _ = pong.send(Message::text(r#"{"type":"pong"}"#));
+                    }
+                }
+            }
+        }
+        tally
+    });
+    Ok(Socket { outbox, reader })
+}
+
+/// One open-loop run at `rate` messages per second.
+async fn fan_out(
+    base: &str,
+    pids: &[u32],
+    via: Via,
+    rooms: &[Room],
+    rate: u64,
+    args: &ChatArgs,
+) -> anyhow::Result<Scenario> {
+    let tag: Arc<str> = format!("{}-{}-{rate}:", via.name(), std::process::id()).into();
+    let shared = Shared {
+        tag: tag.clone(),
+        schedule: Arc::new(std::sync::OnceLock::new()),
+        delivered: Arc::new(AtomicU64::new(0)),
+        done: CancellationToken::new(),
+    };
+    // sockets[2r + m] is member m's socket to room r; warm[2r + m] says it is live.
+    let mut sockets = Vec::with_capacity(rooms.len() * 2);
+    let warm: Vec<Arc<AtomicBool>> = (0..rooms.len() * 2).map(|_| Arc::default()).collect();
+    for (r, room) in rooms.iter().enumerate() {
+        for (m, token) in room.members.iter().enumerate() {
+            sockets.push(open(base, via, &room.name, token, shared.clone(), warm[2 * r + m].clone()).await?);
+        }
+    }
+    // Warm-up: a message per room until both of its sockets have seen one (the feeds are live
+    // then; graphql-transport-ws does not acknowledge a subscription), sent again every 2 s.
+    let warm_up_since = Instant::now();
+    for attempt in 0.. {
+        let cold: Vec<usize> = (0..rooms.len())
+            .filter(|r| !(warm[2 * r].load(Ordering::Relaxed) && warm[2 * r + 1].load(Ordering::Relaxed)))
+            .collect();
+        if cold.is_empty() {
+            break;
+        }
+        anyhow::ensure!(warm_up_since.elapsed() < Duration::from_secs(30), "the warm-up messages did not arrive");
+        for r in cold {
+            let frame = send_frame(via, &rooms[r].name, &format!("{tag}warm"), &format!("warm{attempt}"));
+            let _ = sockets[2 * r].outbox.send(frame);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    let total = rate * args.seconds;
+    let cpu_before = procfs::cpu(pids);
+    let start = Instant::now() + Duration::from_millis(50);
+    let _ = shared.schedule.set(Schedule { start, rate });
+    let mut i = 0;
+    while i < total {
+        let now = Instant::now();
+        let due = if now < start { 0 } else { (((now - start).as_secs_f64() * rate as f64) as u64 + 1).min(total) };
+        while i < due {
+            let r = (i % rooms.len() as u64) as usize;
+            let member = ((i / rooms.len() as u64) % 2) as usize;
+            let content = format!("{tag}{i}");
+            let _ = sockets[2 * r + member].outbox.send(send_frame(via, &rooms[r].name, &content, &format!("m{i}")));
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let sent_in = start.elapsed();
+    // Late deliveries: until every socket has every message or the drain time is over.
+    let expected = total * 2;
+    let drain_until = Instant::now() + Duration::from_secs(args.drain);
+    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu = procfs::cpu(pids).saturating_sub(cpu_before);
+    shared.done.cancel();
+    let mut tallies = Vec::with_capacity(sockets.len());
+    for socket in sockets {
+        drop(socket.outbox);
+        tallies.push(socket.reader.await.unwrap_or_default());
+    }
+    let stored = stored(base, rooms, &tag).await?;
+
+    let received: u64 = tallies.iter().map(|t| t.received).sum();
+    let mut latencies: Vec<f64> = tallies.iter().flat_map(|t| t.latencies_ms.iter().copied()).collect();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        // Nothing delivered: an infinite latency (written as null).
+        if latencies.is_empty() {
+            f64::INFINITY
+        } else {
+            latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert("rate".into(), json!(rate));
+    extra.insert("delivered_pct".into(), json!(100.0 * received as f64 / expected as f64));
+    extra.insert("stored_pct".into(), json!(100.0 * stored as f64 / total as f64));
+    extra.insert("lost".into(), json!(expected.saturating_sub(received)));
+    extra.insert("duplicates".into(), json!(tallies.iter().map(|t| t.duplicates).sum::<u64>()));
+    extra.insert("reordered".into(), json!(tallies.iter().map(|t| t.reordered).sum::<u64>()));
+    extra.insert("dropped_sockets".into(), json!(tallies.iter().filter(|t| t.dropped).count()));
+    Ok(Scenario {
+        name: format!("chat-{}-{rate}", via.name()),
+        clients: tallies.len(),
+        requests: total,
+        errors: tallies.iter().map(|t| t.errors).sum(),
+        rps: total as f64 / sent_in.as_secs_f64(),
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+        cpu_ms_per_request: Some(cpu.as_secs_f64() * 1e3 / total as f64),
+        side: None,
+        extra,
+    })
+}
+
+/// Messages of the run that the rooms' histories hold (the legacy REST history, oldest first).
+async fn stored(base: &str, rooms: &[Room], tag: &str) -> anyhow::Result<u64> {
+    let http = reqwest::Client::new();
+    let mut count = 0;
+    for room in rooms {
+        let url = format!("{base}/messenger/api/chatrooms/{}/messages/", room.name);
+        let history: Vec<Value> =
+            http.get(&url).bearer_auth(&room.members[0]).send().await?.error_for_status()?.json().await?;
+        count += history
+            .iter()
+            .filter(|m| m["content"].as_str().and_then(|c| c.strip_prefix(tag)).is_some_and(|c| c != "warm"))
+            .count() as u64;
+    }
+    Ok(count)
+}
+
+/// `n` idle sockets: handshakes per second and resident memory per socket.
+async fn idle(base: &str, pids: &[u32], via: Via, rooms: &[Room], n: usize) -> anyhow::Result<Scenario> {
+    let idle_kib = procfs::rss_kib(pids);
+    let started = Instant::now();
+    let sockets: Vec<WsStream> = stream::iter(0..n)
+        .map(|k| {
+            let room = &rooms[k % rooms.len()];
+            connect(base, via, &room.name, &room.members[k / rooms.len() % 2])
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let handshakes = n as f64 / started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held_kib = procfs::rss_kib(pids);
+    drop(sockets);
+    let mut extra = serde_json::Map::new();
+    let per_socket = held_kib.saturating_sub(idle_kib) as f64 / n as f64;
+    extra.insert("kib_per_socket".into(), json!(per_socket));
+    extra.insert("rss_with_sockets_kib".into(), json!(held_kib));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(Scenario {
+        name: format!("idle-{}", via.name()),
+        clients: n,
+        requests: n as u64,
+        errors: 0,
+        rps: handshakes,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        cpu_ms_per_request: None,
+        side: None,
+        extra,
+    })
 }

@@ -29,7 +29,10 @@ pub struct Scenario {
     pub requests: u64,
     pub errors: u64,
     pub rps: f64,
+    /// Latencies; infinite (written as `null` in JSON) when nothing was answered.
+    #[serde(deserialize_with = "null_as_infinity")]
     pub p50_ms: f64,
+    #[serde(deserialize_with = "null_as_infinity")]
     pub p99_ms: f64,
     /// Server CPU (user + system, every process of the server) over the window, per request.
     pub cpu_ms_per_request: Option<f64>,
@@ -49,6 +52,11 @@ pub struct Side {
     pub p99_ms: f64,
 }
 
+/// JSON has no infinity: serde_json writes it as `null`, which reads back as infinity here.
+fn null_as_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+}
+
 impl Run {
     /// The hashing limit: sign-ins per second if every core did nothing but verify passwords.
     pub fn hash_limit(&self) -> f64 {
@@ -61,6 +69,17 @@ impl Run {
 }
 
 impl Scenario {
+    /// A number of `extra` (NaN when absent).
+    pub fn number(&self, key: &str) -> f64 {
+        self.extra.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+    }
+
+    /// Chat scenarios: nothing lost, duplicated or reordered, no socket dropped.
+    fn lossless(&self) -> bool {
+        ["lost", "duplicates", "reordered", "dropped_sockets"].iter().all(|k| self.number(k) == 0.0)
+            && self.number("stored_pct") >= 100.0
+    }
+
     pub fn line(&self) -> String {
         let mut line = format!(
             "{:<8} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/req {}  errors {}",
@@ -97,6 +116,22 @@ fn title(name: &str) -> String {
 fn cell(s: Option<&Scenario>) -> String {
     match s {
         None => "—".into(),
+        Some(s) if s.extra.contains_key("kib_per_socket") => {
+            format!("{:.0} handshakes/s, {:.1} KiB per socket", s.rps, s.number("kib_per_socket"))
+        }
+        Some(s) if s.extra.contains_key("delivered_pct") => format!(
+            "delivered {:.1} %, stored {:.1} %, p50 {:.1} p99 {:.1} ms, CPU {:.3} ms/msg; lost {}, dup {}, reordered {}, dropped sockets {}{}",
+            s.number("delivered_pct"),
+            s.number("stored_pct"),
+            s.p50_ms,
+            s.p99_ms,
+            s.cpu_ms_per_request.unwrap_or(f64::NAN),
+            s.number("lost"),
+            s.number("duplicates"),
+            s.number("reordered"),
+            s.number("dropped_sockets"),
+            if s.errors > 0 { format!(", **{} errors**", s.errors) } else { String::new() }
+        ),
         Some(s) => format!(
             "{:.0}/s, p50 {:.1} p99 {:.1} ms, CPU {}{}",
             s.rps,
@@ -236,6 +271,33 @@ pub fn targets(base: &Run, run: &Run) -> String {
                 verdict(side.p99_ms < 50.0)
             );
         }
+    }
+    for s in run.scenarios.iter().filter(|s| s.extra.contains_key("delivered_pct")) {
+        let _ = writeln!(
+            out,
+            "- {}: lossless and in order {}, p99 {:.1} ms under 50 ms: {}",
+            s.name,
+            verdict(s.lossless()),
+            s.p99_ms,
+            verdict(s.p99_ms < 50.0)
+        );
+    }
+    for s in run.scenarios.iter().filter(|s| s.extra.contains_key("kib_per_socket")) {
+        let handshakes = base.scenario(&s.name).map_or(String::new(), |b| {
+            format!(
+                ", handshakes {:.1}x {}'s, at least 12x: {}",
+                s.rps / b.rps,
+                base.label,
+                verdict(s.rps >= 12.0 * b.rps)
+            )
+        });
+        let _ = writeln!(
+            out,
+            "- {}: {:.1} KiB per socket, at most 12: {}{handshakes}",
+            s.name,
+            s.number("kib_per_socket"),
+            verdict(s.number("kib_per_socket") <= 12.0)
+        );
     }
     let mib = |k: u64| k as f64 / 1024.0;
     let _ = writeln!(

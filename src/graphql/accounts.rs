@@ -71,6 +71,12 @@ pub struct Profile(pub profile::Model);
 
 #[Object]
 impl Profile {
+    /// Its owner's user id: a user has exactly one profile, so this keys it in normalized
+    /// caches (urql Graphcache, Apollo's `Profile:<id>`) and exists before the profile is edited.
+    async fn id(&self) -> ID {
+        ID(self.0.user_id.to_string())
+    }
+
     /// URL path of the avatar, e.g. /media/user_images/default.jpg.
     async fn image(&self) -> String {
         MediaStore::url(&self.0.image)

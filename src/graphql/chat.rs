@@ -21,7 +21,7 @@ use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders,
 use crate::bus::MessageEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
-use crate::service::page::MAX_PAGE;
+use crate::service::page::DEFAULT_PAGE;
 
 /// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
 pub const MESSAGE_CURSOR: &str = "message";
@@ -82,7 +82,7 @@ impl ChatRoom {
             hide_deleted: !include_deleted,
         };
         let total = wanted_total(ctx);
-        let page = service::history(state(ctx), self.0.id, page, total).await.gql(ctx)?;
+        let page = super::history::page(ctx, self.0.id, page, total).await?;
         Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message::from))
     }
 
@@ -230,9 +230,11 @@ pub enum ChatRoomOrder {
 impl ChatQuery {
     /// The rooms the signed-in user belongs to, most recent activity first (or, with
     /// `order: CREATED`, oldest first).
-    // Not paged (the contract's plain list): counted as a page of the largest size, so that
-    // what is selected per room (one `messages` query each) is bounded by the complexity limit.
-    #[graphql(complexity = "list_complexity(MAX_PAGE, child_complexity)")]
+    // Not paged (the contract's plain list): counted as a default page of rooms, like a
+    // connection without `first`. What each room selects is batched (members, last message and
+    // a page of `messages` are one statement each for all rooms), so the count bounds the size
+    // of the answer, and the chat list's `messages(last: 20)` per room fits.
+    #[graphql(complexity = "list_complexity(DEFAULT_PAGE, child_complexity)")]
     async fn my_chat_rooms(
         &self,
         ctx: &Context<'_>,

@@ -1,4 +1,5 @@
-//! Refusing introspection with an error when it is switched off.
+//! Introspection as the specification has it: refused with an error when it is switched off,
+//! and `__schema.description` the schema's own (none) rather than a text about `__Schema`.
 //!
 //! async-graphql's `disable_introspection` alone answers `__schema` and `__type` with a silent
 //! `null`, which reads to a client like an empty schema; this extension refuses such a query
@@ -7,9 +8,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextResolve, ResolveInfo,
+};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
+use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Value, Variables};
 
 use super::error::FORBIDDEN;
 
@@ -56,4 +59,32 @@ fn introspects(set: &SelectionSet) -> bool {
         Selection::InlineFragment(fragment) => introspects(&fragment.node.selection_set.node),
         Selection::FragmentSpread(_) => false,
     })
+}
+
+/// `__schema { description }` answers the schema's description, and this schema has none: null.
+///
+/// async-graphql 7.2.1 answers it with the text describing the `__Schema` type itself, so a
+/// client building the schema from introspection (graphql-js `buildClientSchema`) would see a
+/// schema description that `schema.graphql` does not have.
+pub struct SchemaDescription;
+
+impl ExtensionFactory for SchemaDescription {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(SchemaDescription)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for SchemaDescription {
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if info.parent_type == "__Schema" && info.name == "description" {
+            return Ok(Some(Value::Null));
+        }
+        next.run(ctx, info).await
+    }
 }

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod chat;
 pub mod cursor;
 pub mod error;
+pub mod history;
 pub mod introspection;
 pub mod limits;
 pub mod loaders;
@@ -20,10 +21,10 @@ pub mod posts;
 pub mod profiles;
 pub mod reads;
 pub mod scalars;
+pub mod trusted;
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::OperationType;
 use async_graphql::{Context, MergedObject, MergedSubscription, Object, Request, Schema};
 
 use crate::auth::Viewer;
@@ -132,10 +133,23 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
-        .extension(observe::Observation)
-        .extension(persisted::PersistedQueries(store))
+        .extension(observe::Observation);
+    // Trusted documents replace automatic persisted queries (which would let anyone add one).
+    builder = match state.as_ref().and_then(|state| state.settings.trusted_documents.as_deref()) {
+        Some(path) => {
+            builder
+                .extension(trusted::TrustedOnly(Arc::new(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
+                // Startup checks the file first; should it fail later, nothing is trusted.
+                tracing::error!(error = %format!("{err:#}"), "trusted documents unreadable: refusing every document");
+                trusted::TrustedDocuments::default()
+            }))))
+        }
+        None => builder.extension(persisted::PersistedQueries(store)),
+    };
+    let mut builder = builder
         .extension(limits::DocumentLimits(document_limits))
-        .extension(order::SelectionOrder);
+        .extension(order::SelectionOrder)
+        .extension(introspection::SchemaDescription);
     if let Some(state) = state {
         if !state.settings.introspection {
             builder = builder.disable_introspection().extension(introspection::NoIntrospection);
@@ -148,13 +162,13 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
 /// Whether the operation a request selects is a query (a document that does not parse, or names
 /// no operation, counts as one: execution reports the error). GET may run only queries.
 pub fn selects_a_query(request: &mut Request) -> bool {
+    use async_graphql::parser::types::OperationType;
     selected_operation(request).is_none_or(|ty| ty == OperationType::Query)
 }
 
-/// The type of the operation a request selects; `None` when the document does not parse or names
-/// no operation (execution reports the error). Parses the document: check it against the limits
-/// first (`limits::prescan`), as the schema does.
-pub fn selected_operation(request: &mut Request) -> Option<OperationType> {
+/// The type of the operation a request selects; `None` when the document does not parse or
+/// names no operation of it.
+pub fn selected_operation(request: &mut Request) -> Option<async_graphql::parser::types::OperationType> {
     use async_graphql::parser::types::DocumentOperations;
     let name = request.operation_name.clone();
     let document = request.parsed_query().ok()?;
@@ -168,9 +182,11 @@ pub fn selected_operation(request: &mut Request) -> Option<OperationType> {
     operation.map(|operation| operation.node.ty)
 }
 
-/// The schema in SDL, as committed in `schema.graphql`.
+/// The schema in SDL, as committed in `schema.graphql`: what introspection shows, `@specifiedBy`
+/// included (the `Upload` scalar is specified by the multipart request specification, and
+/// introspection gives its `specifiedByURL`).
 pub fn sdl() -> String {
-    build_schema(None).sdl()
+    build_schema(None).sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }
 
 /// Attaches what every resolver may need to a request: the caller, their address, DataLoaders.

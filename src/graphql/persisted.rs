@@ -129,7 +129,7 @@ pub fn hash(document: &str) -> String {
 }
 
 /// The `persistedQuery` extension of a request: `Ok(None)` when it has none.
-fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
+pub fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
     use async_graphql::Value;
     let Some(persisted) = request.extensions.get("persistedQuery") else { return Ok(None) };
     let Value::Object(persisted) = persisted else {

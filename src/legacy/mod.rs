@@ -199,7 +199,10 @@ impl Document {
     /// A request of this document (already parsed, unless it does not parse: then the
     /// schema reports why).
     fn request(&self, variables: Value) -> GqlRequest {
-        let mut request = GqlRequest::new(self.text).variables(GqlVariables::from_json(variables));
+        // The server's own document: it runs in the trusted-documents mode too.
+        let mut request = GqlRequest::new(self.text)
+            .variables(GqlVariables::from_json(variables))
+            .data(crate::graphql::trusted::ServerDocument);
         if let Some(parsed) = self.parsed.get_or_init(|| async_graphql::parser::parse_query(self.text).ok()) {
             request.set_parsed_query(parsed.clone());
         }

@@ -214,6 +214,18 @@ pub struct HistoryPage {
     pub hide_deleted: bool,
 }
 
+impl HistoryPage {
+    /// The page's size and direction (`true`: forwards from the oldest), checked.
+    pub fn shape(&self) -> AppResult<(u64, bool)> {
+        Ok(match (self.first, self.last) {
+            (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
+            (Some(first), None) => (page_size("first", Some(first))?, true),
+            (None, Some(last)) => (page_size("last", Some(last))?, false),
+            (None, None) => (DEFAULT_PAGE, self.after.is_some() && self.before.is_none()),
+        })
+    }
+}
+
 async fn any_message(
     db: &DatabaseConnection,
     room_id: i64,
@@ -232,18 +244,12 @@ async fn any_message(
 /// `last`/`before` backwards from the newest; with neither `first` nor `last`, `after` alone
 /// goes forwards and anything else gives the newest page. Both flags of the page are exact.
 pub async fn history(
-    state: &AppState,
+    db: &DatabaseConnection,
     room_id: i64,
     page: HistoryPage,
     total: Total,
 ) -> AppResult<Page<message::Model>> {
-    let (limit, forwards) = match (page.first, page.last) {
-        (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
-        (Some(first), None) => (page_size("first", Some(first))?, true),
-        (None, Some(last)) => (page_size("last", Some(last))?, false),
-        (None, None) => (DEFAULT_PAGE, page.after.is_some() && page.before.is_none()),
-    };
-    let db = &state.db;
+    let (limit, forwards) = page.shape()?;
     let in_room = || {
         let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
         if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
@@ -418,6 +424,91 @@ pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<
         .to_owned();
     let rows = message::Entity::find().filter(message::Column::Id.in_subquery(newest)).all(db).await?;
     Ok(rows.into_iter().map(|m| (m.room_id, m)).collect())
+}
+
+/// The same page of each room's history, without cursors (the newest `limit` messages, or with
+/// `forwards` the oldest), in ONE statement for any number of rooms: the messages of the rooms
+/// numbered per room by `ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id …)` (and counted by
+/// `COUNT(*) OVER (PARTITION BY room_id)` when `total` asks), the first `limit + 1` of each kept
+/// (the extra one tells whether there is more). Standard SQL: SQLite 3.25+ and PostgreSQL.
+/// Pages come out as [`history`] gives them, oldest first; a room without messages gets an
+/// empty page.
+pub async fn first_pages(
+    db: &DatabaseConnection,
+    room_ids: &[i64],
+    (limit, forwards): (u64, bool),
+    hide_deleted: bool,
+    total: Total,
+) -> Result<HashMap<i64, Page<message::Model>>, DbErr> {
+    use sea_orm::sea_query::{Alias, Asterisk, Order, WindowStatement};
+    use sea_orm::{FromQueryResult, Iterable};
+    let order = if forwards { Order::Asc } else { Order::Desc };
+    let mut ranked = Query::select();
+    ranked
+        .columns(message::Column::iter())
+        .expr_window_as(
+            Expr::cust("ROW_NUMBER()"),
+            WindowStatement::partition_by(message::Column::RoomId).order_by(message::Column::Id, order.clone()).take(),
+            Alias::new("position"),
+        )
+        .from(message::Entity)
+        .and_where(Expr::col(message::Column::RoomId).is_in(room_ids.iter().copied()));
+    if total == Total::Count {
+        ranked.expr_window_as(
+            Expr::cust("COUNT(*)"),
+            WindowStatement::partition_by(message::Column::RoomId),
+            Alias::new("room_total"),
+        );
+    }
+    if hide_deleted {
+        ranked.and_where(Expr::col(message::Column::Deleted).eq(false));
+    }
+    let query = Query::select()
+        .column(Asterisk)
+        .from_subquery(ranked.take(), Alias::new("ranked"))
+        .and_where(Expr::col(Alias::new("position")).lte(limit + 1))
+        .order_by(Alias::new("room_id"), Order::Asc)
+        .order_by(Alias::new("id"), Order::Asc)
+        .take();
+    let rows = db.query_all(&query).await?;
+    let mut pages: HashMap<i64, Page<message::Model>> = room_ids
+        .iter()
+        .map(|&room| {
+            let total_count = (total == Total::Count).then_some(0);
+            (room, Page { items: Vec::new(), has_next: false, has_previous: false, total_count })
+        })
+        .collect();
+    for row in rows {
+        let message = message::Model::from_query_result(&row, "")?;
+        let page = pages.entry(message.room_id).or_insert_with(|| Page {
+            items: Vec::new(),
+            has_next: false,
+            has_previous: false,
+            total_count: None,
+        });
+        if total == Total::Count {
+            let count: i64 = row.try_get("", "room_total")?;
+            page.total_count = Some(u64::try_from(count).unwrap_or(0));
+        }
+        page.items.push(message);
+    }
+    for page in pages.values_mut() {
+        // Ascending by id: the extra row is the last one going forwards, the first going back.
+        let more = page.items.len() as u64 > limit;
+        if more {
+            if forwards {
+                page.items.pop();
+            } else {
+                page.items.remove(0);
+            }
+        }
+        if forwards {
+            page.has_next = more;
+        } else {
+            page.has_previous = more;
+        }
+    }
+    Ok(pages)
 }
 
 /// Rooms by id.

@@ -18,7 +18,7 @@ pub fn page_size(field: &str, requested: Option<i32>) -> Result<u64, AppError> {
 }
 
 /// One page of a list, in display order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub has_next: bool,

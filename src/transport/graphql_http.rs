@@ -10,6 +10,7 @@
 //! not parse or validate, or its variables do not coerce) is a 400 without `data`.
 
 use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use async_graphql::parser::types::OperationType;
 use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -227,12 +228,22 @@ fn essence(headers: &HeaderMap) -> Option<String> {
     Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
+/// What a GET request may run (GET requests can be triggered across sites and cached, so never
+/// a mutation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GetRuns {
+    Queries,
+    /// Over an event stream, whose `EventSource` can only GET (subscriptions change nothing).
+    QueriesAndSubscriptions,
+}
+
 /// Reads a GraphQL request from GET's query string or a POST body (JSON or multipart, the
 /// multipart stream capped: no part and no whole stream larger than an avatar plus
 /// [`MULTIPART_SLACK`], at most [`MAX_UPLOADS`] files).
 pub async fn read_request(
     ctx: &AppContext,
     request: axum::extract::Request,
+    get_runs: GetRuns,
 ) -> Result<async_graphql::Request, TransportError> {
     if request.method() == Method::GET {
         let mut request = read_get(request.uri().query().unwrap_or(""))?;
@@ -241,7 +252,10 @@ pub async fn read_request(
             return Ok(request.data(graphql::persisted::QueriesOnly));
         }
         let limits = graphql::limits::Limits::from_settings(&ctx.state.settings);
-        if !is_query(&mut request, &limits) {
+        let runs = is_query(&mut request, &limits)
+            || (get_runs == GetRuns::QueriesAndSubscriptions
+                && graphql::selected_operation(&mut request) == Some(OperationType::Subscription));
+        if !runs {
             return Err(TransportError::NotAQuery);
         }
         return Ok(request);
@@ -291,16 +305,31 @@ fn is_query(request: &mut async_graphql::Request, limits: &graphql::limits::Limi
     graphql::limits::prescan(&request.query, limits).is_err() || graphql::selects_a_query(request)
 }
 
+/// Whether a response is a request refused before execution (it did not parse or validate, or
+/// its variables did not coerce).
+fn refused(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null && graphql::error::is_request_error(&response.errors)
+}
+
+/// The JSON body of a GraphQL response: without `data` when the request was refused before
+/// execution.
+pub fn body(response: &async_graphql::Response) -> Value {
+    let mut body = serde_json::to_value(response).unwrap_or_else(|_| json!({}));
+    if refused(response)
+        && let Some(body) = body.as_object_mut()
+    {
+        body.remove("data");
+    }
+    body
+}
+
 /// The HTTP answer of a GraphQL response: a request refused before execution has no `data`
 /// (and is a 400 in `application/graphql-response+json`).
 pub fn respond(response_type: ResponseType, response: async_graphql::Response) -> Response {
-    let refused = response.data == async_graphql::Value::Null && graphql::error::is_request_error(&response.errors);
+    let refused = refused(&response);
     let cache_control = if response.errors.is_empty() { response.cache_control.value() } else { None };
     let headers = response.http_headers.clone();
-    let mut body = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-    if refused && let Some(body) = body.as_object_mut() {
-        body.remove("data");
-    }
+    let body = body(&response);
     // An unknown persisted query is a 200 as Apollo Server answers it (its client reads it so).
     let invalid = refused
         && response
@@ -320,15 +349,19 @@ pub fn respond(response_type: ResponseType, response: async_graphql::Response) -
     answer
 }
 
-/// `/graphql`: read the request, run it, answer in the negotiated media type.
+/// `/graphql`: read the request, run it, answer in the negotiated media type (an event stream
+/// when the client asks for one: [`graphql_sse`](super::graphql_sse)).
 pub async fn graphql_http(
     State(ctx): State<AppContext>,
     client: ClientIp,
     Caller(viewer): Caller,
     request: axum::extract::Request,
 ) -> Response {
+    if super::graphql_sse::wanted(request.headers()) {
+        return super::graphql_sse::serve(ctx, client, viewer, request).await;
+    }
     let response_type = ResponseType::negotiate(request.headers());
-    let request = match read_request(&ctx, request).await {
+    let request = match read_request(&ctx, request, GetRuns::Queries).await {
         Ok(request) => request,
         Err(err) => return err.into_response(response_type),
     };

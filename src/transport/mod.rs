@@ -1,4 +1,5 @@
-//! The network edge of the GraphQL API: GraphQL over HTTP and over WebSocket, the extractors
+//! The network edge of the GraphQL API: GraphQL over HTTP (JSON, or an event stream: SSE) and over
+//! WebSocket, the extractors
 //! every HTTP handler shares (the caller and their address), and the WebSocket plumbing both
 //! socket kinds use (this module's and the legacy chat socket's). Handlers here only translate
 //! a transport into a `graphql` request; the legacy layer (`crate::legacy`) stands beside it.
@@ -6,6 +7,7 @@
 
 pub mod extract;
 pub mod graphql_http;
+pub mod graphql_sse;
 pub mod graphql_ws;
 pub mod http_server;
 pub mod socket;

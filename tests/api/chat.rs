@@ -924,32 +924,117 @@ async fn a_history_page_counts_its_messages_only_when_asked() {
     assert_eq!(costs[1], costs[0] + 1, "the count is the only extra statement: {costs:?}");
 }
 
+/// The chat-list screen every client builds: each room with its last message and a page of its
+/// history.
+const CHAT_LIST: &str = "{ myChatRooms { name lastMessage { id content } messages(last: 20) { pageInfo { hasPreviousPage } edges { node { id content author { username } } } } } }";
+
 #[tokio::test]
-async fn a_list_of_rooms_counts_as_a_full_page_against_the_complexity_limit() {
+async fn the_chat_list_passes_the_complexity_limit_and_larger_lists_do_not() {
     let app = spawn_app().await;
     let alice = app.user("alice").await;
     let bob = app.user("bob").await;
     let room = room_name(&app, &alice, &bob).await;
     send(&app, &bob, &room, "hello").await;
 
-    // A history page per room, for however many rooms: refused before anything runs.
-    for query in [
-        "{ myChatRooms { messages(last: 100) { nodes { content } } } }",
-        "{ myChatRooms { messages { nodes { content author { username } } } } }",
-    ] {
-        let refused = app.gql(Some(&alice.access), query, json!({})).await;
-        assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{query}: {refused}");
-        assert_eq!(codes(&refused), vec!["GRAPHQL_VALIDATION_FAILED"]);
-    }
-    // What a room list shows (batched by DataLoaders) stays well within the limit.
-    let list = "{ myChatRooms { name lastMessage { content author { username } } } }";
-    let data = app.gql_ok(Some(&alice.access), list, json!({})).await;
-    assert_eq!(
-        data["myChatRooms"],
-        json!([{"name": room, "lastMessage": {"content": "hello", "author": {"username": bob.username}}}])
-    );
+    let data = app.gql_ok(Some(&alice.access), CHAT_LIST, json!({})).await;
+    let rooms = data["myChatRooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms[0]["lastMessage"]["content"], "hello");
+    assert_eq!(rooms[0]["messages"]["edges"][0]["node"]["author"], json!({"username": bob.username}), "{data}");
+    // A full history page of every room, with its authors: refused before anything runs.
+    let refused = "{ myChatRooms { messages(last: 100) { edges { node { content author { username } } } } } }";
+    let refused = app.gql(Some(&alice.access), refused, json!({})).await;
+    assert_eq!(refused["errors"][0]["message"], "Query is too complex.", "{refused}");
+    assert_eq!(codes(&refused), vec!["GRAPHQL_VALIDATION_FAILED"]);
     let shown = "{ myChatRooms { id name displayName createdAt members { id username } lastMessage { id content timestamp author { username } } } }";
     app.gql_ok(Some(&alice.access), shown, json!({})).await;
+}
+
+/// `messages` under a list of rooms is one statement for all of them: the chat list costs the
+/// same with two rooms as with six, and exactly two statements more than without `messages`
+/// (the pages, and their messages' authors).
+#[tokio::test]
+async fn the_chat_list_reads_every_rooms_messages_in_one_statement() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let cost = |query: &'static str| {
+        let (app, token) = (&app, alice.access.clone());
+        async move {
+            let before = app.statements.load(Ordering::SeqCst);
+            let data = app.gql_ok(Some(&token), query, json!({})).await;
+            (data, app.statements.load(Ordering::SeqCst) - before)
+        }
+    };
+    let without_messages = "{ myChatRooms { name lastMessage { id content } } }";
+    let mut counts = Vec::new();
+    for round in 0..6 {
+        let other = app.user("friend").await;
+        let room = room_name(&app, &alice, &other).await;
+        // The first room has more than a page: its page is the newest 20.
+        for n in 0..if round == 0 { 22 } else { 2 } {
+            send(&app, &other, &room, &format!("{round}.{n}")).await;
+        }
+        if round == 1 || round == 5 {
+            let (data, with) = cost(CHAT_LIST).await;
+            let (_, without) = cost(without_messages).await;
+            let listed = data["myChatRooms"].as_array().unwrap();
+            assert_eq!(listed.len(), round + 1);
+            for room in listed {
+                let contents: Vec<&str> = room["messages"]["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["node"]["content"].as_str().unwrap())
+                    .collect();
+                let last = room["lastMessage"]["content"].as_str().unwrap();
+                assert_eq!(contents.last(), Some(&last), "{room}");
+                let first_room = last.starts_with("0.");
+                assert_eq!(contents.len(), if first_room { 20 } else { 2 }, "{room}");
+                assert_eq!(room["messages"]["pageInfo"]["hasPreviousPage"], first_room, "{room}");
+                if first_room {
+                    assert_eq!(contents[0], "0.2");
+                }
+            }
+            assert_eq!(with, without + 2, "the pages of {} rooms and their authors", round + 1);
+            counts.push(with);
+        }
+    }
+    assert_eq!(counts[0], counts[1], "statements do not grow with the number of rooms (2, then 6)");
+}
+
+/// A room's page read in a list (one windowed statement for all rooms) is the page the room
+/// gives on its own: items, order, flags, counts, deleted messages, either direction.
+#[tokio::test]
+async fn a_room_in_a_list_pages_its_messages_as_it_does_alone() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let mut names = Vec::new();
+    for sent in [0, 1, 5] {
+        let other = app.user("friend").await;
+        let room = room_name(&app, &alice, &other).await;
+        for n in 0..sent {
+            let id = send(&app, &other, &room, &format!("m{n}")).await;
+            if n == 3 {
+                let delete = "mutation($id: ID!) { deleteMessage(id: $id) }";
+                app.gql_ok(Some(&other.access), delete, json!({"id": id.to_string()})).await;
+            }
+        }
+        names.push(room);
+    }
+    for args in ["", "(last: 2)", "(first: 2)", "(last: 3, includeDeleted: false)", "(first: 10)", "(last: 0)"] {
+        let selection = format!(
+            "messages{args} {{ totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} nodes {{ id content deleted }} }}"
+        );
+        let list = format!("{{ myChatRooms {{ name {selection} }} }}");
+        let listed = app.gql_ok(Some(&alice.access), &list, json!({})).await;
+        let listed = listed["myChatRooms"].as_array().unwrap();
+        assert_eq!(listed.len(), 3);
+        for room in listed {
+            let alone = format!("query($n: String!) {{ chatRoom(name: $n) {{ name {selection} }} }}");
+            let alone = app.gql_ok(Some(&alice.access), &alone, json!({"n": room["name"]})).await;
+            assert_eq!(room, &alone["chatRoom"], "{args}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod accounts;
 mod chat;
 mod chat_features;
 mod graphql_http;
+mod graphql_sse;
 mod graphql_ws;
 mod hostile;
 mod legacy_rest;

@@ -180,6 +180,22 @@ async fn bio_is_trimmed_bounded_and_may_be_blank() {
     assert_eq!(theirs["me"]["profile"], json!({"bio": "", "image": DEFAULT}));
 }
 
+/// A profile has an `id` (its owner's) so normalized caches can key it: the same through every
+/// path that reaches it, different for each user, and there before the profile is ever edited.
+#[tokio::test]
+async fn a_profile_is_keyed_by_its_owners_id() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let ids = "query($u: String!) { me { profile { id } } user(username: $u) { id profile { id } } }";
+    let seen = app.gql_ok(Some(&alice.access), ids, json!({"u": bob.username})).await;
+    assert_eq!(seen["me"]["profile"]["id"], alice.id.to_string());
+    assert_eq!(seen["user"]["profile"]["id"], bob.id.to_string());
+    let edited = "mutation { updateProfile(input: {bio: \"hi\"}) { id profile { id bio } } }";
+    let edited = app.gql_ok(Some(&bob.access), edited, json!({})).await;
+    assert_eq!(edited["updateProfile"]["profile"], json!({"id": bob.id.to_string(), "bio": "hi"}));
+}
+
 #[tokio::test]
 async fn a_later_mutation_field_sees_the_earlier_change() {
     let app = spawn_app().await;

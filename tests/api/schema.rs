@@ -103,3 +103,36 @@ async fn invalid_documents_fail_validation() {
         assert_ne!(validate(document).await, Vec::<String>::new(), "{document}");
     }
 }
+
+/// Introspection shows the schema `schema.graphql` describes: `__schema.description` is the
+/// schema's own (it has none), not the text about the `__Schema` type; every scalar's
+/// `specifiedByURL` is the `@specifiedBy` of the exported SDL, and the other way round.
+/// (tools/graphql-audit/schema.mjs compares the whole schema, printed by graphql-js.)
+#[tokio::test]
+async fn introspection_agrees_with_the_exported_schema() {
+    let app = crate::helpers::spawn_app().await;
+    let data = app
+        .gql_ok(None, "{ __schema { description types { kind name specifiedByURL } } }", serde_json::json!({}))
+        .await;
+    assert_eq!(data["__schema"]["description"], serde_json::Value::Null, "{data}");
+    let sdl = agora::graphql::sdl();
+    let mut introspected: Vec<(String, String)> = data["__schema"]["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter(|ty| ty["kind"] == "SCALAR" && !ty["specifiedByURL"].is_null())
+        .map(|ty| (ty["name"].as_str().unwrap().to_owned(), ty["specifiedByURL"].as_str().unwrap().to_owned()))
+        .collect();
+    let mut exported: Vec<(String, String)> = sdl
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("scalar ")?.split_once(" @specifiedBy(url: \"")?;
+            Some((name.to_owned(), rest.strip_suffix("\")")?.to_owned()))
+        })
+        .collect();
+    introspected.sort();
+    exported.sort();
+    assert!(introspected.iter().any(|(name, _)| name == "Upload"), "{introspected:?}");
+    assert_eq!(introspected, exported);
+    assert!(!sdl.contains("\"\"\"\nschema {"), "the exported schema has no description either");
+}

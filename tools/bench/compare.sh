@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Usage: tools/bench/compare.sh [agora-bench http options: --seconds 10 --clients 32 --only posts,profile …]
+# Usage: tools/bench/compare.sh [http|chat] [agora-bench options]
+#   tools/bench/compare.sh http --seconds 10 --clients 32 --only posts,profile
+#   tools/bench/compare.sh chat --rates 400,2000,4000 --seconds 15 --idle 1000
 #
-# Runs agora-bench's REST/GraphQL scenarios against the Django reference (2 uvicorn workers,
-# Redis channel layer, fresh SQLite) and then against Agora (release build, one process, fresh
-# SQLite), one after the other on this machine, and prints one table with the ratios.
-# BENCH_SERVERS="agora" (or "django") runs one only; BENCH_OUT=DIR keeps the JSON runs there.
-# Needs Redis on 127.0.0.1:6379 for the reference. Nothing is left running.
+# Runs agora-bench's scenarios (REST/GraphQL by default, or the chat ones) against the Django
+# reference (2 uvicorn workers, Redis channel layer, fresh SQLite) and then against Agora
+# (release build, one process, fresh SQLite), one after the other on this machine, and prints
+# one table with the ratios. BENCH_SERVERS="agora" (or "django") runs one only; BENCH_OUT=DIR
+# keeps the JSON runs there. Needs Redis on 127.0.0.1:6379 for the reference. Nothing is left
+# running. Agora runs without the limits meant for abuse (sign-in throttle, messages per user
+# per second, sockets and connections per address): the load comes from one address.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$PWD
+kind=http
+case ${1:-} in http | chat) kind=$1; shift ;; esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 servers=${BENCH_SERVERS:-django agora}
 out=${BENCH_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/agora-bench.XXXXXX")}
@@ -57,6 +63,8 @@ for which in $servers; do
     agora)
         DATABASE_URL="sqlite://$tmp/agora.sqlite3?mode=rwc" AGORA_DATA_DIR="$tmp" AGORA_MEDIA_DIR="$tmp/media" \
             AGORA_BIND="127.0.0.1:$port" AGORA_AUTH_RATE_PER_MINUTE=0 AGORA_ACCESS_TOKEN_LIFETIME=3600 \
+            AGORA_SIGNIN_FREE_FAILURES=0 AGORA_MESSAGES_PER_SECOND=0 AGORA_WS_MAX_PER_CLIENT=0 \
+            AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT=0 \
             AGORA_LOG=warn AGORA_SECRET_KEY=bench-secret-key-bench-secret-key \
             "$CARGO_TARGET_DIR/release/agora" serve >"$tmp/server.log" 2>&1 &
         server=$!
@@ -65,11 +73,11 @@ for which in $servers; do
     *) echo "compare.sh: unknown server $which" >&2; exit 2 ;;
     esac
     wait_http "http://127.0.0.1:$port/accounts/api/users/" || { cat "$tmp/server.log" >&2; exit 1; }
-    "$bench" http --base "http://127.0.0.1:$port" --pid "$server" --label "$label" --out "$out/$which.json" "$@" >/dev/null
+    "$bench" "$kind" --base "http://127.0.0.1:$port" --pid "$server" --label "$label" --out "$out/$which.json" "$@" >/dev/null
     runs+=("$out/$which.json")
     stop
 done
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores: tools/bench/compare.sh $*"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores: tools/bench/compare.sh $kind $*"
 echo
 "$bench" table "${runs[@]}"

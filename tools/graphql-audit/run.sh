@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts Agora (debug build, fresh SQLite in a temporary folder) on a free port, runs the
-# graphql-http audit against it (audit.mjs), stops it. Used by .ci/run; exits non-zero when a
-# MUST or SHOULD fails.
+# graphql-http audit against it (audit.mjs), the schema check (schema.mjs: introspection equals
+# schema.graphql) and the graphql-sse client check (sse.mjs), stops it. Used by .ci/run; exits
+# non-zero when a MUST or SHOULD fails, the schemas differ or an SSE check fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -19,4 +20,8 @@ for _ in $(seq 1 100); do
   kill -0 "$server" 2>/dev/null || { cat "$data/server.log"; exit 1; }
   sleep 0.1
 done
-node audit.mjs "http://127.0.0.1:$port/graphql"
+status=0
+node audit.mjs "http://127.0.0.1:$port/graphql" || status=1
+node schema.mjs "http://127.0.0.1:$port/graphql" "$root/schema.graphql" || status=1
+node sse.mjs "http://127.0.0.1:$port/graphql" || status=1
+exit $status
