@@ -26,7 +26,7 @@
 //! - [`graphql`]: the schema (the core), its limits, DataLoaders, persisted queries and trusted
 //!   documents.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
-//!   live feeds; [`domain`]: validation with DRF's messages.
+//!   live feeds; [`domain`]: validation, with every DRF message in [`domain::messages`].
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
 //!   [`auth::Viewer`]; [`client`]: the caller's address.
 //! - [`bus`]: live chat events after commit; the database stays the record.

@@ -3,6 +3,7 @@
 //! services, so each rule is written once.
 
 mod email;
+pub mod messages;
 mod password;
 
 pub use email::is_valid_email;
@@ -10,7 +11,8 @@ pub use password::password_problems;
 
 use std::sync::LazyLock;
 
-pub const BLANK: &str = "This field may not be blank.";
+use messages::{BLANK, NULL_CHARACTERS, too_long};
+
 pub const USERNAME_MAX: usize = 150;
 pub const EMAIL_MAX: usize = 254;
 pub const PASSWORD_MAX: usize = 128;
@@ -18,8 +20,6 @@ pub const POST_TITLE_MAX: usize = 255;
 pub const POST_CONTENT_MAX: usize = 10_000;
 pub const MESSAGE_MAX: usize = 4_000;
 pub const BIO_MAX: usize = 500;
-/// DRF's `ProhibitNullCharactersValidator`, which every `CharField` runs.
-pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
 
 /// Whether a string can be stored or looked up: PostgreSQL's `text` cannot hold NUL (a query
 /// carrying one fails), and every stored string went through a rule that refuses it. So a name
@@ -33,10 +33,6 @@ pub fn storable(value: &str) -> bool {
 /// counts as whitespace and Rust's `str::trim` does not.
 pub fn trim(value: &str) -> &str {
     value.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
-}
-
-pub fn too_long(max: usize) -> String {
-    format!("Ensure this field has no more than {max} characters.")
 }
 
 /// DRF's `CharField`: surrounding whitespace trimmed, then blank, length and NUL checks.
@@ -62,10 +58,6 @@ static USERNAME_RE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(
 pub fn is_valid_username(name: &str) -> bool {
     USERNAME_RE.is_match(name)
 }
-
-pub const USERNAME_INVALID: &str =
-    "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.";
-pub const EMAIL_INVALID: &str = "Enter a valid email address.";
 
 #[cfg(test)]
 mod tests {

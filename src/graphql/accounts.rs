@@ -5,9 +5,10 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::{profile, user};
 
+use super::cursor::{Cursor, UserKey};
 use super::error::GqlResultExt;
 use super::posts::PostConnection;
-use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, loaders, state, viewer, wanted_total};
 use crate::client::ClientIp;
 use crate::media::MediaStore;
 use crate::service::accounts;
@@ -111,9 +112,7 @@ pub struct RegisterInput {
     password: String,
 }
 
-pub type UserConnection = Connection<String, User, TotalCount>;
-
-pub(crate) const USER_CURSOR: &str = "user";
+pub type UserConnection = Connection<Cursor<UserKey>, User, TotalCount>;
 
 #[derive(Default)]
 pub struct AccountsQuery;
@@ -135,7 +134,7 @@ impl AccountsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         viewer(ctx).require().gql(ctx)?;
-        let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
+        let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
         let total = wanted_total(ctx);
         let page = accounts::list(state(ctx), search.as_deref(), first, after, total).await.gql(ctx)?;
         // The profiles of the whole page in one call, before the nodes ask (see `loaders`).
@@ -143,7 +142,7 @@ impl AccountsQuery {
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
-        Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
+        Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
     }
 
     /// The user named exactly `username` (with `ignoreCase: true`, in any case).

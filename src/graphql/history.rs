@@ -3,7 +3,7 @@
 //! The chat list every client builds selects a page of each room's messages
 //! (`myChatRooms { messages(last: 20) { … } }`). Pages without a cursor go through the
 //! [`FirstPageOf`] DataLoader, keyed by the room and the page's shape, which reads the pages of
-//! every room of the batch with one windowed statement ([`service::first_pages`]). A page with a
+//! every room of the batch with one statement ([`service::first_pages`]). A page with a
 //! cursor (one room scrolled back or forth) reads that room alone ([`service::history`]).
 
 use std::collections::HashMap;
@@ -43,12 +43,11 @@ impl Loader<FirstPageOf> for Db {
         for ((limit, forwards, hide_deleted, count), rooms) in shapes {
             let total = if count { Total::Count } else { Total::Skip };
             let found = if let [room] = rooms[..] {
-                // One room (`chatRoom`, the legacy history): its index serves the page directly,
-                // where the window would number the room's whole history.
+                // One room (`chatRoom`, the legacy history): the plain indexed read.
                 let size = Some(i32::try_from(limit).unwrap_or(i32::MAX));
                 let (first, last) = if forwards { (size, None) } else { (None, size) };
                 let page = HistoryPage { first, last, after: None, before: None, hide_deleted };
-                let page = service::history(&self.0, room, page, total).await.map_err(|_| LoadError)?;
+                let page = service::history(&self.0, room, page, total).await?;
                 HashMap::from([(room, page)])
             } else {
                 service::first_pages(&self.0, &rooms, (limit, forwards), hide_deleted, total).await?

@@ -77,11 +77,15 @@ impl TotalCount {
 
 /// A Relay connection of a service page: each item becomes a node with the cursor `cursor`
 /// gives it.
-pub fn connection<T, N: async_graphql::OutputType>(
+pub fn connection<T, C, N>(
     page: crate::service::page::Page<T>,
-    cursor: impl Fn(&T) -> String,
+    cursor: impl Fn(&T) -> C,
     node: impl Fn(T) -> N,
-) -> async_graphql::connection::Connection<String, N, TotalCount> {
+) -> async_graphql::connection::Connection<C, N, TotalCount>
+where
+    C: async_graphql::connection::CursorType + Send + Sync,
+    N: async_graphql::OutputType,
+{
     let mut connection = async_graphql::connection::Connection::with_additional_fields(
         page.has_previous,
         page.has_next,

@@ -11,25 +11,15 @@ use chrono::{SubsecRound, Utc};
 use entity::{chat_room, message, room_member, user};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
 };
 
 use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
-use crate::domain;
+use crate::domain::{self, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
 use crate::state::AppState;
-
-/// DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
-pub const RECIPIENT_NULL: &str = "This field may not be null.";
-pub const SELF_CHAT: &str = "You cannot start a chat with yourself.";
-pub const FIRST_AND_LAST: &str = "Passing both `first` and `last` is not supported.";
-
-/// DRF's `SlugRelatedField` message for a username nobody has.
-pub fn unknown_recipient(value: &str) -> String {
-    format!("Object with username={value} does not exist.")
-}
 
 /// `"<lower id>:<higher id>"`, the same for both directions.
 pub fn pair_key(a: i64, b: i64) -> String {
@@ -97,54 +87,48 @@ async fn insert_room(
     members: [i64; 2],
 ) -> Result<chat_room::Model, DbErr> {
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(db).await?;
-    let inserted = async {
-        let room = chat_room::ActiveModel {
-            name: Set(name.to_owned()),
-            pair_key: Set(key.to_owned()),
-            created_at: Set(now),
-            last_seq: Set(0),
-            last_activity_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        room_member::Entity::insert_many(
-            members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        Ok::<_, DbErr>(room)
-    }
-    .await;
-    match inserted {
-        Ok(room) => {
-            txn.commit().await?;
-            Ok(room)
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    }
+    let room = chat_room::ActiveModel {
+        name: Set(name.to_owned()),
+        pair_key: Set(key.to_owned()),
+        created_at: Set(now),
+        last_seq: Set(0),
+        last_activity_at: Set(now),
+        ..Default::default()
+    };
+    crate::db::write(
+        db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let room = room.insert(txn).await?;
+                room_member::Entity::insert_many(
+                    members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                Ok::<_, DbErr>(room)
+            })
+        }),
+    )
+    .await
 }
 
 /// Opens the room of `me` and `recipient` (exact username), or returns the existing one.
 /// `true` when this call created it.
 pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> AppResult<(chat_room::Model, bool)> {
     if recipient.is_empty() {
-        return Err(FieldErrors::single("recipient", RECIPIENT_NULL));
+        // DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
+        return Err(FieldErrors::single("recipient", messages::NULL));
     }
     if !domain::storable(recipient) {
-        return Err(FieldErrors::single("recipient", unknown_recipient(recipient)));
+        return Err(FieldErrors::single("recipient", messages::unknown_username(recipient)));
     }
     let other = user::Entity::find()
         .filter(user::Column::Username.eq(recipient))
         .one(&state.db)
         .await?
-        .ok_or_else(|| FieldErrors::single("recipient", unknown_recipient(recipient)))?;
+        .ok_or_else(|| FieldErrors::single("recipient", messages::unknown_username(recipient)))?;
     if other.id == me.id {
-        return Err(FieldErrors::single("recipient", SELF_CHAT));
+        return Err(FieldErrors::single("recipient", messages::SELF_CHAT));
     }
     crate::service::blocks::ensure_not_blocked(&state.db, me.id, &[other.id]).await?;
     let key = pair_key(me.id, other.id);
@@ -218,7 +202,7 @@ impl HistoryPage {
     /// The page's size and direction (`true`: forwards from the oldest), checked.
     pub fn shape(&self) -> AppResult<(u64, bool)> {
         Ok(match (self.first, self.last) {
-            (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
+            (Some(_), Some(_)) => return Err(FieldErrors::single("last", messages::FIRST_AND_LAST)),
             (Some(first), None) => (page_size("first", Some(first))?, true),
             (None, Some(last)) => (page_size("last", Some(last))?, false),
             (None, None) => (DEFAULT_PAGE, self.after.is_some() && self.before.is_none()),
@@ -254,10 +238,7 @@ pub async fn history(
         let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
         if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
     };
-    let total_count = match total {
-        Total::Count => Some(in_room().count(db).await?),
-        Total::Skip => None,
-    };
+    let total_count = total.of(&in_room(), db).await?;
     let mut query = in_room();
     if let Some(after) = page.after {
         query = query.filter(message::Column::Id.gt(after));
@@ -427,12 +408,13 @@ pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<
 }
 
 /// The same page of each room's history, without cursors (the newest `limit` messages, or with
-/// `forwards` the oldest), in ONE statement for any number of rooms: the messages of the rooms
-/// numbered per room by `ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY id …)` (and counted by
-/// `COUNT(*) OVER (PARTITION BY room_id)` when `total` asks), the first `limit + 1` of each kept
-/// (the extra one tells whether there is more). Standard SQL: SQLite 3.25+ and PostgreSQL.
-/// Pages come out as [`history`] gives them, oldest first; a room without messages gets an
-/// empty page.
+/// `forwards` the oldest), in ONE statement for a list of rooms: a `UNION ALL` of one branch per
+/// room, each reading the room's first `limit + 1` messages through the `(room_id, id)` index
+/// (the extra one tells whether there is more) and, when `total` asks, counting the room's
+/// messages. Unlike a window over the rooms' messages, no branch reads further back in history
+/// than its page. SQLite allows 500 terms in a compound statement, so a list of more rooms than
+/// [`ROOMS_PER_STATEMENT`] takes one statement per such batch. Pages come out as [`history`]
+/// gives them, oldest first; a room without messages gets an empty page.
 pub async fn first_pages(
     db: &DatabaseConnection,
     room_ids: &[i64],
@@ -440,37 +422,42 @@ pub async fn first_pages(
     hide_deleted: bool,
     total: Total,
 ) -> Result<HashMap<i64, Page<message::Model>>, DbErr> {
-    use sea_orm::sea_query::{Alias, Asterisk, Order, WindowStatement};
+    use sea_orm::sea_query::{Alias, Asterisk, Order, SelectStatement, UnionType};
     use sea_orm::{FromQueryResult, Iterable};
     let order = if forwards { Order::Asc } else { Order::Desc };
-    let mut ranked = Query::select();
-    ranked
-        .columns(message::Column::iter())
-        .expr_window_as(
-            Expr::cust("ROW_NUMBER()"),
-            WindowStatement::partition_by(message::Column::RoomId).order_by(message::Column::Id, order.clone()).take(),
-            Alias::new("position"),
-        )
-        .from(message::Entity)
-        .and_where(Expr::col(message::Column::RoomId).is_in(room_ids.iter().copied()));
-    if total == Total::Count {
-        ranked.expr_window_as(
-            Expr::cust("COUNT(*)"),
-            WindowStatement::partition_by(message::Column::RoomId),
-            Alias::new("room_total"),
-        );
+    let only_visible = |query: &mut SelectStatement| {
+        if hide_deleted {
+            query.and_where(Expr::col(message::Column::Deleted).eq(false));
+        }
+    };
+    let branch = |(n, &room): (usize, &i64)| {
+        let mut page = Query::select();
+        page.columns(message::Column::iter())
+            .from(message::Entity)
+            .and_where(Expr::col(message::Column::RoomId).eq(room))
+            .order_by(message::Column::Id, order.clone())
+            .limit(limit + 1);
+        only_visible(&mut page);
+        let mut branch = Query::select();
+        branch.column(Asterisk).from_subquery(page.take(), Alias::new(format!("page{n}")));
+        if total == Total::Count {
+            let mut count = Query::select();
+            count
+                .expr(Expr::col(message::Column::Id).count())
+                .from(message::Entity)
+                .and_where(Expr::col(message::Column::RoomId).eq(room));
+            only_visible(&mut count);
+            branch.expr_as(Expr::SubQuery(None, Box::new(count.take().into())), Alias::new("room_total"));
+        }
+        branch.take()
+    };
+    let mut rows = Vec::new();
+    for batch in room_ids.chunks(ROOMS_PER_STATEMENT) {
+        let mut branches = batch.iter().enumerate().map(branch);
+        let Some(mut query) = branches.next() else { continue };
+        query.unions(branches.map(|b| (UnionType::All, b)));
+        rows.extend(db.query_all(&query).await?);
     }
-    if hide_deleted {
-        ranked.and_where(Expr::col(message::Column::Deleted).eq(false));
-    }
-    let query = Query::select()
-        .column(Asterisk)
-        .from_subquery(ranked.take(), Alias::new("ranked"))
-        .and_where(Expr::col(Alias::new("position")).lte(limit + 1))
-        .order_by(Alias::new("room_id"), Order::Asc)
-        .order_by(Alias::new("id"), Order::Asc)
-        .take();
-    let rows = db.query_all(&query).await?;
     let mut pages: HashMap<i64, Page<message::Model>> = room_ids
         .iter()
         .map(|&room| {
@@ -493,6 +480,7 @@ pub async fn first_pages(
         page.items.push(message);
     }
     for page in pages.values_mut() {
+        page.items.sort_by_key(|m| m.id);
         // Ascending by id: the extra row is the last one going forwards, the first going back.
         let more = page.items.len() as u64 > limit;
         if more {
@@ -510,6 +498,9 @@ pub async fn first_pages(
     }
     Ok(pages)
 }
+
+/// Rooms read by one statement of [`first_pages`] (SQLite's limit on compound terms is 500).
+pub const ROOMS_PER_STATEMENT: usize = 400;
 
 /// Rooms by id.
 pub async fn rooms_by_id(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {

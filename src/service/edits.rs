@@ -72,28 +72,22 @@ pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppR
     if found.deleted {
         return Ok((found, false));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
-    let done = async {
-        let updated = message::Entity::update_many()
-            .col_expr(message::Column::Content, Expr::value(String::new()))
-            .col_expr(message::Column::Deleted, Expr::value(true))
-            .filter(message::Column::Id.eq(id))
-            .filter(message::Column::Deleted.eq(false))
-            .exec(&txn)
-            .await?;
-        reaction::Entity::delete_many().filter(reaction::Column::MessageId.eq(id)).exec(&txn).await?;
-        Ok::<_, sea_orm::DbErr>(updated.rows_affected > 0)
-    }
-    .await;
-    let deleted = match done {
-        Ok(deleted) => {
-            txn.commit().await?;
-            deleted
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            return Err(err.into());
-        }
-    };
+    let deleted = crate::db::write(
+        &state.db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let updated = message::Entity::update_many()
+                    .col_expr(message::Column::Content, Expr::value(String::new()))
+                    .col_expr(message::Column::Deleted, Expr::value(true))
+                    .filter(message::Column::Id.eq(id))
+                    .filter(message::Column::Deleted.eq(false))
+                    .exec(txn)
+                    .await?;
+                reaction::Entity::delete_many().filter(reaction::Column::MessageId.eq(id)).exec(txn).await?;
+                Ok::<_, AppError>(updated.rows_affected > 0)
+            })
+        }),
+    )
+    .await?;
     Ok((message::Model { content: String::new(), deleted: true, ..found }, deleted))
 }

@@ -13,20 +13,10 @@ use std::io::Read;
 use entity::{profile, user};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
-use crate::domain::{self, BIO_MAX};
+use crate::domain::{self, BIO_MAX, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::media::{ImageKind, MAX_IMAGE_BYTES};
 use crate::state::AppState;
-
-/// Django's `ImageField` message for bytes that are not an image it can open.
-pub const IMAGE_INVALID: &str =
-    "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
-/// Django's `FileField` message for an empty upload.
-pub const FILE_EMPTY: &str = "The submitted file is empty.";
-
-pub fn image_too_large() -> String {
-    format!("Ensure this file is no larger than {MAX_IMAGE_BYTES} bytes.")
-}
 
 /// What to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -48,12 +38,12 @@ pub async fn read_image(file: impl Read + Send + 'static) -> AppResult<Vec<u8>> 
 
 fn check_image(bytes: &[u8]) -> Result<ImageKind, Vec<String>> {
     if bytes.is_empty() {
-        return Err(vec![FILE_EMPTY.to_owned()]);
+        return Err(vec![messages::FILE_EMPTY.to_owned()]);
     }
     if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(vec![image_too_large()]);
+        return Err(vec![messages::file_too_large(MAX_IMAGE_BYTES)]);
     }
-    ImageKind::sniff(bytes).ok_or_else(|| vec![IMAGE_INVALID.to_owned()])
+    ImageKind::sniff(bytes).ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()])
 }
 
 /// Changes the bio and/or the avatar of `user`. Every invalid field is reported and nothing is
@@ -65,7 +55,7 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     let image = match (kind, update.image) {
         (Some(kind), Some(bytes)) => {
             let copy = state.media.reencode(kind, bytes).await.map_err(AppError::internal)?;
-            errors.check("image", copy.ok_or_else(|| vec![IMAGE_INVALID.to_owned()]))
+            errors.check("image", copy.ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()]))
         }
         _ => None,
     };
@@ -83,7 +73,8 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
             (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
             _ => None,
         };
-        match save(&db, user_id, bio, stored.clone()).await {
+        let image = stored.clone();
+        match crate::db::write(&db, Box::new(move |txn| Box::pin(save(txn, user_id, bio, image)))).await {
             Ok(replaced) => {
                 if let Some(old) = replaced
                     && Some(&old) != stored.as_ref()
@@ -103,18 +94,17 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     job.await.map_err(AppError::internal)?
 }
 
-/// Writes the new values in one transaction; returns the image path that was replaced.
+/// Writes the new values (in the transaction of `db::write`); returns the image path that was
+/// replaced.
 async fn save(
-    db: &sea_orm::DatabaseConnection,
+    txn: &sea_orm::DatabaseTransaction,
     user_id: i64,
     bio: Option<String>,
     image: Option<String>,
 ) -> AppResult<Option<String>> {
-    let txn = crate::db::begin_write(db).await?;
     // Locked (PostgreSQL; SQLite's IMMEDIATE already serialises writers), so that two concurrent
     // uploads cannot both read the same old image and leave one new file unreferenced.
-    let current =
-        profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(&txn).await?;
+    let current = profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(txn).await?;
     let replaced = match current {
         Some(row) => {
             let replaced = image.as_ref().map(|_| row.image.clone());
@@ -125,7 +115,7 @@ async fn save(
             if let Some(image) = image {
                 active.image = Set(image);
             }
-            active.update(&txn).await?;
+            active.update(txn).await?;
             replaced
         }
         // A user created outside the API has no profile yet (the legacy service did the same).
@@ -136,11 +126,10 @@ async fn save(
                 image: Set(image.unwrap_or_else(|| profile::DEFAULT_IMAGE.to_owned())),
                 ..Default::default()
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
             None
         }
     };
-    txn.commit().await?;
     Ok(replaced)
 }

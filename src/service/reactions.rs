@@ -8,14 +8,13 @@ use entity::{message, reaction, user};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
-use crate::domain::{self, BLANK};
+use crate::domain::messages::{self, BLANK};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::edits::message_of_member;
 use crate::state::AppState;
 
 /// Longest emoji accepted, in characters (a family or flag sequence is several code points).
 pub const EMOJI_MAX: usize = 16;
-pub const NOT_AN_EMOJI: &str = "Enter a single emoji.";
 
 /// How many reacted to a message with one emoji, and whether the viewer did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +31,10 @@ pub fn clean_emoji(raw: &str) -> AppResult<String> {
         return Err(FieldErrors::single("emoji", BLANK));
     }
     if emoji.chars().count() > EMOJI_MAX {
-        return Err(FieldErrors::single("emoji", domain::too_long(EMOJI_MAX)));
+        return Err(FieldErrors::single("emoji", messages::too_long(EMOJI_MAX)));
     }
     if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(FieldErrors::single("emoji", NOT_AN_EMOJI));
+        return Err(FieldErrors::single("emoji", messages::NOT_AN_EMOJI));
     }
     Ok(emoji.to_owned())
 }

@@ -1002,7 +1002,7 @@ async fn the_chat_list_reads_every_rooms_messages_in_one_statement() {
     assert_eq!(counts[0], counts[1], "statements do not grow with the number of rooms (2, then 6)");
 }
 
-/// A room's page read in a list (one windowed statement for all rooms) is the page the room
+/// A room's page read in a list (one statement for all rooms) is the page the room
 /// gives on its own: items, order, flags, counts, deleted messages, either direction.
 #[tokio::test]
 async fn a_room_in_a_list_pages_its_messages_as_it_does_alone() {
