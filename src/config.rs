@@ -110,6 +110,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_HTTP_IDLE_TIMEOUT", default_value_t = 75)]
     pub http_idle_timeout: u64,
 
+    /// Seconds a response write may wait for the client to read (no progress at all) before the
+    /// connection is closed.
+    #[arg(long, global = true, env = "AGORA_HTTP_WRITE_TIMEOUT", default_value_t = 60)]
+    pub http_write_timeout: u64,
+
     /// Open HTTP connections per client address (IPv6: per /64); 0: no cap. Not applied with
     /// `AGORA_TRUST_FORWARDED_FOR` (every connection then comes from the proxy).
     #[arg(long, global = true, env = "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]

@@ -36,7 +36,7 @@
 //!   GraphQL errors, once to DRF's bodies (`legacy::errors`).
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
-//! - [`media`]: uploaded avatars, checked by their bytes.
+//! - [`media`]: uploaded avatars, decoded within limits and stored re-encoded (pixels only).
 //! - [`telemetry`]: logs (text or JSON), traces (OTLP), the span, access log line and
 //!   metrics of every request; [`metrics`]: the Prometheus registry every instrumentation
 //!   point calls into (one line each); `graphql::observe` times and counts operations.

@@ -171,6 +171,7 @@ fn http_limits(settings: &Settings) -> HttpLimits {
         header: Duration::from_secs(settings.http_header_timeout.max(1)),
         body: Duration::from_secs(settings.http_body_timeout.max(1)),
         idle: Duration::from_secs(settings.http_idle_timeout.max(1)),
+        write: Duration::from_secs(settings.http_write_timeout.max(1)),
         // Behind a proxy every connection is the proxy's: the proxy caps its clients.
         per_client: if settings.trust_forwarded_for { 0 } else { settings.http_max_connections_per_client },
     }

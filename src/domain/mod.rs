@@ -29,10 +29,16 @@ pub fn storable(value: &str) -> bool {
     !value.contains('\0')
 }
 
+/// `str.strip()`, as DRF's `CharField` trims: Unicode whitespace, and U+001C–U+001F, which Python
+/// counts as whitespace and Rust's `str::trim` does not.
+pub fn trim(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
+}
+
 /// DRF's `CharField`: surrounding whitespace trimmed, then blank, length and NUL checks.
 /// Returns the trimmed value or every problem with it.
 pub fn clean_text(raw: &str, max: usize, allow_blank: bool) -> Result<String, Vec<String>> {
-    let value = raw.trim();
+    let value = trim(raw);
     if value.is_empty() {
         return if allow_blank { Ok(String::new()) } else { Err(vec![BLANK.to_owned()]) };
     }
@@ -62,6 +68,10 @@ mod tests {
         assert_eq!(clean_text("  hi \n", 5, false), Ok("hi".to_owned()));
         assert_eq!(clean_text("   ", 5, false), Err(vec![BLANK.to_owned()]));
         assert_eq!(clean_text("   ", 5, true), Ok(String::new()));
+        // Python's `str.strip()` also drops U+001C–U+001F (Rust's `trim` keeps them).
+        assert_eq!(clean_text("\u{1c} hi \u{1f}", 5, false), Ok("hi".to_owned()));
+        assert_eq!(clean_text("\u{1d}\u{1e}", 5, false), Err(vec![BLANK.to_owned()]));
+        assert_eq!(clean_text("\u{feff}", 5, false), Ok("\u{feff}".to_owned()), "not whitespace to Python");
         assert_eq!(clean_text("éééééé", 5, false), Err(vec![too_long(5)]));
         assert_eq!(clean_text("ééééé", 5, false), Ok("ééééé".to_owned()));
     }

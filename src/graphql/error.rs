@@ -36,6 +36,14 @@ fn auth_error(err: &AuthError) -> async_graphql::Error {
     })
 }
 
+/// An authentication failure as an error of the request as a whole (no field ran).
+pub fn auth_server_error(err: &AuthError) -> async_graphql::ServerError {
+    let error = auth_error(err);
+    let mut server_error = async_graphql::ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    server_error
+}
+
 fn field_error(field: &str, messages: &[String]) -> async_graphql::Error {
     let text = format!("{field}: {}", messages.join(" "));
     let messages = messages.to_vec();

@@ -152,7 +152,9 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         }
         None => builder.extension(persisted::PersistedQueries(store)),
     };
+    // After the persisted document lookup (which may wait for Redis), before the document is read.
     let mut builder = builder
+        .extension(limits::DocumentReading::new())
         .extension(limits::DocumentLimits(document_limits))
         .extension(order::SelectionOrder)
         .extension(introspection::SchemaDescription);

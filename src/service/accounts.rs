@@ -51,7 +51,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         .map_err(AppError::Throttled)?;
     let mut errors = FieldErrors::new();
 
-    let username = input.username.trim();
+    let username = domain::trim(&input.username);
     // Stored as Django's user manager stores it, NFKC-normalised; the rules apply to what is
     // typed and to what would be stored (NFKC can lengthen a name, or fold it onto another).
     let stored_username: String = username.nfkc().collect();
@@ -74,7 +74,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         }
     }
 
-    let email = input.email.trim();
+    let email = domain::trim(&input.email);
     if email.is_empty() {
         errors.add("email", BLANK);
     } else {
@@ -92,7 +92,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         }
     }
 
-    let password = input.password.trim();
+    let password = domain::trim(&input.password);
     for problem in new_password_problems(password, &input.username, &input.email) {
         errors.add("password", problem);
     }
@@ -161,8 +161,8 @@ fn normalize_email(email: &str) -> String {
 /// Exchanges credentials for a token pair. A wrong username costs the same as a wrong password.
 pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, password: &str) -> AppResult<TokenPair> {
     let mut errors = FieldErrors::new();
-    let username = username.trim();
-    let password = password.trim();
+    let username = domain::trim(username);
+    let password = domain::trim(password);
     // SimpleJWT's fields are DRF `CharField`s: blank, or NUL.
     if username.is_empty() {
         errors.add("username", BLANK);
@@ -210,7 +210,7 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
 
 /// A new access token for a valid, unrevoked refresh token of an active user.
 pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
-    let refresh = refresh.trim();
+    let refresh = domain::trim(refresh);
     if refresh.is_empty() {
         return Err(FieldErrors::single("refresh", BLANK));
     }
@@ -227,7 +227,7 @@ pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
 
 /// Revokes a refresh token (sign-out). False when the token was not valid to begin with.
 pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
-    let Ok(token) = state.tokens.verify(refresh.trim(), TokenKind::Refresh) else { return Ok(false) };
+    let Ok(token) = state.tokens.verify(domain::trim(refresh), TokenKind::Refresh) else { return Ok(false) };
     let Some(user_id) = token.user_id else { return Ok(false) };
     let expires_at = chrono::DateTime::from_timestamp(token.exp, 0).unwrap_or_else(Utc::now);
     let inserted = revoked_token::Entity::insert(revoked_token::ActiveModel {
@@ -344,7 +344,7 @@ pub async fn set_active(state: &AppState, username: &str, active: bool) -> AppRe
 /// Replaces a user's password, validated as at registration (`password` field errors).
 pub async fn set_password(state: &AppState, username: &str, password: &str) -> AppResult<()> {
     let user = existing(state, username).await?;
-    let password = password.trim();
+    let password = domain::trim(password);
     let mut errors = FieldErrors::new();
     for problem in new_password_problems(password, &user.username, &user.email) {
         errors.add("password", problem);

@@ -24,7 +24,7 @@ pub async fn other_user(
     username: &str,
     self_message: &str,
 ) -> AppResult<user::Model> {
-    let username = username.trim();
+    let username = crate::domain::trim(username);
     if username.is_empty() {
         return Err(FieldErrors::single("username", messages::BLANK));
     }

@@ -1,7 +1,9 @@
 //! Profiles: the signed-in user changes their bio and avatar.
 //!
 //! An avatar is accepted by its bytes (PNG, JPEG, GIF or WebP, at most
-//! [`MAX_IMAGE_BYTES`]), never by its name or declared type. The file is written before the
+//! [`MAX_IMAGE_BYTES`]), never by its name or declared type, and only when it decodes as a whole
+//! image within the media limits; what is stored is a re-encoded copy of its pixels
+//! ([`crate::media::reencode_blocking`]: no metadata, nothing after the image). The file is written before the
 //! database row changes and removed again if the row cannot be written; the replaced file is
 //! removed once the new row is committed (never the shared default image). All of that runs in
 //! a task of its own, so a cancelled request cannot stop it halfway.
@@ -50,15 +52,22 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     let mut errors = FieldErrors::new();
     let bio = update.bio.and_then(|raw| errors.check("bio", domain::clean_text(&raw, BIO_MAX, true)));
     let kind = update.image.as_deref().and_then(|bytes| errors.check("image", check_image(bytes)));
+    let image = match (kind, update.image) {
+        (Some(kind), Some(bytes)) => {
+            let copy = state.media.reencode(kind, bytes).await.map_err(AppError::internal)?;
+            errors.check("image", copy.ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()]))
+        }
+        _ => None,
+    };
     errors.into_result()?;
 
-    if bio.is_none() && kind.is_none() {
+    if bio.is_none() && image.is_none() {
         return Ok(());
     }
     // Store, save and clean up in a task of its own: a client that goes away mid-request
     // cancels the request, and must not leave a written file unreferenced or a replaced one
     // behind.
-    let (db, media, user_id, image) = (state.db.clone(), state.media.clone(), user.id, update.image);
+    let (db, media, user_id) = (state.db.clone(), state.media.clone(), user.id);
     let job = tokio::spawn(async move {
         let stored = match (kind, image.as_deref()) {
             (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
