@@ -110,6 +110,11 @@ pub struct Settings {
     #[arg(long, global = true, env = "AGORA_HTTP_IDLE_TIMEOUT", default_value_t = 75)]
     pub http_idle_timeout: u64,
 
+    /// Seconds a response write may wait for the client to read (no progress at all) before the
+    /// connection is closed.
+    #[arg(long, global = true, env = "AGORA_HTTP_WRITE_TIMEOUT", default_value_t = 60)]
+    pub http_write_timeout: u64,
+
     /// Open HTTP connections per client address (IPv6: per /64); 0: no cap. Not applied with
     /// `AGORA_TRUST_FORWARDED_FOR` (every connection then comes from the proxy).
     #[arg(long, global = true, env = "AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
@@ -126,6 +131,22 @@ pub struct Settings {
     /// Chat messages one user may send per second, every channel together (0: no limit).
     #[arg(long, global = true, env = "AGORA_MESSAGES_PER_SECOND", default_value_t = 5)]
     pub messages_per_second: u32,
+
+    /// Most stored chat events a resumed `chatEvents` subscription replays;
+    /// a client further behind is told `TOO_FAR_BEHIND` and reads history instead.
+    #[arg(long, global = true, env = "AGORA_LIVE_MAX_REPLAY", default_value_t = 1_000)]
+    pub live_max_replay: i64,
+
+    /// Milliseconds a `setTyping(typing: true)` lasts without renewal; subscribers then see
+    /// `typing: false`.
+    #[arg(long, global = true, env = "AGORA_TYPING_TTL_MS", default_value_t = 5_000)]
+    pub typing_ttl_ms: u64,
+
+    /// Seconds a process's presence entries live in Redis without its heartbeat (a process
+    /// that dies leaves its users online at most this long); the heartbeat renews them every
+    /// third of it.
+    #[arg(long, global = true, env = "AGORA_PRESENCE_TTL_SECONDS", default_value_t = 60)]
+    pub presence_ttl_seconds: u64,
 
     /// Largest GraphQL document, in bytes (checked before parsing).
     #[arg(long, global = true, env = "AGORA_GRAPHQL_MAX_BYTES", default_value_t = 65_536)]

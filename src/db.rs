@@ -70,6 +70,26 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// Runs `work` in a write transaction ([`begin_write`]) of its own and commits it; an error from
+/// `work` rolls it back. For writes that must not share a transaction with others (see
+/// [`Writer`] for the ones that may).
+pub async fn write<T, E>(db: &DatabaseConnection, work: Work<T, E>) -> Result<T, E>
+where
+    E: From<DbErr>,
+{
+    let txn = begin_write(db).await?;
+    match work(&txn).await {
+        Ok(done) => {
+            txn.commit().await?;
+            Ok(done)
+        }
+        Err(err) => {
+            let _ = txn.rollback().await;
+            Err(err)
+        }
+    }
+}
+
 /// Every statement sent through `db` (clones made afterwards included) reports its duration to
 /// the metrics. Installed by [`connect`].
 fn report_statements(db: &mut DatabaseConnection) {
@@ -99,7 +119,7 @@ pub async fn ping(db: &DatabaseConnection) -> bool {
     db.execute_unprepared("SELECT 1").await.is_ok()
 }
 
-/// Work done inside a write transaction by [`Writer::write`].
+/// Work done inside a write transaction by [`write`] or [`Writer::write`].
 pub type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send>;
 
 /// Told whether the group a job ran in committed.
@@ -155,19 +175,7 @@ impl Writer {
         E: From<DbErr> + Send + 'static,
     {
         match &self.route {
-            Route::Pool(db) => {
-                let txn = begin_write(db).await?;
-                match work(&txn).await {
-                    Ok(done) => {
-                        txn.commit().await?;
-                        Ok(done)
-                    }
-                    Err(err) => {
-                        let _ = txn.rollback().await;
-                        Err(err)
-                    }
-                }
-            }
+            Route::Pool(db) => write(db, work).await,
             Route::Queue(queue) => {
                 let (tell, told) = oneshot::channel::<Result<T, E>>();
                 let job: Job = Box::new(move |txn| {

@@ -3,11 +3,17 @@
 //!
 //! Services return [`AppError`]; it is mapped once to GraphQL (`graphql::error`) and, through the
 //! GraphQL error codes, once to Django REST Framework bodies (`legacy::errors`). Infrastructure
-//! errors are logged where they are converted and never reach a client in detail.
+//! errors keep their cause and are logged once, where the answer is made (`graphql::error`),
+//! never where they are converted; they never reach a client in detail.
 
 use crate::auth::AuthError;
+use crate::domain::messages;
 
 /// Every problem with every invalid field of one input, in the order the fields were checked.
+///
+/// The one shape of a validation failure everywhere: a service's `BAD_USER_INPUT`, and DRF's
+/// 400 body `{field: [messages]}` (it serialises as that map, in field order), which the legacy
+/// layer builds from the GraphQL errors and from its own checks of a body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldErrors(Vec<(String, Vec<String>)>);
 
@@ -25,14 +31,32 @@ impl FieldErrors {
         }
     }
 
+    /// Records several problems with `field`, after those it has.
+    pub fn extend(&mut self, field: &str, messages: impl IntoIterator<Item = String>) {
+        for message in messages {
+            self.add(field, message);
+        }
+    }
+
+    /// Puts `messages` in place of what `field` has (at its place), or adds them at the end.
+    pub fn replace(&mut self, field: &str, messages: Vec<String>) {
+        match self.0.iter_mut().find(|(name, _)| name == field) {
+            Some((_, existing)) => *existing = messages,
+            None => self.0.push((field.to_owned(), messages)),
+        }
+    }
+
+    /// Orders the fields as `order` names them; the others keep their order after those.
+    pub fn sort_by_order(&mut self, order: &[&str]) {
+        self.0.sort_by_key(|(field, _)| order.iter().position(|f| f == field).unwrap_or(order.len()));
+    }
+
     /// Records the outcome of validating one field, keeping the valid value.
     pub fn check<T>(&mut self, field: &str, result: Result<T, Vec<String>>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
             Err(messages) => {
-                for message in messages {
-                    self.add(field, message);
-                }
+                self.extend(field, messages);
                 None
             }
         }
@@ -63,31 +87,41 @@ impl FieldErrors {
     }
 }
 
+impl serde::Serialize for FieldErrors {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (field, messages) in &self.0 {
+            map.serialize_entry(field, messages)?;
+        }
+        map.end()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// No, expired or malformed credentials.
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
     /// Signed in, but not allowed.
-    #[error("You do not have permission to perform this action.")]
+    #[error("{}", messages::PERMISSION_DENIED)]
     Forbidden,
     /// The named thing does not exist, or is hidden from the caller.
-    #[error("Not found.")]
+    #[error("{}", messages::NOT_FOUND)]
     NotFound,
     /// Invalid input: every problem with every field.
-    #[error("Invalid input.")]
+    #[error("{}", messages::INVALID_INPUT)]
     Invalid(FieldErrors),
     /// Too many attempts; retry after this many seconds.
-    #[error("Request was throttled. Expected available in {0} seconds.")]
+    #[error("{}", messages::throttled(*.0))]
     Throttled(u64),
-    /// Anything else. The detail is logged where it happens, never shown.
-    #[error("Internal server error.")]
+    /// Anything else. The cause is logged with the answer, never shown.
+    #[error("{}", messages::INTERNAL)]
     Internal(#[source] anyhow::Error),
 }
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        tracing::error!(error = %err, "database error");
         AppError::Internal(err.into())
     }
 }
@@ -103,9 +137,7 @@ impl From<sea_orm::TransactionError<AppError>> for AppError {
 
 impl AppError {
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        let err = err.into();
-        tracing::error!(error = %err, "internal error");
-        AppError::Internal(err)
+        AppError::Internal(err.into())
     }
 }
 

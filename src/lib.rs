@@ -26,7 +26,9 @@
 //! - [`graphql`]: the schema (the core), its limits, DataLoaders, persisted queries and trusted
 //!   documents.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
-//!   live feeds; [`domain`]: validation with DRF's messages.
+//!   live feeds (`messageAdded`, `chatEvents` with resumable cursors); [`service::presence`]:
+//!   who holds sockets, on any process; [`domain`]: validation, with every DRF message in
+//!   [`domain::messages`].
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
 //!   [`auth::Viewer`]; [`client`]: the caller's address.
 //! - [`bus`]: live chat events after commit; the database stays the record.
@@ -34,7 +36,7 @@
 //!   GraphQL errors, once to DRF's bodies (`legacy::errors`).
 //! - [`legacy`]: the Django REST endpoints as a table of GraphQL operations, DRF's bodies and
 //!   errors, `/openapi.json`, the chat socket bridge; every unknown path gets DRF's 404.
-//! - [`media`]: uploaded avatars, checked by their bytes.
+//! - [`media`]: uploaded avatars, decoded within limits and stored re-encoded (pixels only).
 //! - [`telemetry`]: logs (text or JSON), traces (OTLP), the span, access log line and
 //!   metrics of every request; [`metrics`]: the Prometheus registry every instrumentation
 //!   point calls into (one line each); `graphql::observe` times and counts operations.

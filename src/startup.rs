@@ -30,6 +30,8 @@ pub struct Application {
     /// `/metrics` on its own address (`AGORA_METRICS_BIND`), else on `listener`.
     metrics_listener: Option<TcpListener>,
     context: AppContext,
+    /// The sockets' presence transitions, until `run` starts applying them.
+    transitions: Option<tokio::sync::mpsc::UnboundedReceiver<crate::service::presence::Transition>>,
 }
 
 impl Application {
@@ -80,6 +82,7 @@ impl Application {
         }
         let state = Arc::new(AppState::new(settings, db, &secret, bus));
         let schema = graphql::build_schema(Some(state.clone()));
+        let (presence, transitions) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
             listener,
             metrics_listener,
@@ -87,8 +90,9 @@ impl Application {
                 state,
                 schema,
                 lifecycle: Lifecycle::default(),
-                socket_owners: crate::transport::socket::SocketOwners::new(),
+                socket_owners: crate::transport::socket::SocketOwners::with_presence(presence),
             },
+            transitions: Some(transitions),
         })
     }
 
@@ -107,7 +111,7 @@ impl Application {
 
     /// Serves until `signal` completes, then stops accepting, closes WebSockets with 1001,
     /// finishes in-flight requests and returns.
-    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(mut self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let addr = self.local_addr();
         let lifecycle = self.context.lifecycle.clone();
         tracing::info!("GraphQL endpoint:     http://{addr}/graphql");
@@ -118,6 +122,14 @@ impl Application {
         tracing::info!("Legacy REST OpenAPI:  http://{addr}/openapi.json");
         tracing::info!("Chat event bus:       {}", self.context.state.bus.kind());
         let state = &self.context.state;
+        if let Some(transitions) = self.transitions.take() {
+            // Tracked: at shutdown it takes this process's users offline before the process ends.
+            lifecycle.tasks.spawn(crate::service::presence::run(
+                state.clone(),
+                transitions,
+                lifecycle.shutdown.clone(),
+            ));
+        }
         tokio::spawn(crate::transport::socket::watch_owners(
             state.db.clone(),
             self.context.socket_owners.clone(),
@@ -159,6 +171,7 @@ fn http_limits(settings: &Settings) -> HttpLimits {
         header: Duration::from_secs(settings.http_header_timeout.max(1)),
         body: Duration::from_secs(settings.http_body_timeout.max(1)),
         idle: Duration::from_secs(settings.http_idle_timeout.max(1)),
+        write: Duration::from_secs(settings.http_write_timeout.max(1)),
         // Behind a proxy every connection is the proxy's: the proxy caps its clients.
         per_client: if settings.trust_forwarded_for { 0 } else { settings.http_max_connections_per_client },
     }

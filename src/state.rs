@@ -26,6 +26,8 @@ pub struct AppState {
     pub account_throttle: AccountThrottle,
     /// Chat messages per user per second.
     pub message_rate: crate::rate_limit::MessageRate,
+    /// Who holds sockets, here or (Redis) on any process.
+    pub presence: Arc<crate::service::presence::Presence>,
 }
 
 impl AppState {
@@ -46,6 +48,11 @@ impl AppState {
                 &settings.redis_channel,
             ),
             message_rate: crate::rate_limit::MessageRate::new(settings.messages_per_second),
+            presence: Arc::new(crate::service::presence::Presence::new(
+                settings.redis_url.as_deref(),
+                &settings.redis_channel,
+                Duration::from_secs(settings.presence_ttl_seconds),
+            )),
             bus,
             writer,
             db,

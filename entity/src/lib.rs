@@ -11,8 +11,10 @@ pub mod profile;
 pub mod reaction;
 pub mod read_marker;
 pub mod revoked_token;
+pub mod room_event;
 pub mod room_member;
 pub mod user;
+pub mod user_presence;
 
 pub mod prelude {
     pub use super::block::Entity as Block;
@@ -24,6 +26,8 @@ pub mod prelude {
     pub use super::reaction::Entity as Reaction;
     pub use super::read_marker::Entity as ReadMarker;
     pub use super::revoked_token::Entity as RevokedToken;
+    pub use super::room_event::Entity as RoomEvent;
     pub use super::room_member::Entity as RoomMember;
     pub use super::user::Entity as User;
+    pub use super::user_presence::Entity as UserPresence;
 }

@@ -43,7 +43,7 @@ pub enum AuthError {
     NoAccountForToken,
     /// The user could not be looked up (the database is unreachable): not the caller's fault,
     /// so never answered as a 401 that would sign a legacy client out.
-    #[error("Internal server error.")]
+    #[error("{}", crate::domain::messages::INTERNAL)]
     Unavailable,
 }
 

@@ -9,10 +9,11 @@
 use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::password_hash::{Error as PhcError, Result as PhcResult};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, PasswordVerifier, Version};
 use rand::RngCore;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 /// OWASP's recommendation for Argon2id (m=19 MiB, t=2, p=1).
@@ -81,53 +82,58 @@ impl PasswordHasher {
     }
 }
 
-fn argon2(m: u32, t: u32, p: u32) -> Option<Argon2<'static>> {
-    let params = Params::new(m, t, p, Some(HASH_LEN)).ok()?;
-    Some(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-fn compute(argon: &Argon2<'_>, password: &str, salt: &[u8], out: &mut [u8]) -> bool {
+/// Argon2 into `out`, in this blocking thread's reused memory block.
+fn compute(argon: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> PhcResult<()> {
     MEMORY.with_borrow_mut(|memory| {
         let blocks = argon.params().block_count();
         if memory.len() != blocks {
             memory.resize(blocks, Block::default());
         }
-        argon.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..]).is_ok()
+        argon.hash_password_into_with_memory(password, salt, out, &mut memory[..]).map_err(|_| PhcError::Crypto)
     })
 }
 
 fn hash_now(password: &str) -> String {
     let mut salt = [0u8; SALT_LEN];
     rand::rng().fill_bytes(&mut salt);
-    let argon = argon2(M_COST, T_COST, P_COST).expect("valid argon2 parameters");
+    let params = Params::new(M_COST, T_COST, P_COST, Some(HASH_LEN)).expect("valid argon2 parameters");
     let mut out = [0u8; HASH_LEN];
-    assert!(compute(&argon, password, &salt, &mut out), "argon2 accepts these inputs");
-    format!("$argon2id$v=19$m={M_COST},t={T_COST},p={P_COST}${}${}", B64.encode(salt), B64.encode(out))
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    compute(&argon, password.as_bytes(), &salt, &mut out).expect("argon2 accepts these inputs");
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).expect("argon2 parameters as PHC"),
+        salt: Some(Salt::new(&salt).expect("a 16-byte salt")),
+        hash: Some(Output::new(&out).expect("a 32-byte output")),
+    };
+    phc.to_string()
 }
 
-fn verify_now(password: &str, phc: &str) -> bool {
-    let phc = phc.strip_prefix("argon2").filter(|rest| rest.starts_with("$argon2id")).unwrap_or(phc);
-    let parts: Vec<&str> = phc.split('$').collect();
-    let ["", "argon2id", "v=19", params, salt, hash] = parts.as_slice() else {
-        return false;
-    };
-    let (mut m, mut t, mut p) = (None, None, None);
-    for pair in params.split(',') {
-        match pair.split_once('=') {
-            Some(("m", v)) => m = v.parse().ok(),
-            Some(("t", v)) => t = v.parse().ok(),
-            Some(("p", v)) => p = v.parse().ok(),
-            _ => return false,
+/// Argon2id version 19 (what this service and Django store) on the reused memory block: the
+/// crate's own `Argon2` verifier would allocate the block afresh for every verification.
+struct ReusedMemory;
+
+impl PasswordVerifier<PasswordHash> for ReusedMemory {
+    fn verify_password(&self, password: &[u8], hash: &PasswordHash) -> PhcResult<()> {
+        if hash.algorithm != ARGON2ID_IDENT {
+            return Err(PhcError::Algorithm);
         }
+        if hash.version != Some(Version::V0x13.into()) {
+            return Err(PhcError::Version);
+        }
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else { return Err(PhcError::PasswordInvalid) };
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::try_from(hash)?);
+        let mut out = vec![0u8; expected.len()];
+        compute(&argon, password, salt.as_ref(), &mut out)?;
+        if bool::from(out.ct_eq(expected.as_bytes())) { Ok(()) } else { Err(PhcError::PasswordInvalid) }
     }
-    let (Some(m), Some(t), Some(p)) = (m, t, p) else { return false };
-    let (Ok(salt), Ok(expected)) = (B64.decode(salt), B64.decode(hash)) else { return false };
-    if expected.len() != HASH_LEN {
-        return false;
-    }
-    let Some(argon) = argon2(m, t, p) else { return false };
-    let mut out = [0u8; HASH_LEN];
-    compute(&argon, password, &salt, &mut out) && out.iter().zip(&expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Whether `password` matches the stored `phc` string (or Django's `argon2`-prefixed form of it).
+fn verify_now(password: &str, phc: &str) -> bool {
+    let phc = phc.strip_prefix("argon2").filter(|rest| rest.starts_with("$argon2id$")).unwrap_or(phc);
+    PasswordHash::new(phc).is_ok_and(|hash| ReusedMemory.verify_password(password.as_bytes(), &hash).is_ok())
 }
 
 #[cfg(test)]
@@ -147,5 +153,32 @@ mod tests {
         assert!(!hasher.verify("x".into(), Some("garbage".into())).await.unwrap());
         // Django's stored form of the same hash.
         assert!(hasher.verify("correct horse".into(), Some(format!("argon2{a}"))).await.unwrap());
+        // Other algorithms, versions and mangled strings never match.
+        for other in [a.replace("$v=19$", "$v=16$"), a.replace("argon2id", "argon2i"), a.replace("$m=", "$x=")] {
+            assert!(!hasher.verify("correct horse".into(), Some(other.clone())).await.unwrap(), "{other}");
+        }
+    }
+
+    /// A hash made by the crate's own hasher verifies (the format is read, not only our own
+    /// output), and ours verifies with the crate's own verifier.
+    #[test]
+    fn verifies_a_foreign_hash() {
+        let salt = b"somesaltsomesalt";
+        let params = Params::new(64, 1, 1, Some(HASH_LEN)).unwrap();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let foreign =
+            <Argon2 as argon2::password_hash::CustomizedPasswordHasher<PasswordHash>>::hash_password_with_params(
+                &argon,
+                b"password",
+                salt,
+                params,
+            )
+            .unwrap()
+            .to_string();
+        assert!(verify_now("password", &foreign), "{foreign}");
+        assert!(!verify_now("passwore", &foreign));
+        // And ours verifies with the crate's own verifier.
+        let ours = hash_now("password");
+        assert!(Argon2::default().verify_password(b"password", &PasswordHash::new(&ours).unwrap()).is_ok());
     }
 }

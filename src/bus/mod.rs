@@ -1,4 +1,5 @@
-//! Chat event bus: live fan-out of chat events (today: newly stored messages) to subscribers
+//! Chat event bus: live fan-out of chat events (messages, changes, typing, presence, new rooms)
+//! to subscribers
 //! (GraphQL subscriptions, WebSocket sessions) in this process and, with Redis, in every other
 //! process of the deployment.
 //!
@@ -36,27 +37,48 @@ pub enum Topic {
 }
 
 /// A live chat event, with what subscribers need to route and render it without a database
-/// round trip. Tagged by `kind` on the wire, so new kinds (edits, reactions, typing, ...) can be
-/// added as variants; a process that does not know a kind (an older version during a rolling
-/// deploy) logs and ignores it.
+/// round trip. Tagged by `kind` on the wire, so new kinds can be added as variants; a process
+/// that does not know a kind (an older version during a rolling deploy) logs and ignores it.
+///
+/// Stored kinds (`message`, `change`) carry their place in the room's sequence (`room_seq`)
+/// and are delivered exactly once and in order, filled from the database when missed. The
+/// others (`typing`, `presence`, `room_created`) are live only, delivered at most once.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// A message was stored.
     Message(MessageEvent),
+    /// A message was edited, deleted or reacted to, or a read marker moved.
+    Change(ChangeEvent),
+    /// A member started or stopped typing.
+    Typing(TypingEvent),
+    /// A user came online or went offline.
+    Presence(PresenceEvent),
+    /// A room was opened.
+    RoomCreated(RoomCreatedEvent),
 }
 
 impl ChatEvent {
-    pub fn room_id(&self) -> i64 {
+    /// The room of the event; `None` for presence, which concerns a user.
+    pub fn room_id(&self) -> Option<i64> {
         match self {
-            ChatEvent::Message(m) => m.room_id,
+            ChatEvent::Message(m) => Some(m.room_id),
+            ChatEvent::Change(c) => Some(c.room_id),
+            ChatEvent::Typing(t) => Some(t.room_id),
+            ChatEvent::RoomCreated(r) => Some(r.room_id),
+            ChatEvent::Presence(_) => None,
         }
     }
 
-    /// Members of the room when the event happened: who may see it.
+    /// Who may see the event: the members of its room when it happened (for typing and
+    /// presence: the members who may see it, the actor and those they blocked left out).
     pub fn member_ids(&self) -> &[i64] {
         match self {
             ChatEvent::Message(m) => &m.member_ids,
+            ChatEvent::Change(c) => &c.member_ids,
+            ChatEvent::Typing(t) => &t.recipients,
+            ChatEvent::Presence(p) => &p.recipients,
+            ChatEvent::RoomCreated(r) => &r.member_ids,
         }
     }
 
@@ -66,29 +88,95 @@ impl ChatEvent {
     pub fn room_seq(&self) -> Option<i64> {
         match self {
             ChatEvent::Message(m) => Some(m.room_seq),
+            ChatEvent::Change(c) => Some(c.room_seq),
+            _ => None,
         }
     }
 
-    /// The room, as the event carries it.
-    pub fn room(&self) -> RoomInfo {
-        match self {
-            ChatEvent::Message(m) => {
-                RoomInfo { id: m.room_id, name: m.room_name.clone(), member_ids: m.member_ids.clone() }
-            }
-        }
+    /// The room, as the event carries it (`None` for presence).
+    pub fn room(&self) -> Option<RoomInfo> {
+        let (id, name, member_ids) = match self {
+            ChatEvent::Message(m) => (m.room_id, &m.room_name, &m.member_ids),
+            ChatEvent::Change(c) => (c.room_id, &c.room_name, &c.member_ids),
+            ChatEvent::RoomCreated(r) => (r.room_id, &r.room_name, &r.member_ids),
+            ChatEvent::Typing(_) | ChatEvent::Presence(_) => return None,
+        };
+        Some(RoomInfo { id, name: name.clone(), member_ids: member_ids.clone() })
     }
 
     /// The message, if this event is one.
     pub fn as_message(&self) -> Option<&MessageEvent> {
         match self {
             ChatEvent::Message(m) => Some(m),
+            _ => None,
         }
     }
 
-    /// The topics this event is delivered to: its room, and each member.
+    /// The topics this event is delivered to: its room (if it has one), and each member who
+    /// may see it.
     pub fn topics(&self) -> impl Iterator<Item = Topic> + '_ {
-        std::iter::once(Topic::Room(self.room_id())).chain(self.member_ids().iter().map(|&id| Topic::Member(id)))
+        self.room_id().map(Topic::Room).into_iter().chain(self.member_ids().iter().map(|&id| Topic::Member(id)))
     }
+}
+
+/// A stored change of a room other than a new message.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChangeEvent {
+    pub room_id: i64,
+    /// The change's place in the room's sequence, shared with its messages.
+    pub room_seq: i64,
+    pub room_name: String,
+    pub member_ids: Vec<i64>,
+    pub change: Change,
+}
+
+/// What changed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// The author replaced the content.
+    Edited { message_id: i64, content: String, edited_at: chrono::DateTime<chrono::Utc> },
+    /// The author deleted the message: it keeps its place, with no content.
+    Deleted { message_id: i64 },
+    /// `user_id` added (or took back) their `emoji` on the message.
+    Reaction { message_id: i64, user_id: i64, username: String, emoji: String, added: bool },
+    /// `user_id`'s read marker moved forward to `message_id`.
+    ReadMarker { message_id: i64, user_id: i64, username: String },
+}
+
+/// A member typing (or no longer) in a room. Live only.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TypingEvent {
+    pub room_id: i64,
+    pub room_name: String,
+    pub user_id: i64,
+    pub username: String,
+    pub typing: bool,
+    /// How long `typing: true` lasts without renewal, in milliseconds: each receiving feed
+    /// turns it into `typing: false` itself once that long has passed, on its own clock (so
+    /// nothing has to be published when a typist simply stops, and no clocks need agree).
+    pub ttl_ms: u64,
+    /// The members who may see it: not the typist, not those the typist blocked.
+    pub recipients: Vec<i64>,
+}
+
+/// A user came online (their first socket on any process) or went offline (their last).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PresenceEvent {
+    pub user_id: i64,
+    pub username: String,
+    pub online: bool,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// Those who share a room with the user, except those the user blocked.
+    pub recipients: Vec<i64>,
+}
+
+/// A room was opened between its members.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoomCreatedEvent {
+    pub room_id: i64,
+    pub room_name: String,
+    pub member_ids: Vec<i64>,
 }
 
 /// A chat message that was just stored.
@@ -107,6 +195,9 @@ pub struct MessageEvent {
     pub author_username: String,
     pub content: String,
     pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// Deleted since (only when read back from the database): its content is empty.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 /// The room a message belongs to, as events carry it.
@@ -130,6 +221,7 @@ impl MessageEvent {
             author_username,
             content: message.content,
             timestamp: message.timestamp,
+            deleted: message.deleted,
         }
     }
 }
@@ -216,6 +308,7 @@ pub(crate) mod test_support {
             author_username: "alice".to_owned(),
             content: format!("message {room_seq}"),
             timestamp: chrono::Utc::now(),
+            deleted: false,
         })
     }
 }

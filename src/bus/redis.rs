@@ -300,7 +300,7 @@ impl EventBus for RedisBus {
         let payload = match payload {
             Ok(payload) => payload,
             Err(err) => {
-                tracing::warn!(room_id = event.room_id(), error = %err, "cannot encode chat event for Redis");
+                tracing::warn!(room_id = ?event.room_id(), error = %err, "cannot encode chat event for Redis");
                 return;
             }
         };
@@ -325,13 +325,13 @@ impl EventBus for RedisBus {
                 let room_id = event.room_id();
                 if self.failed_publishes.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!(
-                        room_id,
+                        ?room_id,
                         %error,
                         "cannot publish chat event to Redis; other processes miss it \
                          (further failures are logged at debug level until it works again)"
                     );
                 } else {
-                    tracing::debug!(room_id, %error, "cannot publish chat event to Redis");
+                    tracing::debug!(?room_id, %error, "cannot publish chat event to Redis");
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! services, so each rule is written once.
 
 mod email;
+pub mod messages;
 mod password;
 
 pub use email::is_valid_email;
@@ -10,7 +11,8 @@ pub use password::password_problems;
 
 use std::sync::LazyLock;
 
-pub const BLANK: &str = "This field may not be blank.";
+use messages::{BLANK, NULL_CHARACTERS, too_long};
+
 pub const USERNAME_MAX: usize = 150;
 pub const EMAIL_MAX: usize = 254;
 pub const PASSWORD_MAX: usize = 128;
@@ -18,8 +20,6 @@ pub const POST_TITLE_MAX: usize = 255;
 pub const POST_CONTENT_MAX: usize = 10_000;
 pub const MESSAGE_MAX: usize = 4_000;
 pub const BIO_MAX: usize = 500;
-/// DRF's `ProhibitNullCharactersValidator`, which every `CharField` runs.
-pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
 
 /// Whether a string can be stored or looked up: PostgreSQL's `text` cannot hold NUL (a query
 /// carrying one fails), and every stored string went through a rule that refuses it. So a name
@@ -29,14 +29,16 @@ pub fn storable(value: &str) -> bool {
     !value.contains('\0')
 }
 
-pub fn too_long(max: usize) -> String {
-    format!("Ensure this field has no more than {max} characters.")
+/// `str.strip()`, as DRF's `CharField` trims: Unicode whitespace, and U+001C–U+001F, which Python
+/// counts as whitespace and Rust's `str::trim` does not.
+pub fn trim(value: &str) -> &str {
+    value.trim_matches(|c: char| c.is_whitespace() || ('\x1c'..='\x1f').contains(&c))
 }
 
 /// DRF's `CharField`: surrounding whitespace trimmed, then blank, length and NUL checks.
 /// Returns the trimmed value or every problem with it.
 pub fn clean_text(raw: &str, max: usize, allow_blank: bool) -> Result<String, Vec<String>> {
-    let value = raw.trim();
+    let value = trim(raw);
     if value.is_empty() {
         return if allow_blank { Ok(String::new()) } else { Err(vec![BLANK.to_owned()]) };
     }
@@ -57,10 +59,6 @@ pub fn is_valid_username(name: &str) -> bool {
     USERNAME_RE.is_match(name)
 }
 
-pub const USERNAME_INVALID: &str =
-    "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters.";
-pub const EMAIL_INVALID: &str = "Enter a valid email address.";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +68,10 @@ mod tests {
         assert_eq!(clean_text("  hi \n", 5, false), Ok("hi".to_owned()));
         assert_eq!(clean_text("   ", 5, false), Err(vec![BLANK.to_owned()]));
         assert_eq!(clean_text("   ", 5, true), Ok(String::new()));
+        // Python's `str.strip()` also drops U+001C–U+001F (Rust's `trim` keeps them).
+        assert_eq!(clean_text("\u{1c} hi \u{1f}", 5, false), Ok("hi".to_owned()));
+        assert_eq!(clean_text("\u{1d}\u{1e}", 5, false), Err(vec![BLANK.to_owned()]));
+        assert_eq!(clean_text("\u{feff}", 5, false), Ok("\u{feff}".to_owned()), "not whitespace to Python");
         assert_eq!(clean_text("éééééé", 5, false), Err(vec![too_long(5)]));
         assert_eq!(clean_text("ééééé", 5, false), Ok("ééééé".to_owned()));
     }

@@ -1,6 +1,8 @@
 //! Django's password validators as the legacy service configured them: similarity to the
 //! username and email, at least 8 characters, not entirely numeric.
 
+use super::messages;
+
 const MIN_LENGTH: usize = 8;
 const MAX_SIMILARITY: f64 = 0.7;
 
@@ -12,15 +14,15 @@ pub fn password_problems(password: &str, username: Option<&str>, email: Option<&
         if let Some(value) = value.filter(|v| !v.is_empty())
             && too_similar(password, value)
         {
-            problems.push(format!("The password is too similar to the {label}."));
+            problems.push(messages::password_too_similar(label));
             break;
         }
     }
     if password.chars().count() < MIN_LENGTH {
-        problems.push(format!("This password is too short. It must contain at least {MIN_LENGTH} characters."));
+        problems.push(messages::password_too_short(MIN_LENGTH));
     }
     if !password.is_empty() && password.chars().all(char::is_numeric) {
-        problems.push("This password is entirely numeric.".to_owned());
+        problems.push(messages::PASSWORD_NUMERIC.to_owned());
     }
     problems
 }

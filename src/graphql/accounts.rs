@@ -5,9 +5,10 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::{profile, user};
 
+use super::cursor::{Cursor, UserKey};
 use super::error::GqlResultExt;
 use super::posts::PostConnection;
-use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, loaders, state, viewer, wanted_total};
 use crate::client::ClientIp;
 use crate::media::MediaStore;
 use crate::service::accounts;
@@ -26,6 +27,18 @@ impl User {
 
     async fn email(&self) -> &str {
         &self.0.email
+    }
+
+    /// Whether the user holds at least one socket (GraphQL or legacy chat) now, on any server.
+    /// False, whatever the truth, for someone who blocked the caller.
+    async fn online(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(super::events::presence_of(ctx, self.0.id).await?.0)
+    }
+
+    /// When the user was last online (now, while online); null if never, or if they blocked
+    /// the caller.
+    async fn last_seen(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::scalars::Timestamp>> {
+        Ok(super::events::presence_of(ctx, self.0.id).await?.1.map(super::scalars::Timestamp))
     }
 
     async fn profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Profile> {
@@ -111,9 +124,7 @@ pub struct RegisterInput {
     password: String,
 }
 
-pub type UserConnection = Connection<String, User, TotalCount>;
-
-pub(crate) const USER_CURSOR: &str = "user";
+pub type UserConnection = Connection<Cursor<UserKey>, User, TotalCount>;
 
 #[derive(Default)]
 pub struct AccountsQuery;
@@ -135,7 +146,7 @@ impl AccountsQuery {
         after: Option<String>,
     ) -> async_graphql::Result<UserConnection> {
         viewer(ctx).require().gql(ctx)?;
-        let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
+        let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
         let total = wanted_total(ctx);
         let page = accounts::list(state(ctx), search.as_deref(), first, after, total).await.gql(ctx)?;
         // The profiles of the whole page in one call, before the nodes ask (see `loaders`).
@@ -143,7 +154,8 @@ impl AccountsQuery {
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
-        Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
+        super::events::prefetch_presence(ctx, page.items.iter().map(|u| u.id)).await?;
+        Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
     }
 
     /// The user named exactly `username` (with `ignoreCase: true`, in any case).

@@ -1,32 +1,31 @@
 //! Chat in GraphQL: `createChatRoom`, `sendMessage`, `myChatRooms`, `chatRoom`, the
 //! `messageAdded` subscription, and the `ChatRoom` and `Message` types.
 //!
-//! Every relation crossed in a list goes through a DataLoader (members, last message, message
-//! room and author), so a list of rooms costs a fixed number of statements.
-
-use std::collections::HashMap;
+//! Every relation crossed in a list goes through a DataLoader of `loaders` (members, last
+//! message, message room and author), so a list of rooms costs a fixed number of statements.
 
 use async_graphql::connection::Connection;
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject, Subscription};
 use entity::{chat_room, message, user};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::accounts::User;
+use super::cursor::{self, Cursor, MessageKey};
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
-use super::loaders::{Db, LoadError, UserId};
+use super::loaders::{LastMessageOf, MembersOf, RoomById, UserId};
 use super::scalars::Timestamp;
-use super::{TotalCount, connection_complexity, cursor, list_complexity, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, list_complexity, loaders, state, viewer, wanted_total};
 use crate::bus::MessageEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
 use crate::service::page::DEFAULT_PAGE;
 
-/// Message cursors hold the message id: the legacy history pages with `?before=<id>` too.
-pub const MESSAGE_CURSOR: &str = "message";
+/// Message cursors hold the message id ([`MessageKey`]): the legacy history pages with
+/// `?before=<id>` too.
+pub const MESSAGE_CURSOR: &str = <MessageKey as cursor::Key>::KIND;
 
-pub type MessageConnection = Connection<String, Message, TotalCount>;
+pub type MessageConnection = Connection<Cursor<MessageKey>, Message, TotalCount>;
 
 pub struct ChatRoom(pub chat_room::Model);
 
@@ -76,14 +75,14 @@ impl ChatRoom {
     ) -> async_graphql::Result<MessageConnection> {
         let page = HistoryPage {
             first,
-            after: cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?,
+            after: Cursor::<MessageKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0),
             last,
-            before: cursor::decode_id_opt(MESSAGE_CURSOR, "before", before.as_deref()).gql(ctx)?,
+            before: Cursor::<MessageKey>::parse("before", before.as_deref()).gql(ctx)?.map(|key| key.0),
             hide_deleted: !include_deleted,
         };
         let total = wanted_total(ctx);
         let page = super::history::page(ctx, self.0.id, page, total).await?;
-        Ok(super::connection(page, |m| cursor::encode_id(MESSAGE_CURSOR, m.id), Message::from))
+        Ok(super::connection(page, |m| Cursor(MessageKey(m.id)), Message::from))
     }
 
     async fn last_message(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Message>> {
@@ -197,9 +196,9 @@ impl From<&MessageEvent> for Message {
                 author_id: event.author_id,
                 content: event.content.clone(),
                 timestamp: event.timestamp,
-                // A live message is new: neither edited nor deleted yet.
+                // A live message is new: not edited yet. One read back may be deleted since.
                 edited_at: None,
-                deleted: false,
+                deleted: event.deleted,
             },
             author_username: Some(event.author_username.clone()),
         }
@@ -340,7 +339,7 @@ impl ChatSubscription {
 
 /// The last item of a feed that ended early. Not a server fault, but no other contract code
 /// fits; `reason` tells clients to reconnect and read history.
-fn feed_error(err: LiveError) -> async_graphql::Error {
+pub(super) fn feed_error(err: LiveError) -> async_graphql::Error {
     let reason = match err {
         LiveError::Lagged => "LAGGED",
         LiveError::Unavailable => "UNAVAILABLE",
@@ -349,46 +348,4 @@ fn feed_error(err: LiveError) -> async_graphql::Error {
         e.set("code", INTERNAL_SERVER_ERROR);
         e.set("reason", reason);
     })
-}
-
-/// The members of a room (by user id).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MembersOf(pub i64);
-
-impl Loader<MembersOf> for Db {
-    type Value = Vec<user::Model>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[MembersOf]) -> Result<HashMap<MembersOf, Vec<user::Model>>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::members_of(&self.0, &ids).await?.into_iter().map(|(id, users)| (MembersOf(id), users)).collect())
-    }
-}
-
-/// The newest message of a room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LastMessageOf(pub i64);
-
-impl Loader<LastMessageOf> for Db {
-    type Value = message::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[LastMessageOf]) -> Result<HashMap<LastMessageOf, message::Model>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::last_messages(&self.0, &ids).await?.into_iter().map(|(id, m)| (LastMessageOf(id), m)).collect())
-    }
-}
-
-/// A room by id (the room of a message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RoomById(pub i64);
-
-impl Loader<RoomById> for Db {
-    type Value = chat_room::Model;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[RoomById]) -> Result<HashMap<RoomById, chat_room::Model>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(service::rooms_by_id(&self.0, &ids).await?.into_iter().map(|(id, r)| (RoomById(id), r)).collect())
-    }
 }

@@ -36,6 +36,14 @@ fn auth_error(err: &AuthError) -> async_graphql::Error {
     })
 }
 
+/// An authentication failure as an error of the request as a whole (no field ran).
+pub fn auth_server_error(err: &AuthError) -> async_graphql::ServerError {
+    let error = auth_error(err);
+    let mut server_error = async_graphql::ServerError::new(error.message, None);
+    server_error.extensions = error.extensions;
+    server_error
+}
+
 fn field_error(field: &str, messages: &[String]) -> async_graphql::Error {
     let text = format!("{field}: {}", messages.join(" "));
     let messages = messages.to_vec();
@@ -61,14 +69,20 @@ pub fn to_graphql(ctx: &Context<'_>, err: AppError) -> async_graphql::Error {
             // The resolver's own error lands after the added ones: return the last field so
             // the response lists the fields in the order they were checked.
             let mut errors: Vec<_> = fields.iter().map(|(field, messages)| field_error(field, messages)).collect();
-            let last = errors.pop().unwrap_or_else(|| field_error("input", &["Invalid input.".to_owned()]));
+            let last = errors
+                .pop()
+                .unwrap_or_else(|| field_error("input", &[crate::domain::messages::INVALID_INPUT.to_owned()]));
             for extra in errors {
                 ctx.add_error(ctx.set_error_path(extra.into_server_error(ctx.item.pos)));
             }
             last
         }
-        AppError::Internal(_) => {
-            async_graphql::Error::new("Internal server error.").extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR))
+        AppError::Internal(cause) => {
+            // The one place an internal error is logged: with its cause, and where it happened.
+            let path = ctx.path_node.map(|node| node.to_string()).unwrap_or_default();
+            tracing::error!(error = format!("{cause:#}"), path, "internal error");
+            async_graphql::Error::new(crate::domain::messages::INTERNAL)
+                .extend_with(|_, e| e.set("code", INTERNAL_SERVER_ERROR))
         }
     }
 }

@@ -47,7 +47,7 @@ impl Loader<FirstPageOf> for Db {
                 let size = Some(i32::try_from(limit).unwrap_or(i32::MAX));
                 let (first, last) = if forwards { (size, None) } else { (None, size) };
                 let page = HistoryPage { first, last, after: None, before: None, hide_deleted };
-                let page = service::history(&self.0, room, page, total).await.map_err(|_| LoadError)?;
+                let page = service::history(&self.0, room, page, total).await?;
                 HashMap::from([(room, page)])
             } else {
                 service::first_pages(&self.0, &rooms, (limit, forwards), hide_deleted, total).await?

@@ -324,6 +324,63 @@ impl Extension for DocumentLimits {
     }
 }
 
+/// Reading a document (the pre-scan, parsing, the limits, async-graphql's validation) is CPU work
+/// without an await in it: a worst-case document keeps a worker thread busy for milliseconds.
+/// At most one fewer than the worker threads read documents at once (others wait here, parked),
+/// so one worker is always free for everything else (`/healthz`, database replies, sockets).
+pub struct DocumentReading(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+impl DocumentReading {
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))))
+    }
+}
+
+impl Default for DocumentReading {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExtensionFactory for DocumentReading {
+    fn create(&self) -> std::sync::Arc<dyn Extension> {
+        std::sync::Arc::new(ReadingOne { share: self.0.clone(), permit: std::sync::Mutex::new(None) })
+    }
+}
+
+/// One request's turn: taken before the document is read, given back once it is validated (or
+/// when the request ends, if it never gets that far).
+struct ReadingOne {
+    share: std::sync::Arc<tokio::sync::Semaphore>,
+    permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for ReadingOne {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Ok(permit) = self.share.clone().acquire_owned().await {
+            *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
+        }
+        next.run(ctx, request).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

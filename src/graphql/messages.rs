@@ -1,14 +1,11 @@
 //! Editing, deleting and reacting to messages in GraphQL: `editMessage`, `deleteMessage`,
-//! `react`, `unreact`, and the loader behind `Message.reactions`.
+//! `react`, `unreact`, and `Message.reactions` (through `loaders`).
 
-use std::collections::HashMap;
-
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Object, SimpleObject};
 
 use super::chat::Message;
 use super::error::GqlResultExt;
-use super::loaders::{Db, LoadError};
+use super::loaders::ReactionsOf;
 use super::reads::parse_id;
 use super::{loaders, state, viewer};
 use crate::service::{edits, reactions};
@@ -20,31 +17,6 @@ pub struct ReactionCount {
     pub count: i64,
     /// Whether the signed-in user is one of them.
     pub mine: bool,
-}
-
-/// The reactions of a message as one user sees them (`mine`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ReactionsOf {
-    pub viewer: i64,
-    pub message_id: i64,
-}
-
-impl Loader<ReactionsOf> for Db {
-    type Value = Vec<reactions::ReactionCount>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[ReactionsOf]) -> Result<HashMap<ReactionsOf, Self::Value>, LoadError> {
-        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
-        for key in keys {
-            by_viewer.entry(key.viewer).or_default().push(key.message_id);
-        }
-        let mut found = HashMap::new();
-        for (viewer, ids) in by_viewer {
-            let counts = reactions::counts(&self.0, viewer, &ids).await?;
-            found.extend(counts.into_iter().map(|(message_id, list)| (ReactionsOf { viewer, message_id }, list)));
-        }
-        Ok(found)
-    }
 }
 
 /// `Message.reactions` for the caller: per emoji, in order of first use.

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod chat;
 pub mod cursor;
 pub mod error;
+pub mod events;
 pub mod history;
 pub mod introspection;
 pub mod limits;
@@ -44,10 +45,11 @@ pub struct Mutation(
     reads::ReadsMutation,
     messages::MessagesMutation,
     people::PeopleMutation,
+    events::EventsMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(chat::ChatSubscription);
+pub struct Subscription(chat::ChatSubscription, events::EventsSubscription);
 
 pub type AgoraSchema = Schema<Query, Mutation, Subscription>;
 
@@ -77,11 +79,15 @@ impl TotalCount {
 
 /// A Relay connection of a service page: each item becomes a node with the cursor `cursor`
 /// gives it.
-pub fn connection<T, N: async_graphql::OutputType>(
+pub fn connection<T, C, N>(
     page: crate::service::page::Page<T>,
-    cursor: impl Fn(&T) -> String,
+    cursor: impl Fn(&T) -> C,
     node: impl Fn(T) -> N,
-) -> async_graphql::connection::Connection<String, N, TotalCount> {
+) -> async_graphql::connection::Connection<C, N, TotalCount>
+where
+    C: async_graphql::connection::CursorType + Send + Sync,
+    N: async_graphql::OutputType,
+{
     let mut connection = async_graphql::connection::Connection::with_additional_fields(
         page.has_previous,
         page.has_next,
@@ -146,7 +152,9 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
         }
         None => builder.extension(persisted::PersistedQueries(store)),
     };
+    // After the persisted document lookup (which may wait for Redis), before the document is read.
     let mut builder = builder
+        .extension(limits::DocumentReading::new())
         .extension(limits::DocumentLimits(document_limits))
         .extension(order::SelectionOrder)
         .extension(introspection::SchemaDescription);
@@ -191,7 +199,7 @@ pub fn sdl() -> String {
 
 /// Attaches what every resolver may need to a request: the caller, their address, DataLoaders.
 pub fn prepare(request: Request, state: &AppState, viewer: Viewer, client: ClientIp) -> Request {
-    request.data(viewer).data(client).data(Arc::new(loaders::loaders(state.db.clone())))
+    request.data(viewer).data(client).data(Arc::new(loaders::of_state(state, true)))
 }
 
 pub fn state<'a>(ctx: &Context<'a>) -> &'a AppState {

@@ -1,56 +1,15 @@
 //! Friends and blocks in GraphQL: `addFriend`, `removeFriend`, `blockUser`, `unblockUser`,
-//! `blockedUsers`, and the loaders behind `User.friends`, `User.friendIds` and `User.isFriend`.
+//! `blockedUsers`, `User.friends`, `User.friendIds` and `User.isFriend` (through `loaders`).
 
-use std::collections::HashMap;
-
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Object};
 
-use super::accounts::{USER_CURSOR, User, UserConnection};
+use super::accounts::{User, UserConnection};
+use super::cursor::{Cursor, UserKey};
 use super::error::GqlResultExt;
-use super::loaders::{Db, LoadError};
-use super::{cursor, list_complexity, loaders, state, viewer, wanted_total};
+use super::loaders::{AddedBy, FriendIdsOf};
+use super::{list_complexity, loaders, state, viewer, wanted_total};
 use crate::service::page::MAX_PAGE;
 use crate::service::{blocks, friends};
-
-/// The friend ids of a user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FriendIdsOf(pub i64);
-
-impl Loader<FriendIdsOf> for Db {
-    type Value = Vec<i64>;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[FriendIdsOf]) -> Result<HashMap<FriendIdsOf, Vec<i64>>, LoadError> {
-        let ids: Vec<i64> = keys.iter().map(|k| k.0).collect();
-        Ok(friends::friend_ids(&self.0, &ids).await?.into_iter().map(|(id, list)| (FriendIdsOf(id), list)).collect())
-    }
-}
-
-/// Whether `viewer` has added `user`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AddedBy {
-    pub viewer: i64,
-    pub user: i64,
-}
-
-impl Loader<AddedBy> for Db {
-    type Value = bool;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[AddedBy]) -> Result<HashMap<AddedBy, bool>, LoadError> {
-        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
-        for key in keys {
-            by_viewer.entry(key.viewer).or_default().push(key.user);
-        }
-        let mut found = HashMap::new();
-        for (viewer, users) in by_viewer {
-            let added = friends::added_by(&self.0, viewer, &users).await?;
-            found.extend(users.into_iter().map(|user| (AddedBy { viewer, user }, added.contains(&user))));
-        }
-        Ok(found)
-    }
-}
 
 /// `User.friends`: the users `user_id` has added, by id.
 pub async fn friends_of(
@@ -60,9 +19,9 @@ pub async fn friends_of(
     after: Option<String>,
 ) -> async_graphql::Result<UserConnection> {
     viewer(ctx).require().gql(ctx)?;
-    let after = cursor::decode_id_opt(USER_CURSOR, "after", after.as_deref()).gql(ctx)?;
+    let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
     let page = friends::friends(state(ctx), user_id, first, after, wanted_total(ctx)).await.gql(ctx)?;
-    Ok(super::connection(page, |u| cursor::encode_id(USER_CURSOR, u.id), User))
+    Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
 }
 
 /// `User.friendIds`.

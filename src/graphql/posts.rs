@@ -12,9 +12,11 @@ use chrono::DateTime;
 use entity::post;
 
 use super::accounts::User;
+use super::cursor::{self, Cursor};
 use super::error::GqlResultExt;
 use super::scalars::Timestamp;
-use super::{TotalCount, connection_complexity, cursor, loaders, state, viewer, wanted_total};
+use super::{TotalCount, connection_complexity, loaders, state, viewer, wanted_total};
+use crate::domain::messages;
 use crate::error::{AppError, FieldErrors};
 use crate::service::posts::{self, NewPost, PostKey};
 
@@ -46,23 +48,18 @@ impl Post {
     }
 }
 
-pub type PostConnection = Connection<String, Post, TotalCount>;
+pub type PostConnection = Connection<Cursor<PostKey>, Post, TotalCount>;
 
-const POST_CURSOR: &str = "post";
-const INVALID_CURSOR: &str = "Invalid cursor.";
-
-fn encode_cursor(key: PostKey) -> String {
-    cursor::encode(POST_CURSOR, &format!("{}:{}", key.created_at.timestamp_micros(), key.id))
-}
-
-fn decode_cursor(field: &str, value: Option<&str>) -> Result<Option<PostKey>, AppError> {
-    let Some(value) = value else { return Ok(None) };
-    let key = cursor::decode(POST_CURSOR, field, value)?;
-    let parsed = key.split_once(':').and_then(|(micros, id)| {
-        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-        Some(PostKey { created_at, id: id.parse().ok()? })
-    });
-    parsed.map(Some).ok_or_else(|| FieldErrors::single(field, INVALID_CURSOR))
+/// A post cursor holds its place in newest-first order: `<created_at µs>:<id>`.
+impl cursor::Key for PostKey {
+    const KIND: &'static str = "post";
+    fn write(&self) -> String {
+        format!("{}:{}", self.created_at.timestamp_micros(), self.id)
+    }
+    fn read(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once(':')?;
+        Some(PostKey { created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?, id: id.parse().ok()? })
+    }
 }
 
 /// Loads the authors of a whole page (and their profiles, when the query asks for them) in one
@@ -93,11 +90,11 @@ pub(crate) async fn connection(
     first: Option<i32>,
     after: Option<String>,
 ) -> async_graphql::Result<PostConnection> {
-    let after = decode_cursor("after", after.as_deref()).gql(ctx)?;
+    let after = Cursor::<PostKey>::parse("after", after.as_deref()).gql(ctx)?;
     let total = wanted_total(ctx);
     let page = posts::list(state(ctx), author, first, after, total).await.gql(ctx)?;
     prefetch(ctx, &page.items).await?;
-    Ok(super::connection(page, |p| encode_cursor(PostKey::from(p)), Post))
+    Ok(super::connection(page, |p| Cursor(PostKey::from(p)), Post))
 }
 
 #[derive(InputObject)]
@@ -126,7 +123,7 @@ impl PostsQuery {
     /// A post by id; null when there is none.
     async fn post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Post>> {
         viewer(ctx).require().gql(ctx)?;
-        let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", "A valid integer is required.")).gql(ctx)?;
+        let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", messages::INVALID_INTEGER)).gql(ctx)?;
         Ok(posts::find(state(ctx), id).await.gql(ctx)?.map(Post))
     }
 }
@@ -151,10 +148,11 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_others() {
         let key = PostKey { created_at: DateTime::from_timestamp_micros(1_790_000_000_123_456).unwrap(), id: 42 };
-        assert_eq!(decode_cursor("after", Some(&encode_cursor(key))).unwrap(), Some(key));
-        assert_eq!(decode_cursor("after", None).unwrap(), None);
-        for bad in [cursor::encode_id("user", 42), cursor::encode(POST_CURSOR, "42"), "%%%".to_owned()] {
-            assert!(matches!(decode_cursor("after", Some(&bad)), Err(AppError::Invalid(_))), "{bad}");
+        assert_eq!(Cursor::<PostKey>::parse("after", Some(&Cursor::of(key))).unwrap(), Some(key));
+        assert_eq!(Cursor::<PostKey>::parse("after", None).unwrap(), None);
+        let bare = async_graphql::connection::CursorType::encode_cursor(&Cursor(cursor::MessageKey(42)));
+        for bad in [Cursor::of(cursor::UserKey(42)), bare, "%%%".to_owned()] {
+            assert!(matches!(Cursor::<PostKey>::parse("after", Some(&bad)), Err(AppError::Invalid(_))), "{bad}");
         }
     }
 }

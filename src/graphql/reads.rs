@@ -1,71 +1,13 @@
-//! Read state in GraphQL: `markRead`, `unreadTotal`, and the loaders behind
-//! `ChatRoom.unreadCount` and `ChatRoom.lastReadMessageId` (one statement for a page of rooms).
+//! Read state in GraphQL: `markRead`, `unreadTotal`, `ChatRoom.unreadCount` and
+//! `ChatRoom.lastReadMessageId` (through `loaders`: one statement for a page of rooms).
 
-use std::collections::HashMap;
-
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ID, Object};
 
 use super::chat::ChatRoom;
 use super::error::GqlResultExt;
-use super::loaders::{Db, LoadError};
+use super::loaders::{MarkerOf, MemberRoom, UnreadOf};
 use super::{loaders, state, viewer};
 use crate::service::reads as service;
-
-/// A room as one member sees it: the key of the per-member loaders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MemberRoom {
-    pub user_id: i64,
-    pub room_id: i64,
-}
-
-/// Unread messages of a member in a room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct UnreadOf(pub MemberRoom);
-
-/// The read marker (a message id) of a member in a room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MarkerOf(pub MemberRoom);
-
-/// The rooms of each user among `keys`, so that one statement serves each (in practice there is
-/// one user: the caller).
-fn by_user(keys: impl Iterator<Item = MemberRoom>) -> HashMap<i64, Vec<i64>> {
-    let mut rooms: HashMap<i64, Vec<i64>> = HashMap::new();
-    for key in keys {
-        rooms.entry(key.user_id).or_default().push(key.room_id);
-    }
-    rooms
-}
-
-impl Loader<UnreadOf> for Db {
-    type Value = i64;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[UnreadOf]) -> Result<HashMap<UnreadOf, i64>, LoadError> {
-        let mut found = HashMap::new();
-        for (user_id, room_ids) in by_user(keys.iter().map(|k| k.0)) {
-            let counts = service::unread_counts(&self.0, user_id, Some(&room_ids)).await?;
-            found.extend(room_ids.into_iter().map(|room_id| {
-                (UnreadOf(MemberRoom { user_id, room_id }), counts.get(&room_id).copied().unwrap_or(0))
-            }));
-        }
-        Ok(found)
-    }
-}
-
-impl Loader<MarkerOf> for Db {
-    type Value = i64;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[MarkerOf]) -> Result<HashMap<MarkerOf, i64>, LoadError> {
-        let mut found = HashMap::new();
-        for (user_id, room_ids) in by_user(keys.iter().map(|k| k.0)) {
-            let markers = service::markers(&self.0, user_id, &room_ids).await?;
-            found.extend(markers.into_iter().map(|(room_id, id)| (MarkerOf(MemberRoom { user_id, room_id }), id)));
-        }
-        Ok(found)
-    }
-}
 
 /// `ChatRoom.unreadCount` for the caller.
 pub async fn unread_count(ctx: &Context<'_>, room_id: i64) -> async_graphql::Result<i64> {
@@ -97,7 +39,7 @@ pub async fn prefetch(ctx: &Context<'_>, rooms: &[ChatRoom]) -> async_graphql::R
 
 /// A message id argument: BAD_USER_INPUT on `field` unless it is a number.
 pub fn parse_id(field: &str, id: &ID) -> Result<i64, crate::error::AppError> {
-    id.parse().map_err(|_| crate::error::FieldErrors::single(field, "Invalid ID."))
+    id.parse().map_err(|_| crate::error::FieldErrors::single(field, crate::domain::messages::INVALID_ID))
 }
 
 #[derive(Default)]

@@ -19,10 +19,8 @@ use axum::response::Response;
 
 use super::errors;
 use super::pyjson::{self, DictBuilder, PyValue};
-use super::shapes::ValidationErrors;
-
-pub const REQUIRED: &str = "This field is required.";
-pub const NULL: &str = "This field may not be null.";
+use crate::domain::messages;
+use crate::error::FieldErrors;
 
 /// The largest body a legacy endpoint reads (the server's `max_body_bytes` when smaller). Every
 /// legacy body is a few short text fields (the longest, a post, is under 130 KB even with every
@@ -60,7 +58,7 @@ pub struct Field {
 #[derive(Debug, Default)]
 pub struct Fields {
     values: Vec<(&'static str, String)>,
-    pub problems: ValidationErrors,
+    pub problems: FieldErrors,
 }
 
 impl Fields {
@@ -193,12 +191,12 @@ fn is_malformed_part(err: &axum::extract::multipart::MultipartError) -> bool {
 }
 
 /// The declared fields of a parsed body. `Err` is DRF's answer to a body that is not an object.
-pub fn fields(data: &PyValue, declared: &[Field]) -> Result<Fields, ValidationErrors> {
+pub fn fields(data: &PyValue, declared: &[Field]) -> Result<Fields, FieldErrors> {
     let entries = match data {
         PyValue::Dict(entries) => entries,
-        PyValue::Null => return Err(non_field("No data provided")),
+        PyValue::Null => return Err(non_field(messages::NO_DATA)),
         other => {
-            return Err(non_field(&format!("Invalid data. Expected a dictionary, but got {}.", other.type_name())));
+            return Err(non_field(&messages::not_a_dictionary(other.type_name())));
         }
     };
     let mut fields = Fields::default();
@@ -208,29 +206,29 @@ pub fn fields(data: &PyValue, declared: &[Field]) -> Result<Fields, ValidationEr
             Ok(text) => fields.values.push((field.name, text)),
             Err(message) => {
                 fields.values.push((field.name, String::new()));
-                fields.problems.add(field.name, [message.to_owned()]);
+                fields.problems.add(field.name, message);
             }
         }
     }
     Ok(fields)
 }
 
-fn non_field(message: &str) -> ValidationErrors {
-    let mut errors = ValidationErrors::default();
-    errors.add("non_field_errors", [message.to_owned()]);
+fn non_field(message: &str) -> FieldErrors {
+    let mut errors = FieldErrors::default();
+    errors.add("non_field_errors", message);
     errors
 }
 
 /// DRF's `to_internal_value` of one field, before its validators.
 fn coerce(raw: Option<&PyValue>, kind: Kind) -> Result<String, &'static str> {
-    let value = raw.ok_or(REQUIRED)?;
+    let value = raw.ok_or(messages::REQUIRED)?;
     match (value, kind) {
-        (PyValue::Null, _) => Err(NULL),
+        (PyValue::Null, _) => Err(messages::NULL),
         (other, Kind::Slug) => Ok(other.py_str()),
         (PyValue::Str(s), _) => Ok(s.clone()),
         (number @ (PyValue::Int(_) | PyValue::Float(_)), _) => Ok(number.py_str()),
-        (_, Kind::Email) => Err(crate::domain::EMAIL_INVALID),
-        (_, _) => Err("Not a valid string."),
+        (_, Kind::Email) => Err(messages::EMAIL_INVALID),
+        (_, _) => Err(messages::NOT_A_STRING),
     }
 }
 

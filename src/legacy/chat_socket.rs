@@ -43,12 +43,14 @@ use serde_json::{Value, json};
 
 use super::body::{self, Field, Kind};
 use super::pyjson::{self, PyValue};
-use super::shapes::{self, ValidationErrors};
+use super::shapes;
 use super::{Caller, Document, decorate, errors, query};
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
-use crate::graphql::{chat::MESSAGE_CURSOR, cursor, error as codes, loaders};
+use crate::error::FieldErrors;
+use crate::graphql::cursor::{Cursor, MessageKey};
+use crate::graphql::{error as codes, loaders};
 use crate::transport::socket as ws;
 
 /// The route, with and without its trailing slash.
@@ -66,6 +68,9 @@ static FEED: Document = Document::new(
 static SEND: Document = Document::new(
     "mutation($name: String!, $content: String!) { sendMessage(roomName: $name, content: $content) { id } }",
 );
+
+/// Every document the socket sends (checked against the schema by a test).
+pub static DOCUMENTS: [&Document; 3] = [&ROOM, &FEED, &SEND];
 
 const INVALID_JSON: &str = "Invalid JSON.";
 const NOT_A_MESSAGE: &str = "Expected an object with a \"message\" key.";
@@ -177,7 +182,7 @@ impl Bridge {
             .caller
             .execute(&ROOM, json!({"name": self.room}))
             .await
-            .map_err(|errors| errors::from_graphql(&errors, &ValidationErrors::default(), &[]))?;
+            .map_err(|errors| errors::from_graphql(&errors, &FieldErrors::default(), &[]))?;
         let last = match &data["chatRoom"]["lastMessage"]["id"] {
             Value::Null => Some(0),
             Value::String(id) => id.parse::<i64>().ok(),
@@ -187,7 +192,7 @@ impl Bridge {
             tracing::error!(%data, "legacy chat socket: unexpected room data");
             return Err(errors::server_error());
         };
-        Ok(cursor::encode_id(MESSAGE_CURSOR, last))
+        Ok(Cursor::of(MessageKey(last)))
     }
 
     async fn run(self, socket: WebSocket, after: String, every: Duration) {
@@ -269,7 +274,7 @@ impl Bridge {
             Ok(fields) => fields,
             Err(_) => return error(NOT_A_MESSAGE),
         };
-        if let Some(message) = fields.problems.0.first().and_then(|(_, messages)| messages.first()) {
+        if let Some(message) = fields.problems.iter().next().and_then(|(_, messages)| messages.first()) {
             return error(message);
         }
         let sent = self.caller.execute(&SEND, json!({"name": self.room, "content": fields.text("message")})).await;
@@ -277,12 +282,13 @@ impl Bridge {
         match field_message(&errors) {
             Some(message) => error(&message),
             // The user was deactivated or deleted since the handshake: nothing was stored.
-            None if error_code(&errors) == Some(codes::UNAUTHENTICATED) => {
+            None if errors.first().and_then(codes::code_of) == Some(codes::UNAUTHENTICATED) => {
                 Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive"))
             }
+            // An internal error was logged with its cause where GraphQL answered it.
             None => {
                 let first = errors.first().map(|e| e.message.as_str()).unwrap_or_default();
-                tracing::error!(room = %self.room, error = first, "legacy chat socket: sendMessage failed");
+                tracing::warn!(room = %self.room, error = first, "legacy chat socket: sendMessage failed");
                 Reply::Close(ws::close(close_code::ERROR, first))
             }
         }
@@ -310,7 +316,7 @@ fn frame_for(room: &str, response: async_graphql::Response) -> Reply {
         Ok(text) => Reply::Frame(Message::Text(text.into())),
         Err(err) => {
             tracing::error!(room, error = %err, "legacy chat socket: a message does not fit the legacy shape");
-            Reply::Close(ws::close(close_code::ERROR, "Internal server error."))
+            Reply::Close(ws::close(close_code::ERROR, crate::domain::messages::INTERNAL))
         }
     }
 }
@@ -320,34 +326,19 @@ fn error(text: &str) -> Reply {
     Reply::Frame(Message::Text(json!({ "error": text }).to_string().into()))
 }
 
-/// The `extensions.code` of the first error.
-fn error_code(errors: &[ServerError]) -> Option<&str> {
-    match errors.first()?.extensions.as_ref()?.get("code") {
-        Some(async_graphql::Value::String(code)) => Some(code.as_str()),
-        _ => None,
-    }
-}
-
 /// The first message of a field error (`BAD_USER_INPUT` naming a field), as DRF's
 /// `serializer.errors["content"][0]`, DRF's throttling message (too many messages), or a
 /// refusal (`FORBIDDEN`).
 fn field_message(errors: &[ServerError]) -> Option<String> {
     let first = errors.first()?;
-    let ext = first.extensions.as_ref()?;
-    match error_code(errors)? {
+    match codes::code_of(first)? {
         // Someone who blocked the sender is in the room: refused, the socket stays open.
         codes::FORBIDDEN => Some(first.message.clone()),
-        codes::BAD_USER_INPUT if ext.get("field").is_some() => match ext.get("messages") {
-            Some(async_graphql::Value::List(messages)) => match messages.first() {
-                Some(async_graphql::Value::String(message)) => Some(message.clone()),
-                _ => Some(first.message.clone()),
-            },
-            _ => Some(first.message.clone()),
-        },
-        codes::TOO_MANY_REQUESTS => Some(match ext.get("retryAfter") {
-            Some(async_graphql::Value::Number(seconds)) => errors::throttled_message(seconds.as_u64().unwrap_or(1)),
-            _ => first.message.clone(),
-        }),
+        codes::BAD_USER_INPUT => {
+            let fields = errors::field_errors(std::slice::from_ref(first));
+            fields.iter().next().and_then(|(_, messages)| messages.first().cloned())
+        }
+        codes::TOO_MANY_REQUESTS => Some(crate::domain::messages::throttled(errors::retry_after(first))),
         _ => None,
     }
 }

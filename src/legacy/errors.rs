@@ -9,13 +9,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::shapes::{AuthFailure, Detail, TokenMessage, ValidationErrors};
+use super::shapes::{AuthFailure, Detail, TokenMessage};
 use crate::auth::{AuthError, TokenKind};
+use crate::domain::messages;
+use crate::error::FieldErrors;
 use crate::graphql::error as codes;
 
 /// What SimpleJWT's authentication class sends with every 401.
 pub const WWW_AUTHENTICATE_VALUE: &str = r#"Bearer realm="api""#;
-pub const NOT_FOUND: &str = "Not found.";
 
 /// A compact JSON body (as DRF's `JSONRenderer`), `Content-Type: application/json`.
 pub fn json(status: StatusCode, body: &impl Serialize) -> Response {
@@ -67,7 +68,7 @@ pub fn auth_error(err: &AuthError) -> Response {
 }
 
 pub fn not_found() -> Response {
-    detail(StatusCode::NOT_FOUND, NOT_FOUND)
+    detail(StatusCode::NOT_FOUND, messages::NOT_FOUND)
 }
 
 pub fn method_not_allowed(method: &Method) -> Response {
@@ -93,7 +94,7 @@ pub fn payload_too_large(limit: usize) -> Response {
 }
 
 /// 400 `{field: [messages]}`.
-pub fn invalid(errors: &ValidationErrors) -> Response {
+pub fn invalid(errors: &FieldErrors) -> Response {
     json(StatusCode::BAD_REQUEST, errors)
 }
 
@@ -108,15 +109,9 @@ pub fn server_error() -> Response {
     raw_json(StatusCode::INTERNAL_SERVER_ERROR, &br#"{"error": "Server Error (500)"}"#[..])
 }
 
-/// DRF's `Throttled` message.
-pub fn throttled_message(seconds: u64) -> String {
-    let unit = if seconds == 1 { "second" } else { "seconds" };
-    format!("Request was throttled. Expected available in {seconds} {unit}.")
-}
-
 /// DRF's `Throttled`: singular "second" for one, as DRF words it.
 pub fn throttled(seconds: u64) -> Response {
-    let mut response = detail(StatusCode::TOO_MANY_REQUESTS, throttled_message(seconds));
+    let mut response = detail(StatusCode::TOO_MANY_REQUESTS, messages::throttled(seconds));
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
@@ -133,13 +128,21 @@ fn extension_str<'a>(error: &'a GqlError, name: &str) -> Option<&'a str> {
 }
 
 fn code(error: &GqlError) -> &str {
-    extension_str(error, "code").unwrap_or("")
+    codes::code_of(error).unwrap_or("")
+}
+
+/// The seconds of a `TOO_MANY_REQUESTS` error's `retryAfter` (1 when it has none).
+pub fn retry_after(error: &GqlError) -> u64 {
+    match extension(error, "retryAfter") {
+        Some(GqlValue::Number(n)) => n.as_u64().unwrap_or(1),
+        _ => 1,
+    }
 }
 
 /// The `{field: [messages]}` of every `BAD_USER_INPUT` error that names a field, in the order
 /// GraphQL lists them.
-fn field_errors(errors: &[GqlError]) -> ValidationErrors {
-    let mut fields = ValidationErrors::default();
+pub fn field_errors(errors: &[GqlError]) -> FieldErrors {
+    let mut fields = FieldErrors::default();
     for error in errors.iter().filter(|e| code(e) == codes::BAD_USER_INPUT) {
         let Some(field) = extension_str(error, "field") else { continue };
         let messages = match extension(error, "messages") {
@@ -152,7 +155,7 @@ fn field_errors(errors: &[GqlError]) -> ValidationErrors {
                 .collect(),
             _ => vec![error.message.clone()],
         };
-        fields.add(field, messages);
+        fields.extend(field, messages);
     }
     fields
 }
@@ -164,17 +167,13 @@ fn field_errors(errors: &[GqlError]) -> ValidationErrors {
 /// any, the answer is a 400 listing them together with the operation's other field errors, in
 /// the body's field order (`order`), the transport's messages replacing the operation's for the
 /// same field. Otherwise the first error decides: `BAD_USER_INPUT` lists every invalid field.
-pub fn from_graphql(errors: &[GqlError], transport: &ValidationErrors, order: &[&str]) -> Response {
+pub fn from_graphql(errors: &[GqlError], transport: &FieldErrors, order: &[&str]) -> Response {
     if !transport.is_empty() {
         let mut merged = field_errors(errors);
-        for (field, messages) in &transport.0 {
-            match merged.0.iter_mut().find(|(name, _)| name == field) {
-                Some((_, existing)) => *existing = messages.clone(),
-                None => merged.0.push((field.clone(), messages.clone())),
-            }
+        for (field, messages) in transport.iter() {
+            merged.replace(field, messages.to_vec());
         }
-        // Stable: fields the body does not declare keep their place after the declared ones.
-        merged.0.sort_by_key(|(field, _)| order.iter().position(|f| f == field).unwrap_or(order.len()));
+        merged.sort_by_order(order);
         return invalid(&merged);
     }
     let Some(first) = errors.first() else {
@@ -192,13 +191,9 @@ pub fn from_graphql(errors: &[GqlError], transport: &ValidationErrors, order: &[
         }),
         codes::NOT_FOUND => not_found(),
         codes::FORBIDDEN => detail(StatusCode::FORBIDDEN, first.message.clone()),
-        codes::TOO_MANY_REQUESTS => {
-            let seconds = match extension(first, "retryAfter") {
-                Some(GqlValue::Number(n)) => n.as_u64().unwrap_or(1),
-                _ => 1,
-            };
-            throttled(seconds)
-        }
+        codes::TOO_MANY_REQUESTS => throttled(retry_after(first)),
+        // Logged with its cause where GraphQL answered it.
+        codes::INTERNAL_SERVER_ERROR => server_error(),
         other => {
             tracing::error!(code = other, message = %first.message, "legacy operation failed");
             server_error()
@@ -269,16 +264,16 @@ mod tests {
             error
         };
         let errors = [gql("username", "This field may not be blank."), gql("email", "Enter a valid email address.")];
-        let mut transport = ValidationErrors::default();
-        transport.add("password", ["Not a valid string.".to_owned()]);
-        transport.add("username", ["This field is required.".to_owned()]);
+        let mut transport = FieldErrors::default();
+        transport.add("password", "Not a valid string.");
+        transport.add("username", "This field is required.");
         let (status, text) = body(from_graphql(&errors, &transport, &["username", "email", "password"]));
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(
             text,
             r#"{"username":["This field is required."],"email":["Enter a valid email address."],"password":["Not a valid string."]}"#
         );
-        let (_, text) = body(from_graphql(&errors, &ValidationErrors::default(), &[]));
+        let (_, text) = body(from_graphql(&errors, &FieldErrors::default(), &[]));
         assert_eq!(text, r#"{"username":["This field may not be blank."],"email":["Enter a valid email address."]}"#);
 
         // A refused document (no `field`) is the server's fault.
@@ -286,9 +281,6 @@ mod tests {
         let mut ext = async_graphql::ErrorExtensionValues::default();
         ext.set("code", codes::BAD_USER_INPUT);
         refused.extensions = Some(ext);
-        assert_eq!(
-            body(from_graphql(&[refused], &ValidationErrors::default(), &[])).0,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(body(from_graphql(&[refused], &FieldErrors::default(), &[])).0, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -34,10 +34,10 @@ use axum::routing::{any, get};
 use serde_json::{Value, json};
 
 use self::routes::{Direction, Input, Operation, PAGE, Route};
-use self::shapes::ValidationErrors;
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
+use crate::error::FieldErrors;
 
 /// The legacy endpoints (each with and without its trailing slash), the legacy chat WebSocket,
 /// `/openapi.json`, and DRF's 404 for every other path.
@@ -210,6 +210,13 @@ impl Document {
     }
 }
 
+/// Every GraphQL document the legacy layer sends: the table's operations and guards, and the
+/// chat socket's (a test validates each against the schema).
+pub fn documents() -> impl Iterator<Item = &'static Document> {
+    let table = routes::ROUTES.iter().flat_map(|route| [&route.get, &route.post]).flatten();
+    table.flat_map(|op| std::iter::once(op.document).chain(op.guard)).chain(chat_socket::DOCUMENTS)
+}
+
 /// A caller of the schema for the legacy transports: an identity and an address.
 struct Caller {
     ctx: AppContext,
@@ -282,12 +289,12 @@ impl Caller {
 
     /// The transport's own 400, unless the operation's guard (run with the path parameters)
     /// fails first: DRF looks the room up before it reads the query.
-    async fn refuse(&self, operation: &Operation, input: &Input, invalid: &ValidationErrors) -> Response {
+    async fn refuse(&self, operation: &Operation, input: &Input, invalid: &FieldErrors) -> Response {
         if let Some(guard) = operation.guard {
             let params: serde_json::Map<String, Value> =
                 input.path.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             if let Err(gql_errors) = self.execute(guard, Value::Object(params)).await {
-                return errors::from_graphql(&gql_errors, &ValidationErrors::default(), &[]);
+                return errors::from_graphql(&gql_errors, &FieldErrors::default(), &[]);
             }
         }
         errors::invalid(invalid)

@@ -9,18 +9,94 @@ use axum::http::header::{CONTENT_TYPE, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::schema::{AnyOfBuilder, ComponentsBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, RefOr, Required, ResponseBuilder, Schema,
 };
 use utoipa::{PartialSchema, ToSchema};
 
+use super::body::{Field, Kind};
 use super::routes::{self, Operation, ROUTES, Route, Schemas, one};
 use super::shapes::{AuthFailure, Detail, ServerError, ValidationErrors};
 
 const BEARER: &str = "bearerAuth";
 const JSON: &str = "application/json";
+const MULTIPART: &str = "multipart/form-data";
+
+/// What `str.strip()` removes, as DRF's `CharField` trims (Rust's `char::is_whitespace` plus
+/// U+001C–U+001F, which Python counts as whitespace), in a regular expression class.
+const TRIMMED: &str = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// A text that DRF's `CharField` accepts: surrounding whitespace ([`TRIMMED`]) is dropped, what is
+/// left is 1 to `max` characters, each of `class` when given (a class without whitespace or NUL),
+/// and no NUL anywhere (`ProhibitNullCharactersValidator`).
+fn text_pattern(max: Option<usize>, class: Option<&str>) -> String {
+    let spaces = format!("[{TRIMMED}]*");
+    let count = |n: Option<usize>| n.map_or(String::new(), |n| n.to_string());
+    match class {
+        Some(class) => format!("^{spaces}{class}{{1,{}}}{spaces}$", count(max)),
+        // Any text: it starts and ends with a character that is not trimmed, with no NUL between.
+        None => {
+            let edge = format!(r"[^\x00{TRIMMED}]");
+            let middle = count(max.map(|max| max.saturating_sub(2)));
+            format!(r"^{spaces}(?:{edge}|{edge}[^\x00]{{0,{middle}}}{edge}){spaces}$")
+        }
+    }
+}
+
+/// The schema of one body field: what DRF's serializer field accepts, so that a property-based
+/// tester builds valid bodies (and knows the invalid ones). Text fields take JSON numbers too
+/// (DRF's `CharField` reads them as their text); booleans, lists and objects are refused.
+fn field_schema(route: &Route, field: &Field) -> ObjectBuilder {
+    let max = route.post_metadata.iter().find(|meta| meta.name == field.name).and_then(|meta| meta.max_length);
+    let text_or_number = utoipa::openapi::schema::SchemaType::Array(vec![Type::String, Type::Number]);
+    match (field.kind, field.name) {
+        (Kind::Email, _) => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Email)))
+            .max_length(max)
+            .description(Some("An email address as Django's `EmailValidator` accepts it (no NUL).")),
+        // Django's `UnicodeUsernameValidator` (`\w` as Python's `re` reads it) on a new username.
+        (Kind::Text, "username") if max.is_some() => ObjectBuilder::new()
+            .schema_type(text_or_number)
+            .pattern(Some(text_pattern(max, Some(r"[\w.@+\-]"))))
+            .description(Some(
+                "Letters, digits and @/./+/-/_ only, at most 150 characters (surrounding whitespace is trimmed).",
+            )),
+        (Kind::Text, "password") if max.is_some() => {
+            ObjectBuilder::new().schema_type(text_or_number).pattern(Some(text_pattern(max, None))).description(Some(
+                "At most 128 characters. Django's password validators also apply (a 400 on `password`): at \
+                 least 8 characters, not entirely numeric, not a common password, not too similar to the \
+                 username or email.",
+            ))
+        }
+        (Kind::Text | Kind::Slug, _) => ObjectBuilder::new()
+            .schema_type(text_or_number)
+            .pattern(Some(text_pattern(max, None)))
+            .description(Some(match max {
+                Some(max) => format!(
+                    "Text (or a number, read as its text), not blank, no NUL, at most {max} characters once trimmed."
+                ),
+                None => "Text (or a number, read as its text), not blank, no NUL.".to_owned(),
+            })),
+    }
+}
+
+/// A request body: every declared field required, others ignored (as DRF does). A multipart part
+/// whose name holds a control character (other than tab) cannot be read: DRF's `Multipart form parse
+/// error` 400.
+fn body_schema(route: &Route, fields: &[Field], multipart: bool) -> RefOr<Schema> {
+    let mut object = ObjectBuilder::new().schema_type(Type::Object);
+    for field in fields {
+        object = object.property(field.name, field_schema(route, field)).required(field.name);
+    }
+    if multipart {
+        let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^[^\x00-\x08\x0a-\x1f\x7f]*$"));
+        object = object.property_names(Some(name));
+    }
+    object.build().into()
+}
 
 /// The document, built once.
 pub fn document() -> &'static OpenApi {
@@ -107,31 +183,35 @@ fn operation(
                 .schema(Some(String::schema())),
         );
     }
+    // Django's `QueryDict.get`: a repeated name's last value counts.
     for param in op.params {
+        let (description, schema): (String, RefOr<Schema>) = if param.text {
+            let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(text_pattern(None, None)));
+            (format!("{} Not blank; when repeated, the last value counts.", param.description), text.build().into())
+        } else {
+            let number = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+            let empty = ObjectBuilder::new().schema_type(Type::String).max_length(Some(0));
+            let description = format!(
+                "{} An empty value is ignored; Python's `int()` syntax (surrounding whitespace, `+`, `_` between \
+                 digits, a `.0` tail); when repeated, the last value counts.",
+                param.description
+            );
+            (description, RefOr::T(Schema::AnyOf(AnyOfBuilder::new().item(number).item(empty).build())))
+        };
         builder = builder.parameter(
             ParameterBuilder::new()
                 .name(param.name)
                 .parameter_in(ParameterIn::Query)
                 .required(if param.text { Required::True } else { Required::False })
-                .description(Some(param.description))
-                .schema(Some(if param.text {
-                    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(r"\S")).build()
-                } else {
-                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).build()
-                })),
+                .description(Some(description))
+                .schema(Some(schema)),
         );
     }
     if !op.fields.is_empty() {
-        let mut object = ObjectBuilder::new().schema_type(Type::Object);
-        // Every body field is a required text that may not be blank (trimmed first).
-        let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).pattern(Some(r"\S"));
-        for field in op.fields {
-            object = object.property(field.name, text()).required(field.name);
-        }
-        let object: RefOr<Schema> = object.build().into();
         let mut body = RequestBodyBuilder::new().required(Some(Required::True));
         for media in routes::parses() {
-            body = body.content(*media, ContentBuilder::new().schema(Some(object.clone())).build());
+            let object = body_schema(route, op.fields, *media == MULTIPART);
+            body = body.content(*media, ContentBuilder::new().schema(Some(object)).build());
         }
         builder = builder.request_body(Some(body.build()));
     }
@@ -165,7 +245,8 @@ fn operation(
     if !op.fields.is_empty() {
         builder = builder.response("415", json_response("Unsupported body media type", detail()));
     }
-    if op.open && !op.fields.is_empty() {
+    // Sign-up and sign-in are throttled per address and per account; chat messages per user.
+    if (op.open && !op.fields.is_empty()) || op.document.text.contains("sendMessage(") {
         builder = builder.response("429", json_response("Throttled (see Retry-After)", detail()));
     }
     let server = RefOr::Ref(utoipa::openapi::Ref::from_schema_name(ServerError::name()));

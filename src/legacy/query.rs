@@ -4,6 +4,8 @@
 
 use axum::http::Uri;
 
+use crate::domain::messages;
+
 /// The decoded pairs of a URI's query string, in order.
 pub fn pairs(uri: &Uri) -> Vec<(String, String)> {
     url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -24,11 +26,11 @@ pub fn integer_param(pairs: &[(String, String)], name: &str, min: i64) -> Result
         return Ok(None);
     }
     if raw.chars().count() > 1000 {
-        return Err("String value too large.".to_owned());
+        return Err(messages::INTEGER_TOO_LONG.to_owned());
     }
-    let value = python_int(strip_decimal_zeros(raw)).ok_or_else(|| "A valid integer is required.".to_owned())?;
+    let value = python_int(strip_decimal_zeros(raw)).ok_or_else(|| messages::INVALID_INTEGER.to_owned())?;
     if value < min {
-        return Err(format!("Ensure this value is greater than or equal to {min}."));
+        return Err(messages::at_least(min));
     }
     Ok(Some(value))
 }

@@ -16,9 +16,10 @@ use utoipa::openapi::{RefOr, Schema};
 use super::Document;
 use super::body::{Field, Fields, Kind};
 use super::query;
-use super::shapes::{self, ValidationErrors};
+use super::shapes;
 use crate::domain;
-use crate::graphql::cursor;
+use crate::error::FieldErrors;
+use crate::graphql::cursor::{Cursor, MessageKey};
 
 /// The named schemas `/openapi.json` collects as it reads the table.
 pub type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -51,7 +52,7 @@ pub struct Operation {
     /// The query parameters read (GET), for `/openapi.json`.
     pub params: &'static [QueryParam],
     /// The operation's variables from the request; `Err` is a 400 of the transport's own.
-    pub variables: fn(&Input) -> Result<Variables, ValidationErrors>,
+    pub variables: fn(&Input) -> Result<Variables, FieldErrors>,
     /// Run (with the path parameters as variables) before answering such a 400, so that an
     /// error DRF raises first (a 404) still wins.
     pub guard: Option<&'static Document>,
@@ -115,7 +116,7 @@ pub struct Variables {
 }
 
 impl Variables {
-    fn all(variables: Value) -> Result<Self, ValidationErrors> {
+    fn all(variables: Value) -> Result<Self, FieldErrors> {
         Ok(Self { variables, limit: None })
     }
 }
@@ -211,7 +212,7 @@ fn many<T: ToSchema>(schemas: &mut Schemas) -> RefOr<Schema> {
     utoipa::openapi::schema::ArrayBuilder::new().items(item).build().into()
 }
 
-fn no_variables(_: &Input) -> Result<Variables, ValidationErrors> {
+fn no_variables(_: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({}))
 }
 
@@ -235,7 +236,7 @@ const REGISTER_FIELDS: &[Field] = &[
     Field { name: "password", kind: Kind::Text },
 ];
 
-fn register_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn register_variables(input: &Input) -> Result<Variables, FieldErrors> {
     let b = &input.body;
     Variables::all(json!({"username": b.text("username"), "email": b.text("email"), "password": b.text("password")}))
 }
@@ -251,7 +252,7 @@ static TOKEN: Document = Document::new(
 const TOKEN_FIELDS: &[Field] =
     &[Field { name: "username", kind: Kind::Text }, Field { name: "password", kind: Kind::Text }];
 
-fn token_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn token_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"username": input.body.text("username"), "password": input.body.text("password")}))
 }
 
@@ -259,7 +260,7 @@ static REFRESH: Document = Document::new("mutation($refresh: String!) { refreshT
 
 const REFRESH_FIELDS: &[Field] = &[Field { name: "refresh", kind: Kind::Text }];
 
-fn refresh_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn refresh_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"refresh": input.body.text("refresh")}))
 }
 
@@ -295,7 +296,7 @@ static CREATE_POST: Document = Document::new(
 
 const POST_FIELDS: &[Field] = &[Field { name: "title", kind: Kind::Text }, Field { name: "content", kind: Kind::Text }];
 
-fn post_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn post_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"title": input.body.text("title"), "content": input.body.text("content")}))
 }
 
@@ -313,7 +314,7 @@ static CREATE_ROOM: Document = Document::new(
 
 const ROOM_FIELDS: &[Field] = &[Field { name: "recipient", kind: Kind::Slug }];
 
-fn room_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn room_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"recipient": input.body.text("recipient")}))
 }
 
@@ -350,11 +351,11 @@ const MESSAGE_FIELDS: &[Field] = &[Field { name: "content", kind: Kind::Text }];
 
 /// The whole history, or with `?limit=N&before=<message id>` the newest N older than that
 /// message: both are read backwards from the newest (or from `before`), oldest first.
-fn history_variables(input: &Input) -> Result<Variables, ValidationErrors> {
-    let mut errors = ValidationErrors::default();
+fn history_variables(input: &Input) -> Result<Variables, FieldErrors> {
+    let mut errors = FieldErrors::default();
     let mut param = |name: &str| {
         query::integer_param(&input.query, name, 1).unwrap_or_else(|message| {
-            errors.add(name, [message]);
+            errors.add(name, message);
             None
         })
     };
@@ -363,14 +364,14 @@ fn history_variables(input: &Input) -> Result<Variables, ValidationErrors> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let before = before.map(|id| cursor::encode_id("message", id));
+    let before = before.map(|id| Cursor::of(MessageKey(id)));
     Ok(Variables {
         variables: json!({"name": input.path("room_name"), "before": before}),
         limit: limit.map(|l| l as u64),
     })
 }
 
-fn send_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn send_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"name": input.path("room_name"), "content": input.body.text("content")}))
 }
 
@@ -390,22 +391,22 @@ static SEARCH_USER: Document = Document::new(
 );
 
 /// `?username=` is required and may not be blank (DRF's `CharField` trims it first).
-fn search_user_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn search_user_variables(input: &Input) -> Result<Variables, FieldErrors> {
     let username = input.query.iter().rev().find(|(k, _)| k == "username").map(|(_, v)| v.trim());
     let problem = match username {
-        None => super::body::REQUIRED,
-        Some("") => domain::BLANK,
+        None => domain::messages::REQUIRED,
+        Some("") => domain::messages::BLANK,
         Some(username) => return Variables::all(json!({"username": username})),
     };
-    let mut errors = ValidationErrors::default();
-    errors.add("username", [problem.to_owned()]);
+    let mut errors = FieldErrors::default();
+    errors.add("username", problem);
     Err(errors)
 }
 
 /// The user, or DRF's 404 when nobody has that name.
 fn found_user(data: Value) -> Result<Reply, serde_json::Error> {
     if data.get("user").is_none_or(Value::is_null) {
-        let body = serde_json::to_vec(&shapes::Detail { detail: "Not found.".to_owned() })?;
+        let body = serde_json::to_vec(&shapes::Detail { detail: domain::messages::NOT_FOUND.to_owned() })?;
         return Ok(Reply { body, status: Some(StatusCode::NOT_FOUND) });
     }
     reply::<shapes::FoundUser>(&data, "/user")
@@ -418,7 +419,7 @@ static REMOVE_FRIEND: Document =
 
 const FRIEND_FIELDS: &[Field] = &[Field { name: "username", kind: Kind::Text }];
 
-fn friend_variables(input: &Input) -> Result<Variables, ValidationErrors> {
+fn friend_variables(input: &Input) -> Result<Variables, FieldErrors> {
     Variables::all(json!({"username": input.body.text("username")}))
 }
 

@@ -7,6 +7,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+
+use crate::domain::messages;
+use crate::error::FieldErrors;
 
 /// GraphQL IDs are strings (`"12"`); the legacy API's ids are JSON numbers.
 fn gql_id<'de, D: Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
@@ -169,34 +174,29 @@ pub struct AuthFailure {
     pub messages: Option<Vec<TokenMessage>>,
 }
 
-/// Validation failures (400): every invalid field with all its messages, in field order
-/// (`non_field_errors` for a body that is not an object).
-#[derive(Debug, Default, ToSchema)]
-#[schema(value_type = std::collections::HashMap<String, Vec<String>>, example = json!({"username": ["This field is required."]}))]
-pub struct ValidationErrors(pub Vec<(String, Vec<String>)>);
+/// DRF's validation failure (400) is [`FieldErrors`]; `ValidationErrors` is its name in the
+/// OpenAPI document.
+pub use crate::error::FieldErrors as ValidationErrors;
 
-impl ValidationErrors {
-    /// Adds messages to `field`, keeping each field at its first place.
-    pub fn add(&mut self, field: &str, messages: impl IntoIterator<Item = String>) {
-        match self.0.iter_mut().find(|(name, _)| name == field) {
-            Some((_, existing)) => existing.extend(messages),
-            None => self.0.push((field.to_owned(), messages.into_iter().collect())),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+impl utoipa::PartialSchema for FieldErrors {
+    #[allow(deprecated)] // `example`, as the derived schemas of the other shapes write it
+    fn schema() -> RefOr<Schema> {
+        let messages = ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String));
+        ObjectBuilder::new()
+            .description(Some(
+                "Validation failures (400): every invalid field with all its messages, in field order\n\
+                 (`non_field_errors` for a body that is not an object).",
+            ))
+            .additional_properties(Some(messages))
+            .property_names(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .example(Some(serde_json::json!({"username": [messages::REQUIRED]})))
+            .into()
     }
 }
 
-impl Serialize for ValidationErrors {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (field, messages) in &self.0 {
-            map.serialize_entry(field, messages)?;
-        }
-        map.end()
+impl ToSchema for FieldErrors {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ValidationErrors".into()
     }
 }
 

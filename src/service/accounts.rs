@@ -12,13 +12,11 @@ use sea_orm::{
 use unicode_normalization::UnicodeNormalization;
 
 use crate::auth::{AuthError, TokenKind};
-use crate::domain::{self, BLANK};
+use crate::domain;
+use crate::domain::messages::{self, BLANK, EMAIL_TAKEN, NULL_CHARACTERS, USERNAME_TAKEN};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
-
-pub const USERNAME_TAKEN: &str = "A user with that username already exists.";
-pub const EMAIL_TAKEN: &str = "A user with that email already exists.";
 
 pub struct Registration {
     pub username: String,
@@ -53,7 +51,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         .map_err(AppError::Throttled)?;
     let mut errors = FieldErrors::new();
 
-    let username = input.username.trim();
+    let username = domain::trim(&input.username);
     // Stored as Django's user manager stores it, NFKC-normalised; the rules apply to what is
     // typed and to what would be stored (NFKC can lengthen a name, or fold it onto another).
     let stored_username: String = username.nfkc().collect();
@@ -61,7 +59,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         errors.add("username", BLANK);
     } else {
         if !domain::is_valid_username(username) {
-            errors.add("username", domain::USERNAME_INVALID);
+            errors.add("username", messages::USERNAME_INVALID);
         }
         if taken(state, user::Column::UsernameKey, username).await?
             || taken(state, user::Column::UsernameKey, &stored_username).await?
@@ -69,14 +67,14 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             errors.add("username", USERNAME_TAKEN);
         }
         if username.chars().count().max(stored_username.chars().count()) > domain::USERNAME_MAX {
-            errors.add("username", domain::too_long(domain::USERNAME_MAX));
+            errors.add("username", messages::too_long(domain::USERNAME_MAX));
         }
         if !domain::storable(username) {
-            errors.add("username", domain::NULL_CHARACTERS);
+            errors.add("username", NULL_CHARACTERS);
         }
     }
 
-    let email = input.email.trim();
+    let email = domain::trim(&input.email);
     if email.is_empty() {
         errors.add("email", BLANK);
     } else {
@@ -84,17 +82,17 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             errors.add("email", EMAIL_TAKEN);
         }
         if email.chars().count() > domain::EMAIL_MAX {
-            errors.add("email", domain::too_long(domain::EMAIL_MAX));
+            errors.add("email", messages::too_long(domain::EMAIL_MAX));
         }
         if !domain::storable(email) {
-            errors.add("email", domain::NULL_CHARACTERS);
+            errors.add("email", NULL_CHARACTERS);
         }
         if !domain::is_valid_email(email) {
-            errors.add("email", domain::EMAIL_INVALID);
+            errors.add("email", messages::EMAIL_INVALID);
         }
     }
 
-    let password = input.password.trim();
+    let password = domain::trim(&input.password);
     for problem in new_password_problems(password, &input.username, &input.email) {
         errors.add("password", problem);
     }
@@ -106,8 +104,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     let email = normalize_email(email);
     let email = email.as_str();
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(&state.db).await?;
-    let created = user::ActiveModel {
+    let new_user = user::ActiveModel {
         username: Set(username.to_owned()),
         email: Set(email.to_owned()),
         username_key: Set(fold(username)),
@@ -117,11 +114,27 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         date_joined: Set(now),
         last_login: Set(None),
         ..Default::default()
-    }
-    .insert(&txn)
+    };
+    let created = crate::db::write(
+        &state.db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let user = new_user.insert(txn).await?;
+                profile::ActiveModel {
+                    user_id: Set(user.id),
+                    image: Set(profile::DEFAULT_IMAGE.to_owned()),
+                    bio: Set(String::new()),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                Ok::<_, sea_orm::DbErr>(user)
+            })
+        }),
+    )
     .await;
-    let user = match created {
-        Ok(user) => user,
+    match created {
+        Ok(user) => Ok(user),
         // Lost a race against an identical sign-up: the unique index decides.
         Err(err) if crate::db::is_unique_violation(&err) => {
             let mut errors = FieldErrors::new();
@@ -131,20 +144,10 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
             if errors.is_empty() || taken(state, user::Column::UsernameKey, username).await? {
                 errors.add("username", USERNAME_TAKEN);
             }
-            return Err(AppError::Invalid(errors));
+            Err(AppError::Invalid(errors))
         }
-        Err(err) => return Err(err.into()),
-    };
-    profile::ActiveModel {
-        user_id: Set(user.id),
-        image: Set(profile::DEFAULT_IMAGE.to_owned()),
-        bio: Set(String::new()),
-        ..Default::default()
+        Err(err) => Err(err.into()),
     }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(user)
 }
 
 /// Django's `normalize_email`: the domain part lower-cased, the local part kept.
@@ -158,18 +161,18 @@ fn normalize_email(email: &str) -> String {
 /// Exchanges credentials for a token pair. A wrong username costs the same as a wrong password.
 pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, password: &str) -> AppResult<TokenPair> {
     let mut errors = FieldErrors::new();
-    let username = username.trim();
-    let password = password.trim();
+    let username = domain::trim(username);
+    let password = domain::trim(password);
     // SimpleJWT's fields are DRF `CharField`s: blank, or NUL.
     if username.is_empty() {
         errors.add("username", BLANK);
     } else if !domain::storable(username) {
-        errors.add("username", domain::NULL_CHARACTERS);
+        errors.add("username", NULL_CHARACTERS);
     }
     if password.is_empty() {
         errors.add("password", BLANK);
     } else if !domain::storable(password) {
-        errors.add("password", domain::NULL_CHARACTERS);
+        errors.add("password", NULL_CHARACTERS);
     }
     errors.into_result()?;
     // Failed sign-ins count, per address and per account; a success costs nothing.
@@ -207,7 +210,7 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
 
 /// A new access token for a valid, unrevoked refresh token of an active user.
 pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
-    let refresh = refresh.trim();
+    let refresh = domain::trim(refresh);
     if refresh.is_empty() {
         return Err(FieldErrors::single("refresh", BLANK));
     }
@@ -224,7 +227,7 @@ pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
 
 /// Revokes a refresh token (sign-out). False when the token was not valid to begin with.
 pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
-    let Ok(token) = state.tokens.verify(refresh.trim(), TokenKind::Refresh) else { return Ok(false) };
+    let Ok(token) = state.tokens.verify(domain::trim(refresh), TokenKind::Refresh) else { return Ok(false) };
     let Some(user_id) = token.user_id else { return Ok(false) };
     let expires_at = chrono::DateTime::from_timestamp(token.exp, 0).unwrap_or_else(Utc::now);
     let inserted = revoked_token::Entity::insert(revoked_token::ActiveModel {
@@ -294,10 +297,7 @@ pub async fn list(
             filter.add(Expr::value(false))
         };
     }
-    let total = match total {
-        Total::Count => Some(user::Entity::find().filter(filter.clone()).count(&state.db).await?),
-        Total::Skip => None,
-    };
+    let total = total.of(&user::Entity::find().filter(filter.clone()), &state.db).await?;
     let mut query = user::Entity::find().filter(filter).order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));
@@ -316,10 +316,10 @@ fn new_password_problems(password: &str, username: &str, email: &str) -> Vec<Str
     // value that passed them.
     let mut problems = Vec::new();
     if password.chars().count() > domain::PASSWORD_MAX {
-        problems.push(domain::too_long(domain::PASSWORD_MAX));
+        problems.push(messages::too_long(domain::PASSWORD_MAX));
     }
     if !domain::storable(password) {
-        problems.push(domain::NULL_CHARACTERS.to_owned());
+        problems.push(NULL_CHARACTERS.to_owned());
     }
     if problems.is_empty() {
         problems = domain::password_problems(password, Some(username), Some(email));
@@ -344,7 +344,7 @@ pub async fn set_active(state: &AppState, username: &str, active: bool) -> AppRe
 /// Replaces a user's password, validated as at registration (`password` field errors).
 pub async fn set_password(state: &AppState, username: &str, password: &str) -> AppResult<()> {
     let user = existing(state, username).await?;
-    let password = password.trim();
+    let password = domain::trim(password);
     let mut errors = FieldErrors::new();
     for problem in new_password_problems(password, &user.username, &user.email) {
         errors.add("password", problem);

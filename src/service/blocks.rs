@@ -10,16 +10,14 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
+use crate::domain::messages;
 use crate::error::{AppError, AppResult};
 use crate::service::friends::other_user;
 use crate::state::AppState;
 
-pub const SELF_BLOCK: &str = "You cannot block yourself.";
-pub const SELF_UNBLOCK: &str = "You cannot unblock yourself.";
-
 /// Blocks `username`; returns them. Blocking twice changes nothing.
 pub async fn block_user(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let other = other_user(state, me, username, SELF_BLOCK).await?;
+    let other = other_user(state, me, username, messages::SELF_BLOCK).await?;
     block::Entity::insert(block::ActiveModel {
         blocker_id: Set(me.id),
         blocked_id: Set(other.id),
@@ -33,7 +31,7 @@ pub async fn block_user(state: &AppState, me: &user::Model, username: &str) -> A
 
 /// Unblocks `username`; returns them. Unblocking someone not blocked changes nothing.
 pub async fn unblock_user(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let other = other_user(state, me, username, SELF_UNBLOCK).await?;
+    let other = other_user(state, me, username, messages::SELF_UNBLOCK).await?;
     block::Entity::delete_many()
         .filter(block::Column::BlockerId.eq(me.id))
         .filter(block::Column::BlockedId.eq(other.id))
@@ -50,6 +48,19 @@ pub async fn blocked_users(state: &AppState, me: &user::Model) -> AppResult<Vec<
         .order_by_asc(user::Column::Id)
         .all(&state.db)
         .await?)
+}
+
+/// Everyone `user_id` has blocked, in one statement: they see none of `user_id`'s typing or
+/// presence.
+pub async fn blocked_of(db: &impl ConnectionTrait, user_id: i64) -> Result<HashSet<i64>, DbErr> {
+    let rows: Vec<i64> = block::Entity::find()
+        .select_only()
+        .column(block::Column::BlockedId)
+        .filter(block::Column::BlockerId.eq(user_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Which of `others` have blocked `user_id`, in one statement.

@@ -11,25 +11,15 @@ use chrono::{SubsecRound, Utc};
 use entity::{chat_room, message, room_member, user};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
 };
 
-use crate::bus::{ChatEvent, MessageEvent, RoomInfo};
-use crate::domain;
+use crate::bus::{ChatEvent, MessageEvent, RoomCreatedEvent, RoomInfo};
+use crate::domain::{self, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
 use crate::state::AppState;
-
-/// DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
-pub const RECIPIENT_NULL: &str = "This field may not be null.";
-pub const SELF_CHAT: &str = "You cannot start a chat with yourself.";
-pub const FIRST_AND_LAST: &str = "Passing both `first` and `last` is not supported.";
-
-/// DRF's `SlugRelatedField` message for a username nobody has.
-pub fn unknown_recipient(value: &str) -> String {
-    format!("Object with username={value} does not exist.")
-}
 
 /// `"<lower id>:<higher id>"`, the same for both directions.
 pub fn pair_key(a: i64, b: i64) -> String {
@@ -97,54 +87,48 @@ async fn insert_room(
     members: [i64; 2],
 ) -> Result<chat_room::Model, DbErr> {
     let now = Utc::now().trunc_subsecs(6);
-    let txn = crate::db::begin_write(db).await?;
-    let inserted = async {
-        let room = chat_room::ActiveModel {
-            name: Set(name.to_owned()),
-            pair_key: Set(key.to_owned()),
-            created_at: Set(now),
-            last_seq: Set(0),
-            last_activity_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        room_member::Entity::insert_many(
-            members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        Ok::<_, DbErr>(room)
-    }
-    .await;
-    match inserted {
-        Ok(room) => {
-            txn.commit().await?;
-            Ok(room)
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            Err(err)
-        }
-    }
+    let room = chat_room::ActiveModel {
+        name: Set(name.to_owned()),
+        pair_key: Set(key.to_owned()),
+        created_at: Set(now),
+        last_seq: Set(0),
+        last_activity_at: Set(now),
+        ..Default::default()
+    };
+    crate::db::write(
+        db,
+        Box::new(move |txn| {
+            Box::pin(async move {
+                let room = room.insert(txn).await?;
+                room_member::Entity::insert_many(
+                    members.map(|user_id| room_member::ActiveModel { room_id: Set(room.id), user_id: Set(user_id) }),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                Ok::<_, DbErr>(room)
+            })
+        }),
+    )
+    .await
 }
 
 /// Opens the room of `me` and `recipient` (exact username), or returns the existing one.
 /// `true` when this call created it.
 pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> AppResult<(chat_room::Model, bool)> {
     if recipient.is_empty() {
-        return Err(FieldErrors::single("recipient", RECIPIENT_NULL));
+        // DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
+        return Err(FieldErrors::single("recipient", messages::NULL));
     }
     if !domain::storable(recipient) {
-        return Err(FieldErrors::single("recipient", unknown_recipient(recipient)));
+        return Err(FieldErrors::single("recipient", messages::unknown_username(recipient)));
     }
     let other = user::Entity::find()
         .filter(user::Column::Username.eq(recipient))
         .one(&state.db)
         .await?
-        .ok_or_else(|| FieldErrors::single("recipient", unknown_recipient(recipient)))?;
+        .ok_or_else(|| FieldErrors::single("recipient", messages::unknown_username(recipient)))?;
     if other.id == me.id {
-        return Err(FieldErrors::single("recipient", SELF_CHAT));
+        return Err(FieldErrors::single("recipient", messages::SELF_CHAT));
     }
     crate::service::blocks::ensure_not_blocked(&state.db, me.id, &[other.id]).await?;
     let key = pair_key(me.id, other.id);
@@ -157,7 +141,14 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
         }
         let name = first_free_name(&base, &names_like(&state.db, &base).await?);
         match insert_room(&state.db, &key, &name, [me.id, other.id]).await {
-            Ok(room) => return Ok((room, true)),
+            Ok(room) => {
+                // Feeds of every room of a member (rooms created later included) learn of it.
+                let mut member_ids = vec![me.id, other.id];
+                member_ids.sort_unstable();
+                let created = RoomCreatedEvent { room_id: room.id, room_name: room.name.clone(), member_ids };
+                state.bus.publish(ChatEvent::RoomCreated(created)).await;
+                return Ok((room, true));
+            }
             // The pair (load the winner's room) or the name (try the next suffix) is taken now.
             Err(err) if crate::db::is_unique_violation(&err) => continue,
             Err(err) => return Err(err.into()),
@@ -218,7 +209,7 @@ impl HistoryPage {
     /// The page's size and direction (`true`: forwards from the oldest), checked.
     pub fn shape(&self) -> AppResult<(u64, bool)> {
         Ok(match (self.first, self.last) {
-            (Some(_), Some(_)) => return Err(FieldErrors::single("last", FIRST_AND_LAST)),
+            (Some(_), Some(_)) => return Err(FieldErrors::single("last", messages::FIRST_AND_LAST)),
             (Some(first), None) => (page_size("first", Some(first))?, true),
             (None, Some(last)) => (page_size("last", Some(last))?, false),
             (None, None) => (DEFAULT_PAGE, self.after.is_some() && self.before.is_none()),
@@ -254,10 +245,7 @@ pub async fn history(
         let query = message::Entity::find().filter(message::Column::RoomId.eq(room_id));
         if page.hide_deleted { query.filter(message::Column::Deleted.eq(false)) } else { query }
     };
-    let total_count = match total {
-        Total::Count => Some(in_room().count(db).await?),
-        Total::Skip => None,
-    };
+    let total_count = total.of(&in_room(), db).await?;
     let mut query = in_room();
     if let Some(after) = page.after {
         query = query.filter(message::Column::Id.gt(after));

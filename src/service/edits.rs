@@ -6,8 +6,10 @@ use entity::{message, reaction, room_member, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
+use crate::bus::Change;
 use crate::domain;
 use crate::error::{AppError, AppResult, FieldErrors};
+use crate::service::events;
 use crate::state::AppState;
 
 /// Message `id` if `user_id` is a member of its room; otherwise it does not exist for them.
@@ -37,7 +39,8 @@ async fn own_message(state: &AppState, me: &user::Model, id: i64) -> AppResult<m
     Ok(found)
 }
 
-/// Replaces the content of `me`'s message `id` (validated as a new message is).
+/// Replaces the content of `me`'s message `id` (validated as a new message is); members see
+/// `MessageEdited`.
 pub async fn edit_message(state: &AppState, me: &user::Model, id: i64, content: &str) -> AppResult<message::Model> {
     let content = domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| {
         let mut errors = FieldErrors::new();
@@ -47,23 +50,36 @@ pub async fn edit_message(state: &AppState, me: &user::Model, id: i64, content: 
         AppError::Invalid(errors)
     })?;
     let found = own_message(state, me, id).await?;
+    let room = events::room_info(state, found.room_id).await?;
     let now = Utc::now().trunc_subsecs(6);
-    let updated = message::Entity::update_many()
-        .col_expr(message::Column::Content, Expr::value(content.clone()))
-        .col_expr(message::Column::EditedAt, Expr::value(Some(now)))
-        .filter(message::Column::Id.eq(id))
-        .filter(message::Column::Deleted.eq(false))
-        .exec(&state.db)
+    let (room_id, new_content) = (found.room_id, content.clone());
+    let seq = state
+        .writer
+        .write(Box::new(move |txn| {
+            Box::pin(async move {
+                let updated = message::Entity::update_many()
+                    .col_expr(message::Column::Content, Expr::value(new_content))
+                    .col_expr(message::Column::EditedAt, Expr::value(Some(now)))
+                    .filter(message::Column::Id.eq(id))
+                    .filter(message::Column::Deleted.eq(false))
+                    .exec(txn)
+                    .await?;
+                if updated.rows_affected == 0 {
+                    // Deleted meanwhile.
+                    return Err(AppError::NotFound);
+                }
+                let what = events::Record { message_id: Some(id), ..events::Record::default() };
+                events::record(txn, room_id, events::EDITED, what, now).await
+            })
+        }))
         .await?;
-    if updated.rows_affected == 0 {
-        // Deleted meanwhile.
-        return Err(AppError::NotFound);
-    }
+    let change = Change::Edited { message_id: id, content: content.clone(), edited_at: now };
+    events::publish(state, room, seq, change).await;
     Ok(message::Model { content, edited_at: Some(now), ..found })
 }
 
-/// Deletes `me`'s message `id`: its content and reactions are gone, its place stays. False
-/// when it was deleted already.
+/// Deletes `me`'s message `id`: its content and reactions are gone, its place stays; members
+/// see `MessageDeleted`. False when it was deleted already.
 pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppResult<(message::Model, bool)> {
     let found = message_of_member(&state.db, me.id, id).await?;
     if found.author_id != me.id {
@@ -72,28 +88,33 @@ pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppR
     if found.deleted {
         return Ok((found, false));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
-    let done = async {
-        let updated = message::Entity::update_many()
-            .col_expr(message::Column::Content, Expr::value(String::new()))
-            .col_expr(message::Column::Deleted, Expr::value(true))
-            .filter(message::Column::Id.eq(id))
-            .filter(message::Column::Deleted.eq(false))
-            .exec(&txn)
-            .await?;
-        reaction::Entity::delete_many().filter(reaction::Column::MessageId.eq(id)).exec(&txn).await?;
-        Ok::<_, sea_orm::DbErr>(updated.rows_affected > 0)
+    let room = events::room_info(state, found.room_id).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let room_id = found.room_id;
+    let seq = state
+        .writer
+        .write(Box::new(move |txn| {
+            Box::pin(async move {
+                let updated = message::Entity::update_many()
+                    .col_expr(message::Column::Content, Expr::value(String::new()))
+                    .col_expr(message::Column::Deleted, Expr::value(true))
+                    .filter(message::Column::Id.eq(id))
+                    .filter(message::Column::Deleted.eq(false))
+                    .exec(txn)
+                    .await?;
+                if updated.rows_affected == 0 {
+                    // Deleted meanwhile, by another request.
+                    return Ok::<_, AppError>(None);
+                }
+                reaction::Entity::delete_many().filter(reaction::Column::MessageId.eq(id)).exec(txn).await?;
+                let what = events::Record { message_id: Some(id), ..events::Record::default() };
+                Ok(Some(events::record(txn, room_id, events::DELETED, what, now).await?))
+            })
+        }))
+        .await?;
+    let deleted = seq.is_some();
+    if let Some(seq) = seq {
+        events::publish(state, room, seq, Change::Deleted { message_id: id }).await;
     }
-    .await;
-    let deleted = match done {
-        Ok(deleted) => {
-            txn.commit().await?;
-            deleted
-        }
-        Err(err) => {
-            let _ = txn.rollback().await;
-            return Err(err.into());
-        }
-    };
     Ok((message::Model { content: String::new(), deleted: true, ..found }, deleted))
 }

@@ -7,17 +7,14 @@ use chrono::{SubsecRound, Utc};
 use entity::{friendship, user};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
+use crate::domain::messages;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::accounts;
 use crate::service::page::{Page, Total, page_size};
 use crate::state::AppState;
-
-pub const SELF_FRIEND: &str = "You cannot add yourself to your friends.";
-pub const SELF_UNFRIEND: &str = "You cannot remove yourself from your friends.";
 
 /// The other user named `username` (case-insensitively): NOT_FOUND when nobody is, and
 /// `BAD_USER_INPUT` on `username` with `self_message` when it is `me`.
@@ -27,9 +24,9 @@ pub async fn other_user(
     username: &str,
     self_message: &str,
 ) -> AppResult<user::Model> {
-    let username = username.trim();
+    let username = crate::domain::trim(username);
     if username.is_empty() {
-        return Err(FieldErrors::single("username", crate::domain::BLANK));
+        return Err(FieldErrors::single("username", messages::BLANK));
     }
     let other = accounts::find_by_username_ci(state, username).await?.ok_or(AppError::NotFound)?;
     if other.id == me.id {
@@ -40,7 +37,7 @@ pub async fn other_user(
 
 /// Adds `username` to `me`'s friends; returns them.
 pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, SELF_FRIEND).await?;
+    let friend = other_user(state, me, username, messages::SELF_FRIEND).await?;
     friendship::Entity::insert(friendship::ActiveModel {
         user_id: Set(me.id),
         friend_id: Set(friend.id),
@@ -56,7 +53,7 @@ pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> A
 
 /// Removes `username` from `me`'s friends; returns them.
 pub async fn remove_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, SELF_UNFRIEND).await?;
+    let friend = other_user(state, me, username, messages::SELF_UNFRIEND).await?;
     friendship::Entity::delete_many()
         .filter(friendship::Column::UserId.eq(me.id))
         .filter(friendship::Column::FriendId.eq(friend.id))
@@ -77,10 +74,7 @@ pub async fn friends(
     let base = user::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, friendship::Relation::Friend.def().rev())
         .filter(friendship::Column::UserId.eq(user_id));
-    let total = match total {
-        Total::Count => Some(base.clone().count(&state.db).await?),
-        Total::Skip => None,
-    };
+    let total = total.of(&base, &state.db).await?;
     let mut query = base.order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));

@@ -1,5 +1,6 @@
 //! Page-size rules of every list (Relay connections and the legacy history).
 
+use crate::domain::messages;
 use crate::error::{AppError, FieldErrors};
 
 pub const DEFAULT_PAGE: u64 = 20;
@@ -9,10 +10,8 @@ pub const MAX_PAGE: u64 = 100;
 pub fn page_size(field: &str, requested: Option<i32>) -> Result<u64, AppError> {
     match requested {
         None => Ok(DEFAULT_PAGE),
-        Some(n) if n < 0 => Err(FieldErrors::single(field, "Ensure this value is greater than or equal to 0.")),
-        Some(n) if n as u64 > MAX_PAGE => {
-            Err(FieldErrors::single(field, format!("Ensure this value is less than or equal to {MAX_PAGE}.")))
-        }
+        Some(n) if n < 0 => Err(FieldErrors::single(field, messages::at_least(0))),
+        Some(n) if n as u64 > MAX_PAGE => Err(FieldErrors::single(field, messages::at_most(MAX_PAGE))),
         Some(n) => Ok(n as u64),
     }
 }
@@ -32,6 +31,21 @@ pub struct Page<T> {
 pub enum Total {
     Count,
     Skip,
+}
+
+impl Total {
+    /// The number of rows `query` selects when counting was asked for (the one way every
+    /// connection counts its total).
+    pub async fn of<'db, C, Q>(self, query: &Q, db: &'db C) -> Result<Option<u64>, sea_orm::DbErr>
+    where
+        C: sea_orm::ConnectionTrait,
+        Q: sea_orm::PaginatorTrait<'db, C> + Clone + Send,
+    {
+        match self {
+            Total::Count => Ok(Some(query.clone().count(db).await?)),
+            Total::Skip => Ok(None),
+        }
+    }
 }
 
 impl<T> Page<T> {

@@ -6,9 +6,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{post, user};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use crate::domain::{self, POST_CONTENT_MAX, POST_TITLE_MAX};
 use crate::error::{AppError, AppResult, FieldErrors};
@@ -69,10 +67,7 @@ pub async fn list(
     if let Some(author) = author {
         filter = filter.add(post::Column::AuthorId.eq(author));
     }
-    let total = match total {
-        Total::Count => Some(post::Entity::find().filter(filter.clone()).count(&state.db).await?),
-        Total::Skip => None,
-    };
+    let total = total.of(&post::Entity::find().filter(filter.clone()), &state.db).await?;
     if let Some(key) = after {
         filter =
             filter.add(Condition::any().add(post::Column::CreatedAt.lt(key.created_at)).add(

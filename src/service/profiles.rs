@@ -1,7 +1,9 @@
 //! Profiles: the signed-in user changes their bio and avatar.
 //!
 //! An avatar is accepted by its bytes (PNG, JPEG, GIF or WebP, at most
-//! [`MAX_IMAGE_BYTES`]), never by its name or declared type. The file is written before the
+//! [`MAX_IMAGE_BYTES`]), never by its name or declared type, and only when it decodes as a whole
+//! image within the media limits; what is stored is a re-encoded copy of its pixels
+//! ([`crate::media::reencode_blocking`]: no metadata, nothing after the image). The file is written before the
 //! database row changes and removed again if the row cannot be written; the replaced file is
 //! removed once the new row is committed (never the shared default image). All of that runs in
 //! a task of its own, so a cancelled request cannot stop it halfway.
@@ -11,20 +13,10 @@ use std::io::Read;
 use entity::{profile, user};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
-use crate::domain::{self, BIO_MAX};
+use crate::domain::{self, BIO_MAX, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::media::{ImageKind, MAX_IMAGE_BYTES};
 use crate::state::AppState;
-
-/// Django's `ImageField` message for bytes that are not an image it can open.
-pub const IMAGE_INVALID: &str =
-    "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
-/// Django's `FileField` message for an empty upload.
-pub const FILE_EMPTY: &str = "The submitted file is empty.";
-
-pub fn image_too_large() -> String {
-    format!("Ensure this file is no larger than {MAX_IMAGE_BYTES} bytes.")
-}
 
 /// What to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -46,12 +38,12 @@ pub async fn read_image(file: impl Read + Send + 'static) -> AppResult<Vec<u8>> 
 
 fn check_image(bytes: &[u8]) -> Result<ImageKind, Vec<String>> {
     if bytes.is_empty() {
-        return Err(vec![FILE_EMPTY.to_owned()]);
+        return Err(vec![messages::FILE_EMPTY.to_owned()]);
     }
     if bytes.len() > MAX_IMAGE_BYTES {
-        return Err(vec![image_too_large()]);
+        return Err(vec![messages::file_too_large(MAX_IMAGE_BYTES)]);
     }
-    ImageKind::sniff(bytes).ok_or_else(|| vec![IMAGE_INVALID.to_owned()])
+    ImageKind::sniff(bytes).ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()])
 }
 
 /// Changes the bio and/or the avatar of `user`. Every invalid field is reported and nothing is
@@ -60,21 +52,29 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     let mut errors = FieldErrors::new();
     let bio = update.bio.and_then(|raw| errors.check("bio", domain::clean_text(&raw, BIO_MAX, true)));
     let kind = update.image.as_deref().and_then(|bytes| errors.check("image", check_image(bytes)));
+    let image = match (kind, update.image) {
+        (Some(kind), Some(bytes)) => {
+            let copy = state.media.reencode(kind, bytes).await.map_err(AppError::internal)?;
+            errors.check("image", copy.ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()]))
+        }
+        _ => None,
+    };
     errors.into_result()?;
 
-    if bio.is_none() && kind.is_none() {
+    if bio.is_none() && image.is_none() {
         return Ok(());
     }
     // Store, save and clean up in a task of its own: a client that goes away mid-request
     // cancels the request, and must not leave a written file unreferenced or a replaced one
     // behind.
-    let (db, media, user_id, image) = (state.db.clone(), state.media.clone(), user.id, update.image);
+    let (db, media, user_id) = (state.db.clone(), state.media.clone(), user.id);
     let job = tokio::spawn(async move {
         let stored = match (kind, image.as_deref()) {
             (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),
             _ => None,
         };
-        match save(&db, user_id, bio, stored.clone()).await {
+        let image = stored.clone();
+        match crate::db::write(&db, Box::new(move |txn| Box::pin(save(txn, user_id, bio, image)))).await {
             Ok(replaced) => {
                 if let Some(old) = replaced
                     && Some(&old) != stored.as_ref()
@@ -94,18 +94,17 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     job.await.map_err(AppError::internal)?
 }
 
-/// Writes the new values in one transaction; returns the image path that was replaced.
+/// Writes the new values (in the transaction of `db::write`); returns the image path that was
+/// replaced.
 async fn save(
-    db: &sea_orm::DatabaseConnection,
+    txn: &sea_orm::DatabaseTransaction,
     user_id: i64,
     bio: Option<String>,
     image: Option<String>,
 ) -> AppResult<Option<String>> {
-    let txn = crate::db::begin_write(db).await?;
     // Locked (PostgreSQL; SQLite's IMMEDIATE already serialises writers), so that two concurrent
     // uploads cannot both read the same old image and leave one new file unreferenced.
-    let current =
-        profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(&txn).await?;
+    let current = profile::Entity::find().filter(profile::Column::UserId.eq(user_id)).lock_exclusive().one(txn).await?;
     let replaced = match current {
         Some(row) => {
             let replaced = image.as_ref().map(|_| row.image.clone());
@@ -116,7 +115,7 @@ async fn save(
             if let Some(image) = image {
                 active.image = Set(image);
             }
-            active.update(&txn).await?;
+            active.update(txn).await?;
             replaced
         }
         // A user created outside the API has no profile yet (the legacy service did the same).
@@ -127,11 +126,10 @@ async fn save(
                 image: Set(image.unwrap_or_else(|| profile::DEFAULT_IMAGE.to_owned())),
                 ..Default::default()
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
             None
         }
     };
-    txn.commit().await?;
     Ok(replaced)
 }

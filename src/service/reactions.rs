@@ -8,14 +8,15 @@ use entity::{message, reaction, user};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
-use crate::domain::{self, BLANK};
+use crate::bus::Change;
+use crate::domain::messages::{self, BLANK};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::edits::message_of_member;
+use crate::service::events;
 use crate::state::AppState;
 
 /// Longest emoji accepted, in characters (a family or flag sequence is several code points).
 pub const EMOJI_MAX: usize = 16;
-pub const NOT_AN_EMOJI: &str = "Enter a single emoji.";
 
 /// How many reacted to a message with one emoji, and whether the viewer did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +33,10 @@ pub fn clean_emoji(raw: &str) -> AppResult<String> {
         return Err(FieldErrors::single("emoji", BLANK));
     }
     if emoji.chars().count() > EMOJI_MAX {
-        return Err(FieldErrors::single("emoji", domain::too_long(EMOJI_MAX)));
+        return Err(FieldErrors::single("emoji", messages::too_long(EMOJI_MAX)));
     }
     if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(FieldErrors::single("emoji", NOT_AN_EMOJI));
+        return Err(FieldErrors::single("emoji", messages::NOT_AN_EMOJI));
     }
     Ok(emoji.to_owned())
 }
@@ -46,57 +47,100 @@ async fn live_message(state: &AppState, me: &user::Model, message_id: i64) -> Ap
     if found.deleted { Err(AppError::NotFound) } else { Ok(found) }
 }
 
-/// Adds `me`'s `emoji` to the message (nothing changes when it is there already). Returns the
-/// message and whether a reaction was added.
+/// Adds `me`'s `emoji` to the message (nothing changes when it is there already); members see
+/// `ReactionChanged`. Returns the message and whether a reaction was added.
 pub async fn react(
     state: &AppState,
     me: &user::Model,
     message_id: i64,
     emoji: &str,
 ) -> AppResult<(message::Model, bool)> {
-    let emoji = clean_emoji(emoji)?;
-    let found = live_message(state, me, message_id).await?;
-    let inserted = reaction::Entity::insert(reaction::ActiveModel {
-        message_id: Set(found.id),
-        emoji: Set(emoji),
-        user_id: Set(me.id),
-        created_at: Set(Utc::now().trunc_subsecs(6)),
-    })
-    .on_conflict(
-        OnConflict::columns([reaction::Column::MessageId, reaction::Column::Emoji, reaction::Column::UserId])
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&state.db)
-    .await;
-    let added = match inserted {
-        Ok(rows) => rows > 0,
-        // Deleted meanwhile: the reaction's message is gone.
-        Err(err) if matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => {
-            return Err(AppError::NotFound);
-        }
-        Err(err) => return Err(err.into()),
-    };
-    Ok((found, added))
+    change(state, me, message_id, emoji, true).await
 }
 
-/// Removes `me`'s `emoji` from the message (nothing changes when it is not there). Returns the
-/// message and whether a reaction was removed.
+/// Removes `me`'s `emoji` from the message (nothing changes when it is not there); members see
+/// `ReactionChanged`. Returns the message and whether a reaction was removed.
 pub async fn unreact(
     state: &AppState,
     me: &user::Model,
     message_id: i64,
     emoji: &str,
 ) -> AppResult<(message::Model, bool)> {
+    change(state, me, message_id, emoji, false).await
+}
+
+/// Adds (`add`) or removes a reaction, and records and publishes the change when there is one.
+async fn change(
+    state: &AppState,
+    me: &user::Model,
+    message_id: i64,
+    emoji: &str,
+    add: bool,
+) -> AppResult<(message::Model, bool)> {
     let emoji = clean_emoji(emoji)?;
     let found = live_message(state, me, message_id).await?;
-    let removed = reaction::Entity::delete_many()
-        .filter(reaction::Column::MessageId.eq(found.id))
-        .filter(reaction::Column::Emoji.eq(emoji))
-        .filter(reaction::Column::UserId.eq(me.id))
-        .exec(&state.db)
+    let room = events::room_info(state, found.room_id).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let (room_id, user_id, stored_emoji) = (found.room_id, me.id, emoji.clone());
+    let seq = state
+        .writer
+        .write(Box::new(move |txn| {
+            Box::pin(async move {
+                let changed = if add {
+                    let inserted = reaction::Entity::insert(reaction::ActiveModel {
+                        message_id: Set(message_id),
+                        emoji: Set(stored_emoji.clone()),
+                        user_id: Set(user_id),
+                        created_at: Set(now),
+                    })
+                    .on_conflict(
+                        OnConflict::columns([
+                            reaction::Column::MessageId,
+                            reaction::Column::Emoji,
+                            reaction::Column::UserId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await;
+                    match inserted {
+                        Ok(rows) => rows > 0,
+                        // Deleted meanwhile: the reaction's message is gone.
+                        Err(err)
+                            if matches!(err.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) =>
+                        {
+                            return Err(AppError::NotFound);
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
+                } else {
+                    let removed = reaction::Entity::delete_many()
+                        .filter(reaction::Column::MessageId.eq(message_id))
+                        .filter(reaction::Column::Emoji.eq(stored_emoji.clone()))
+                        .filter(reaction::Column::UserId.eq(user_id))
+                        .exec(txn)
+                        .await?;
+                    removed.rows_affected > 0
+                };
+                if !changed {
+                    return Ok(None);
+                }
+                let what = events::Record {
+                    message_id: Some(message_id),
+                    user_id: Some(user_id),
+                    emoji: Some(stored_emoji),
+                    added: Some(add),
+                };
+                Ok(Some(events::record(txn, room_id, events::REACTION, what, now).await?))
+            })
+        }))
         .await?;
-    Ok((found, removed.rows_affected > 0))
+    if let Some(seq) = seq {
+        let change = Change::Reaction { message_id, user_id: me.id, username: me.username.clone(), emoji, added: add };
+        events::publish(state, room, seq, change).await;
+    }
+    Ok((found, seq.is_some()))
 }
 
 /// The reactions of each message, as `viewer` sees them, in one statement: per emoji, in order

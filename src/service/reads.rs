@@ -10,8 +10,12 @@ use entity::{chat_room, message, read_marker, user};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, QueryStatementBuilder};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 
+use chrono::{SubsecRound, Utc};
+
+use crate::bus::Change;
 use crate::error::{AppError, AppResult};
 use crate::service::chat::room_of_member;
+use crate::service::events;
 use crate::state::AppState;
 
 /// Moves `me`'s marker in `room_name` to `message_id` (a message of that room), unless it is
@@ -33,24 +37,45 @@ pub async fn mark_read(
     if in_room.is_none() {
         return Err(AppError::NotFound);
     }
-    // One statement decides, also against a concurrent mark: insert, or move forward only.
-    let moved = read_marker::Entity::insert(read_marker::ActiveModel {
-        room_id: Set(room.id),
-        user_id: Set(me.id),
-        message_id: Set(message_id),
-    })
-    .on_conflict(
-        OnConflict::columns([read_marker::Column::RoomId, read_marker::Column::UserId])
-            .update_column(read_marker::Column::MessageId)
-            .action_and_where(
-                Expr::col((read_marker::Entity, read_marker::Column::MessageId))
-                    .lt(Expr::col((Alias::new("excluded"), read_marker::Column::MessageId))),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(&state.db)
-    .await?;
-    Ok((room, moved > 0))
+    let info = events::room_info(state, room.id).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let (room_id, user_id) = (room.id, me.id);
+    let seq = state
+        .writer
+        .write(Box::new(move |txn| {
+            Box::pin(async move {
+                // One statement decides, also against a concurrent mark: insert, or move
+                // forward only.
+                let moved = read_marker::Entity::insert(read_marker::ActiveModel {
+                    room_id: Set(room_id),
+                    user_id: Set(user_id),
+                    message_id: Set(message_id),
+                })
+                .on_conflict(
+                    OnConflict::columns([read_marker::Column::RoomId, read_marker::Column::UserId])
+                        .update_column(read_marker::Column::MessageId)
+                        .action_and_where(
+                            Expr::col((read_marker::Entity, read_marker::Column::MessageId))
+                                .lt(Expr::col((Alias::new("excluded"), read_marker::Column::MessageId))),
+                        )
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                if moved == 0 {
+                    return Ok::<_, AppError>(None);
+                }
+                let what =
+                    events::Record { message_id: Some(message_id), user_id: Some(user_id), ..Default::default() };
+                Ok(Some(events::record(txn, room_id, events::READ, what, now).await?))
+            })
+        }))
+        .await?;
+    if let Some(seq) = seq {
+        let change = Change::ReadMarker { message_id, user_id: me.id, username: me.username.clone() };
+        events::publish(state, info, seq, change).await;
+    }
+    Ok((room, seq.is_some()))
 }
 
 /// The marker of `user_id` in each of `room_ids` that has one.

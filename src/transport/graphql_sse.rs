@@ -81,7 +81,7 @@ pub async fn serve(ctx: AppContext, client: ClientIp, viewer: Viewer, request: a
     let shutdown = ctx.lifecycle.shutdown.clone();
     let (expires, owner) = if subscription {
         // A subscription's DataLoaders must not cache: they would serve stale rows for hours.
-        request = request.data(Arc::new(loaders::uncached(ctx.state.db.clone())));
+        request = request.data(Arc::new(loaders::of_state(&ctx.state, false)));
         (token_expiry(&ctx, &headers), user_id.map(|id| ctx.socket_owners.register(id)))
     } else {
         (None, None)

@@ -16,7 +16,8 @@
 //! client reconnects with a fresh token in `connectionParams`); 4409 for a `subscribe` whose id
 //! is running; 4429 for a second `connection_init`; 4400 for a message it cannot read
 //! (graphql-transport-ws only: graphql-ws answers `connection_error` or `error` and goes on);
-//! 1001 on shutdown.
+//! 1001 on shutdown. A mutation first checks that the socket's user is still active (one
+//! statement): a deactivated user's mutation is refused and their sockets close with 4403.
 
 use std::future::pending;
 use std::ops::ControlFlow;
@@ -24,6 +25,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::parser::types::OperationType;
 use async_graphql::{Response as GqlResponse, ServerError};
 use axum::extract::ws::Message;
 use axum::extract::{State, WebSocketUpgrade};
@@ -282,19 +284,59 @@ impl Connection {
         if self.operations.len() >= ws_limit::MAX_OPERATIONS {
             return self.send(self.protocol.error(&id, &[ws_limit::too_many()])).await;
         }
-        let request = match ws_protocol::request_of(payload) {
+        let mut request = match ws_protocol::request_of(payload) {
             Ok(request) => request,
             Err(invalid) => return self.invalid(Invalid { json: true, id: Some(id), ..invalid }).await,
         };
+        if let Viewer::User(user) = &viewer
+            && self.mutates(&mut request)
+        {
+            let user_id = user.id;
+            if let ControlFlow::Break(flow) = self.still_active(&id, user_id).await {
+                return flow;
+            }
+        }
         // An operation may live for hours: its loaders batch but do not cache.
-        let request =
-            request.data(viewer).data(self.client).data(Arc::new(loaders::uncached(self.ctx.state.db.clone())));
+        let request = request.data(viewer).data(self.client).data(Arc::new(loaders::of_state(&self.ctx.state, false)));
         let results = self.ctx.schema.execute_stream(request).enumerate();
         let events = results
             .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })
             .chain(stream::once(async { Event::End }));
         self.operations.insert(id, events.boxed());
         ControlFlow::Continue(())
+    }
+
+    /// Whether `request` runs a mutation (a document over the limits is left to the schema,
+    /// which refuses it without parsing it).
+    fn mutates(&self, request: &mut async_graphql::Request) -> bool {
+        let limits = crate::graphql::limits::Limits::from_settings(&self.ctx.state.settings);
+        crate::graphql::limits::prescan(&request.query, &limits).is_ok()
+            && crate::graphql::selected_operation(request) == Some(OperationType::Mutation)
+    }
+
+    /// The one check that a socket's user may still write: the socket was authenticated when it
+    /// opened and the watcher (`socket::watch_owners`) closes it within seconds of a
+    /// deactivation, so every mutation sent over it is preceded by one statement asking whether
+    /// its user is still active. If not, the operation gets `UNAUTHENTICATED` (as `sendMessage`
+    /// would) and every socket of the user on this process closes with 4403 at once.
+    async fn still_active(&mut self, id: &str, user_id: i64) -> ControlFlow<Flow> {
+        let refused = match auth::active_users(&self.ctx.state.db, &[user_id]).await {
+            Ok(active) if active.contains(&user_id) => return ControlFlow::Continue(()),
+            Ok(_) => AuthError::UserInactive,
+            Err(err) => {
+                tracing::error!(error = %err, "active user check failed");
+                AuthError::Unavailable
+            }
+        };
+        let response = GqlResponse::from_errors(vec![crate::graphql::error::auth_server_error(&refused)]);
+        let mut flow = self.send(self.protocol.result(id, &response)).await;
+        if flow.is_continue() {
+            flow = self.send(self.protocol.complete(id)).await;
+        }
+        if refused == AuthError::UserInactive {
+            self.ctx.socket_owners.revoke(user_id);
+        }
+        ControlFlow::Break(flow)
     }
 
     async fn deliver(&mut self, id: String, event: Event) -> Flow {

@@ -12,6 +12,11 @@
 //! - upgraded (a `101 Switching Protocols` went out): no HTTP deadline any more, the WebSocket
 //!   has its own pings.
 //!
+//! Writing has a deadline of its own, in every phase but upgraded: a write that cannot make
+//! progress (the client stopped reading and the socket buffers are full) for
+//! [`HttpLimits::write`] fails, and the connection is closed with what it held (a large response
+//! waiting to be read, its handler's memory).
+//!
 //! A client address (IPv6: its /64) holds at most [`HttpLimits::per_client`] connections; one
 //! more is answered 429 and closed before anything is read. Graceful shutdown: stop accepting,
 //! let in-flight requests finish, close idle keep-alive connections.
@@ -52,6 +57,8 @@ pub struct HttpLimits {
     pub body: Duration,
     /// A connection without a request in progress (fresh, or kept alive after one).
     pub idle: Duration,
+    /// A write that makes no progress (the client does not read).
+    pub write: Duration,
     /// Open connections per client address; 0: no cap.
     pub per_client: usize,
 }
@@ -155,19 +162,49 @@ impl SharedPhase {
     }
 }
 
-/// A TCP stream whose reads fail with `TimedOut` when the phase's deadline passes.
+/// A TCP stream whose reads fail with `TimedOut` when the phase's deadline passes, and whose
+/// writes fail with `TimedOut` when they made no progress for [`HttpLimits::write`].
 struct Guarded {
     stream: TcpStream,
     shared: Arc<SharedPhase>,
     limits: Arc<HttpLimits>,
     seen_changes: u64,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Armed by a write the socket could not take, disarmed by one it took.
+    write_stall: Pin<Box<Sleep>>,
+    write_stalled: bool,
 }
 
 impl Guarded {
     fn new(stream: TcpStream, shared: Arc<SharedPhase>, limits: Arc<HttpLimits>) -> Self {
         let deadline = Some(Box::pin(tokio::time::sleep(limits.idle)));
-        Self { stream, shared, limits, seen_changes: 0, deadline }
+        let write_stall = Box::pin(tokio::time::sleep(limits.write));
+        Self { stream, shared, limits, seen_changes: 0, deadline, write_stall, write_stalled: false }
+    }
+
+    /// Runs one write operation; fails it once writes have been pending for the write deadline.
+    fn guard_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match write(Pin::new(&mut self.stream), cx) {
+            Poll::Pending if self.shared.phase.load(Ordering::SeqCst) != UPGRADED => {
+                if !self.write_stalled {
+                    self.write_stalled = true;
+                    self.write_stall.as_mut().reset(Instant::now() + self.limits.write);
+                }
+                match self.write_stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "HTTP write timeout"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.write_stalled = false;
+                ready
+            }
+        }
     }
 
     /// Restarts the clock of the current phase when it changed since the last read.
@@ -221,15 +258,15 @@ impl AsyncRead for Guarded {
 
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.guard_write(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        self.guard_write(cx, |stream, cx| stream.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        self.guard_write(cx, |stream, cx| stream.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -237,7 +274,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.guard_write(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

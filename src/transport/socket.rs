@@ -162,6 +162,8 @@ pub fn close_reason(text: &str) -> &str {
 pub struct SocketOwners {
     next_key: AtomicU64,
     open: std::sync::Mutex<std::collections::HashMap<i64, std::collections::HashMap<u64, CancellationToken>>>,
+    /// Told of each user's first socket and of their last one closing, in order (presence).
+    presence: Option<tokio::sync::mpsc::UnboundedSender<crate::service::presence::Transition>>,
 }
 
 /// One socket of a user; dropping it (the connection ended) forgets it. `revoked` fires when
@@ -178,11 +180,26 @@ impl SocketOwners {
         Arc::new(Self::default())
     }
 
+    /// Like [`new`](Self::new), reporting users' first and last sockets to `presence`.
+    pub fn with_presence(
+        presence: tokio::sync::mpsc::UnboundedSender<crate::service::presence::Transition>,
+    ) -> Arc<Self> {
+        Arc::new(Self { presence: Some(presence), ..Self::default() })
+    }
+
     /// Records a socket of `user_id`.
     pub fn register(self: &Arc<Self>, user_id: i64) -> OwnedSocket {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let revoked = CancellationToken::new();
-        self.lock().entry(user_id).or_default().insert(key, revoked.clone());
+        let mut open = self.lock();
+        let sockets = open.entry(user_id).or_default();
+        if sockets.is_empty()
+            && let Some(presence) = &self.presence
+        {
+            let _ = presence.send(crate::service::presence::Transition::Online(user_id));
+        }
+        sockets.insert(key, revoked.clone());
+        drop(open);
         OwnedSocket { owners: self.clone(), user_id, key, revoked }
     }
 
@@ -213,6 +230,9 @@ impl Drop for OwnedSocket {
             sockets.remove(&self.key);
             if sockets.is_empty() {
                 open.remove(&self.user_id);
+                if let Some(presence) = &self.owners.presence {
+                    let _ = presence.send(crate::service::presence::Transition::Offline(self.user_id));
+                }
             }
         }
     }

@@ -771,6 +771,7 @@ async fn missed_events_are_filled_from_the_database_and_duplicates_dropped() {
         author_username: alice.username.clone(),
         content: "after the gap".to_owned(),
         timestamp: chrono::Utc::now(),
+        deleted: false,
     });
     app.context.state.bus.publish(duplicate.clone()).await;
     let last = send(&app, &bob, &room, "last").await;
@@ -816,6 +817,7 @@ async fn a_subscriber_that_falls_behind_gets_an_error_and_the_end_but_never_for_
             author_username: alice.username.clone(),
             content: format!("m{room_seq}"),
             timestamp: chrono::Utc::now(),
+            deleted: false,
         })
     };
     let content = |response: async_graphql::Response| {

@@ -227,3 +227,35 @@ async fn a_subscription_stream_ends_at_shutdown() {
     // Ended without `complete`: the operation did not finish, the client reconnects.
     assert_eq!(events.next().await, None);
 }
+
+#[tokio::test]
+async fn chat_events_stream_over_sse_and_the_stream_counts_for_presence() {
+    use crate::chat_events::{EVENTS, from_start, label, next_event, open_room, send};
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let room = open_room(&app, &alice, &bob).await;
+    let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
+    ws.subscribe(EVENTS, json!({"after": from_start()})).await;
+    assert_eq!(label(&next_event(&mut ws).await), format!("room {room}"));
+
+    // Alice's only connection is an SSE stream: she is online while it lasts. (From the room's
+    // start: what is sent next arrives, live or replayed.)
+    let mut events = Events::post(
+        &app,
+        Some(&alice.access),
+        json!({"query": EVENTS, "variables": {"room": room, "after": from_start()}}),
+    )
+    .await;
+    assert_eq!(label(&next_event(&mut ws).await), format!("presence {} true", alice.username));
+    send(&app, &bob, &room, "over sse").await;
+    // Bob's own presence may come first (his socket opened just before).
+    let mut event = events.next_payload().await["data"]["chatEvents"].clone();
+    while event["__typename"] == "PresenceChanged" {
+        event = events.next_payload().await["data"]["chatEvents"].clone();
+    }
+    assert_eq!(label(&event), format!("added {room} over sse"));
+    drop(events);
+    assert_eq!(label(&next_event(&mut ws).await), format!("added {room} over sse"));
+    assert_eq!(label(&next_event(&mut ws).await), format!("presence {} false", alice.username));
+}

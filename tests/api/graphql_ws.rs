@@ -275,3 +275,99 @@ async fn legacy_sockets_outlive_their_access_token() {
     legacy.say("still here").await;
     assert_eq!(legacy.content().await, "still here");
 }
+
+#[tokio::test]
+async fn no_mutation_sent_over_a_socket_after_deactivation_changes_anything() {
+    // No watcher check during the test: only the socket's own check stands in the way.
+    let app = spawn_app_with(|settings| settings.ws_user_check_seconds = 3600).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let room = room_of(&app, &alice, &bob).await;
+    let send = |token: &str, content: &str| {
+        let (token, content, room) = (token.to_owned(), content.to_owned(), room.clone());
+        let app = &app;
+        async move {
+            let data = app.gql_ok(Some(&token), SEND, json!({"r": room, "c": content})).await;
+            data["sendMessage"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mine = send(&alice.access, "alice's").await;
+    let theirs = send(&bob.access, "bob's").await;
+    let state = &app.context.state;
+    let mutations = [
+        ("mutation { createPost(input: {title: \"t\", content: \"c\"}) { id } }".to_owned(), json!({})),
+        ("mutation { updateProfile(input: {bio: \"changed\"}) { id } }".to_owned(), json!({})),
+        (
+            "mutation($u: String!) { createChatRoom(recipient: $u) { chatRoom { name } } }".to_owned(),
+            json!({"u": carol.username}),
+        ),
+        (SEND.to_owned(), json!({"r": room, "c": "stored?"})),
+        (
+            "mutation($r: String!, $m: ID!) { markRead(roomName: $r, messageId: $m) { id } }".to_owned(),
+            json!({"r": room, "m": theirs}),
+        ),
+        ("mutation($m: ID!) { editMessage(id: $m, content: \"edited\") { id } }".to_owned(), json!({"m": mine})),
+        ("mutation($m: ID!) { deleteMessage(id: $m) }".to_owned(), json!({"m": mine})),
+        ("mutation($m: ID!) { react(messageId: $m, emoji: \"👍\") { id } }".to_owned(), json!({"m": theirs})),
+        ("mutation($u: String!) { addFriend(username: $u) { id } }".to_owned(), json!({"u": carol.username})),
+        ("mutation($u: String!) { blockUser(username: $u) { id } }".to_owned(), json!({"u": carol.username})),
+        // A named operation among several: the selected one decides.
+        (
+            "query A { me { id } } mutation B { createPost(input: {title: \"b\", content: \"b\"}) { id } }".to_owned(),
+            json!({}),
+        ),
+    ];
+    for (n, (mutation, variables)) in mutations.into_iter().enumerate() {
+        agora::service::accounts::set_active(state, &alice.username, true).await.unwrap();
+        let protocol = WsProtocol::BOTH[n % 2];
+        let mut ws = GqlWs::connect(&app, protocol, Some(&alice.access)).await;
+        let mut second = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;
+        // Deactivated by another path than this socket: the admin service, or a tool writing
+        // the database.
+        if n % 2 == 0 {
+            agora::service::accounts::set_active(state, &alice.username, false).await.unwrap();
+        } else {
+            deactivate(&app, &alice, false).await;
+        }
+        let operation = if mutation.starts_with("query A") { Some("B") } else { None };
+        let kind = protocol.subscribe_type();
+        ws.send(json!({"type": kind, "id": "m", "payload": {"query": mutation, "variables": variables, "operationName": operation}}))
+            .await;
+        let payload = ws.next_payload().await;
+        assert_eq!(codes(&payload), vec!["UNAUTHENTICATED"], "{mutation}: {payload}");
+        assert_eq!(payload["errors"][0]["extensions"]["reason"], "user_inactive", "{payload}");
+        assert_eq!(payload["data"], Value::Null, "nothing ran: {payload}");
+        // Every socket of the user here closes at once, the watcher's next round not awaited.
+        assert_eq!(closed_with(&mut ws).await.0, 4403, "{mutation}");
+        assert_eq!(closed_with(&mut second).await.0, 4403, "{mutation}");
+    }
+
+    agora::service::accounts::set_active(state, &alice.username, true).await.unwrap();
+    let after = app
+        .gql_ok(
+            Some(&alice.access),
+            "query($r: String!) { me { profile { bio friendIds } posts { totalCount } } myChatRooms { name } blockedUsers { id }
+               chatRoom(name: $r) { lastReadMessageId messages { edges { node { id content deleted reactions { emoji } } } } } }",
+            json!({"r": room}),
+        )
+        .await;
+    assert_eq!(after["me"], json!({"profile": {"bio": "", "friendIds": []}, "posts": {"totalCount": 0}}), "{after}");
+    assert_eq!(after["myChatRooms"], json!([{"name": room}]), "no new room: {after}");
+    assert_eq!(after["blockedUsers"], json!([]));
+    let room_after = &after["chatRoom"];
+    assert_ne!(room_after["lastReadMessageId"], json!(theirs), "not marked read: {after}");
+    let messages: Vec<&Value> =
+        room_after["messages"]["edges"].as_array().unwrap().iter().map(|e| &e["node"]).collect();
+    assert_eq!(
+        messages,
+        vec![
+            &json!({"id": mine, "content": "alice's", "deleted": false, "reactions": []}),
+            &json!({"id": theirs, "content": "bob's", "deleted": false, "reactions": []}),
+        ],
+        "nothing sent, edited, deleted or reacted to"
+    );
+    // Queries of an active user over a socket run as before.
+    let mut ws = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;
+    sentinel(&mut ws, &alice.username).await;
+}

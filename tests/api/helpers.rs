@@ -265,7 +265,7 @@ impl WsProtocol {
         }
     }
 
-    fn subscribe_type(self) -> &'static str {
+    pub fn subscribe_type(self) -> &'static str {
         match self {
             WsProtocol::TransportWs => "subscribe",
             WsProtocol::LegacyWs => "start",

@@ -1,7 +1,7 @@
 //! Hostile input (issue 9): strings no stored value can hold. PostgreSQL's `text` refuses NUL,
 //! so each of these was a 500 there; every case answers as DRF does on SQLite, on both databases
 //! (these tests run on PostgreSQL when `TEST_DATABASE_URL` is set). And clients that hold
-//! connections: HTTP deadlines and the per-client connection cap.
+//! connections: HTTP deadlines (reading and writing) and the per-client connection cap.
 
 use std::time::Duration;
 
@@ -259,6 +259,48 @@ async fn connections_per_client_address_are_capped() {
     })
     .await;
     assert!(freed.is_ok(), "no place freed");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_response_is_cut_off() {
+    let app = app_with_deadlines(|s| {
+        s.http_write_timeout = 1;
+        s.http_max_connections_per_client = 1;
+    })
+    .await;
+    // A response larger than the socket buffers on both sides can hold.
+    const SIZE: usize = 16 * 1024 * 1024;
+    std::fs::write(app.context.state.media.root().join("big.bin"), vec![b'x'; SIZE]).unwrap();
+    let socket = if app.addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    let socket = socket.unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(app.addr).await.unwrap();
+    stalled.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+
+    // The stalled connection holds the address's only place until the server gives up on it.
+    let freed = tokio::time::timeout(WS_WAIT, async {
+        loop {
+            let mut probe = TcpStream::connect(app.addr).await.unwrap();
+            probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+            if until_closed(&mut probe).await.is_some_and(|answer| answer.starts_with("HTTP/1.1 200")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the connection that does not read is still open");
+    // What was already in the buffers arrives, then the end: the rest was never sent.
+    let mut received = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = tokio::time::timeout(WS_WAIT, async {
+        while let Ok(n @ 1..) = stalled.read(&mut buf).await {
+            received += n;
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the connection ended");
+    assert!(received < SIZE, "cut off: {received} bytes of {SIZE}");
 }
 
 #[tokio::test]

@@ -840,6 +840,42 @@ async fn cors_preflights_are_answered_for_every_route() {
 }
 
 #[tokio::test]
+async fn openapi_field_rules_are_the_servers() {
+    let app = spawn_app().await;
+    let doc = get(&app, "/openapi.json", None).await.json();
+    let rule = |path: &str, field: &str| {
+        let schema = &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        regex::Regex::new(schema["properties"][field]["pattern"].as_str().unwrap()).unwrap()
+    };
+    let (title, username) = (rule(POSTS, "title"), rule(USERS, "username"));
+    let user = app.user("rules").await;
+    let long = "é".repeat(255);
+    for candidate in [
+        "t".to_owned(),
+        "  t \n".to_owned(),
+        "a b".to_owned(),
+        "\u{1c}".to_owned(),
+        " \u{1c}t\u{1f} ".to_owned(),
+        "\u{a0}\u{3000}".to_owned(),
+        "\u{feff}".to_owned(),
+        "a\0b".to_owned(),
+        "\0".to_owned(),
+        long.clone(),
+        format!("{long}é"),
+        format!(" {long} "),
+    ] {
+        let reply = post(&app, POSTS, Some(&user.access), json!({"title": candidate, "content": "c"})).await;
+        assert_eq!(reply.status == 201, title.is_match(&candidate), "title {candidate:?}: {}", reply.text);
+    }
+    for (n, candidate) in ["ok.name", " padded@x ", "a b", "a/b", "\u{1c}edge\u{1f}", "x\0y"].into_iter().enumerate() {
+        let unique = candidate.replace("ok", &format!("ok{n}"));
+        let body = json!({"username": unique, "email": format!("r{n}@example.com"), "password": "a long passphrase 1"});
+        let reply = post(&app, USERS, None, body).await;
+        assert_eq!(reply.status == 201, username.is_match(&unique), "username {unique:?}: {}", reply.text);
+    }
+}
+
+#[tokio::test]
 async fn openapi_describes_every_legacy_endpoint() {
     let app = spawn_app().await;
     let reply = get(&app, "/openapi.json", None).await;
@@ -883,9 +919,15 @@ async fn openapi_describes_every_legacy_endpoint() {
         paths[POSTS]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["oneOf"],
         json!([{"$ref": "#/components/schemas/ValidationErrors"}, {"$ref": "#/components/schemas/Detail"}])
     );
-    // Body fields are required, non-blank text.
-    let title = &paths[POSTS]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["title"];
-    assert_eq!((&title["minLength"], &title["pattern"]), (&json!(1), &json!("\\S")));
+    // Body fields are required; their rules are patterns (checked against the server in
+    // `openapi_field_rules_are_the_servers`).
+    let body = &paths[POSTS]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["title", "content"]));
+    assert_eq!(body["properties"]["title"]["type"], json!(["string", "number"]), "numbers are read as text");
+    let multipart = &paths[POSTS]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"];
+    assert!(multipart["propertyNames"]["pattern"].is_string(), "part names without control characters");
+    let email = &paths[USERS]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["email"];
+    assert_eq!((&email["format"], &email["maxLength"]), (&json!("email"), &json!(254)));
     assert_eq!(
         paths[POSTS]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/Post"

@@ -707,7 +707,7 @@ async fn legacy_client_whole_flow() {
     let mut gql = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&bob.access)).await;
     // From the room's start (`after` the cursor of id 0), so the subscription misses nothing even
     // if its feed goes live only after the first messages (on Redis, after SUBSCRIBE is confirmed).
-    let from_start = agora::graphql::cursor::encode_id(agora::graphql::chat::MESSAGE_CURSOR, 0);
+    let from_start = agora::graphql::cursor::Cursor::of(agora::graphql::cursor::MessageKey(0));
     gql.subscribe(
         "subscription($room: String, $after: String) { messageAdded(roomName: $room, after: $after) { id author { username } content } }",
         json!({"room": room, "after": from_start}),

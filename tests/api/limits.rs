@@ -63,6 +63,24 @@ async fn deep_documents_are_refused_over_post_and_get() {
 }
 
 #[tokio::test]
+async fn deep_documents_are_refused_over_server_sent_events() {
+    let app = app_with_only_nesting_limited().await;
+    for document in deep_documents(DEEP) {
+        let response = app
+            .client
+            .post(app.url("/graphql"))
+            .header("Accept", "text/event-stream")
+            .json(&json!({"query": document}))
+            .send()
+            .await
+            .expect("answered, not a dropped connection");
+        let text = response.text().await.expect("a whole event stream");
+        assert!(text.contains("nests too deeply") && text.contains("GRAPHQL_VALIDATION_FAILED"), "{text}");
+        assert_alive(&app).await;
+    }
+}
+
+#[tokio::test]
 async fn deep_documents_are_refused_in_multipart_operations() {
     let app = app_with_only_nesting_limited().await;
     for document in deep_documents(DEEP) {

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod chat;
+mod chat_events;
 mod chat_features;
 mod graphql_http;
 mod graphql_sse;

@@ -120,7 +120,7 @@ async fn metrics_count_a_workload_exactly() {
     assert!(sign_in(&server, &alice, PASSWORD).await.is_err());
 
     // Bob follows the room from its first message (no race with the sends), Alice sends two.
-    let from_start = agora::graphql::cursor::encode_id(agora::graphql::chat::MESSAGE_CURSOR, 0);
+    let from_start = agora::graphql::cursor::Cursor::of(agora::graphql::cursor::MessageKey(0));
     let mut ws = GqlWs::connect_url(&server.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
     ws.subscribe(
         "subscription Live($room: String!, $after: String) { messageAdded(roomName: $room, after: $after) { content } }",
@@ -550,7 +550,7 @@ async fn deactivating_from_the_command_line_closes_the_users_sockets() {
         .as_str()
         .unwrap()
         .to_owned();
-    let from_start = agora::graphql::cursor::encode_id(agora::graphql::chat::MESSAGE_CURSOR, 0);
+    let from_start = agora::graphql::cursor::Cursor::of(agora::graphql::cursor::MessageKey(0));
     let added =
         "subscription($room: String!, $after: String) { messageAdded(roomName: $room, after: $after) { content } }";
     let ws_url = server.ws_url("/graphql/ws");

@@ -94,6 +94,7 @@ async fn a_gap_that_cannot_be_filled_ends_the_feed_with_unavailable() {
         author_username: alice.username.clone(),
         content: "four".to_owned(),
         timestamp: chrono::Utc::now(),
+        deleted: false,
     });
     app.context.state.bus.publish(event).await;
 

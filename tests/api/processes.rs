@@ -44,7 +44,19 @@ fn logged_url(line: &str, label: &str) -> Option<String> {
 impl AgoraProcess {
     /// Starts `agora serve` on an ephemeral port and waits until it logs its GraphQL endpoint.
     pub async fn start(data_dir: &Path, database_url: Option<&str>, redis_url: Option<&str>, channel: &str) -> Self {
+        Self::start_with(data_dir, database_url, redis_url, channel, &[]).await
+    }
+
+    /// [`start`](Self::start) with more environment (settings a test shortens, say).
+    pub async fn start_with(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        redis_url: Option<&str>,
+        channel: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = agora_command(data_dir);
+        command.envs(env.iter().copied());
         command.env("AGORA_REDIS_CHANNEL", channel).arg("serve");
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
@@ -127,6 +139,11 @@ impl AgoraProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{} never became ready", self.base);
+    }
+
+    /// Kills the process at once (SIGKILL): no shutdown of any kind, as when a machine dies.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("killed");
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -17,19 +17,75 @@ const PROFILE: &str = "{ me { profile { bio image } } }";
 const DEFAULT: &str = "/media/user_images/default.jpg";
 const INVALID_IMAGE: &str = "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
 
-/// Small byte strings that start like each accepted format.
+/// A small picture (a gradient, so that each pixel differs) with alpha.
+fn picture(width: u32, height: u32) -> image::RgbaImage {
+    image::RgbaImage::from_fn(width, height, |x, y| image::Rgba([(x * 40) as u8, (y * 40) as u8, 128, 255]))
+}
+
+/// `picture` encoded as `format`: real images, built in memory.
+fn encoded(format: image::ImageFormat) -> Vec<u8> {
+    let picture = image::DynamicImage::ImageRgba8(picture(6, 4));
+    let picture =
+        if format == image::ImageFormat::Jpeg { image::DynamicImage::ImageRgb8(picture.to_rgb8()) } else { picture };
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut bytes, format).unwrap();
+    bytes.into_inner()
+}
 fn png() -> Vec<u8> {
-    [b"\x89PNG\r\n\x1a\n".as_slice(), b"\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0"].concat()
+    encoded(image::ImageFormat::Png)
 }
 fn jpeg() -> Vec<u8> {
-    [[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10].as_slice(), b"JFIF\0\x01\x01"].concat()
+    encoded(image::ImageFormat::Jpeg)
 }
 fn gif() -> Vec<u8> {
-    b"GIF89a\x01\0\x01\0\x80\0\0\xff\xff\xff\0\0\0!\xf9\x04".to_vec()
+    encoded(image::ImageFormat::Gif)
 }
 fn webp() -> Vec<u8> {
-    [b"RIFF".as_slice(), &26u32.to_le_bytes(), b"WEBPVP8L\x0d\0\0\0\x2f\0\0\0\x10\x07\x10\x11\x11\x88\x88\xfe\x07\0"]
-        .concat()
+    encoded(image::ImageFormat::WebP)
+}
+
+/// A JPEG carrying an EXIF block (APP1) whose GPS directory places the camera at 48°51'N.
+fn jpeg_with_gps() -> Vec<u8> {
+    // TIFF, big-endian: IFD0 at 8 with one entry (GPSInfo -> the GPS IFD at 26); the GPS IFD has
+    // GPSLatitudeRef "N" and GPSLatitude (three rationals at 56).
+    let mut tiff: Vec<u8> = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend([0, 1, 0x88, 0x25, 0, 4, 0, 0, 0, 1, 0, 0, 0, 26, 0, 0, 0, 0]);
+    tiff.extend([0, 2]);
+    tiff.extend([0, 1, 0, 2, 0, 0, 0, 2, b'N', 0, 0, 0]);
+    tiff.extend([0, 2, 0, 5, 0, 0, 0, 3, 0, 0, 0, 56]);
+    tiff.extend([0, 0, 0, 0]);
+    assert_eq!(tiff.len(), 56);
+    for (numerator, denominator) in [(48u32, 1u32), (51, 1), (2400, 100)] {
+        tiff.extend(numerator.to_be_bytes());
+        tiff.extend(denominator.to_be_bytes());
+    }
+    let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let length = u16::try_from(payload.len() + 2).unwrap().to_be_bytes();
+    let plain = jpeg();
+    assert_eq!(&plain[..2], &[0xFF, 0xD8]);
+    [&plain[..2], &[0xFF, 0xE1], &length, &payload, &plain[2..]].concat()
+}
+
+/// The EXIF block a JPEG decoder finds in `bytes`.
+fn exif_of(bytes: &[u8]) -> Option<Vec<u8>> {
+    use image::ImageDecoder;
+    let mut decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(bytes)).unwrap();
+    decoder.exif_metadata().unwrap()
+}
+
+/// A PNG of `side` × `side` blank pixels, one bit each: a few KB that decode to megabytes.
+fn blank_png(side: u32, color: png::ColorType) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, side, side);
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::One);
+    if color == png::ColorType::Indexed {
+        encoder.set_palette(vec![0, 0, 0, 255, 255, 255]);
+    }
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&vec![0; side.div_ceil(8) as usize * side as usize]).unwrap();
+    writer.finish().unwrap();
+    bytes
 }
 
 /// One file of a multipart request: (form field, file name, content type, bytes).
@@ -242,10 +298,17 @@ async fn each_accepted_format_is_stored_served_and_replaces_the_last() {
         assert!(stem.len() >= 16 && stem.chars().all(|c| c.is_ascii_hexdigit()), "a random name: {url}");
         assert_ne!(Some(&url), previous.as_ref(), "a new name every time");
 
-        assert_eq!(std::fs::read(on_disk(&app, &url)).unwrap(), bytes, "stored as sent");
+        // A re-encoded copy of the same picture (the lossy JPEG compared by its size only).
+        let stored = std::fs::read(on_disk(&app, &url)).unwrap();
+        let copy = image::load_from_memory(&stored).expect("the stored file is an image");
+        let sent = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((copy.width(), copy.height()), (6, 4), "{url}");
+        if extension != "jpg" {
+            assert_eq!(copy.to_rgba8(), sent.to_rgba8(), "the same pixels: {url}");
+        }
         let served = app.client.get(app.url(&url)).send().await.unwrap();
         assert_eq!(served.status(), 200, "{url}");
-        assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice());
+        assert_eq!(served.bytes().await.unwrap().as_ref(), stored.as_slice());
 
         if let Some(old) = &previous {
             assert!(!on_disk(&app, old).exists(), "the replaced file {old} is removed");
@@ -329,6 +392,76 @@ async fn a_fake_image_is_refused_with_the_bio_error_and_nothing_is_stored() {
     assert_eq!(stored_files(&app), Vec::<String>::new(), "no file left behind");
     let me = app.gql_ok(Some(&alice.access), PROFILE, json!({})).await;
     assert_eq!(me["me"]["profile"], json!({"bio": "before", "image": DEFAULT}));
+}
+
+#[tokio::test]
+async fn a_png_header_followed_by_html_is_refused_and_a_trailer_is_not_stored() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let html = b"<html><body><script>alert(document.cookie)</script></body></html>";
+    // Starts like a PNG (the signature, even a whole IHDR chunk), then is a web page.
+    for head in [&png()[..8], &png()[..33]] {
+        let polyglot = [head, html.as_slice()].concat();
+        let body = upload(&app, &alice.access, "x.png", "image/png", polyglot).await;
+        assert_eq!(field_errors(&body), vec![("image".to_owned(), vec![INVALID_IMAGE.to_owned()])], "{body}");
+    }
+    // Each format's first bytes alone are refused too.
+    for fake in [&jpeg()[..20], &gif()[..13], &webp()[..16]] {
+        let body = upload(&app, &alice.access, "x.img", "image/png", [fake, html.as_slice()].concat()).await;
+        assert_eq!(field_errors(&body), vec![("image".to_owned(), vec![INVALID_IMAGE.to_owned()])], "{body}");
+    }
+    assert_eq!(stored_files(&app), Vec::<String>::new(), "nothing stored");
+
+    // A whole image with the page appended: the picture is kept, the page is not.
+    let body = upload(&app, &alice.access, "x.png", "image/png", [png().as_slice(), html].concat()).await;
+    let url = body["data"]["updateProfile"]["profile"]["image"].as_str().expect("stored").to_owned();
+    let stored = std::fs::read(on_disk(&app, &url)).unwrap();
+    assert!(!stored.windows(6).any(|w| w == b"<html>"), "the appended page is gone");
+    assert_eq!(image::load_from_memory(&stored).unwrap().to_rgba8(), picture(6, 4));
+}
+
+#[tokio::test]
+async fn exif_and_the_gps_position_are_gone_after_the_upload() {
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    let sent = jpeg_with_gps();
+    let exif = exif_of(&sent).expect("the sent JPEG carries EXIF");
+    assert!(exif.windows(2).any(|w| w == [0x88, 0x25]), "with a GPSInfo entry");
+
+    let body = upload(&app, &alice.access, "photo.jpg", "image/jpeg", sent).await;
+    let url = body["data"]["updateProfile"]["profile"]["image"].as_str().expect("stored").to_owned();
+    let stored = std::fs::read(on_disk(&app, &url)).unwrap();
+    assert_eq!(exif_of(&stored), None, "no EXIF in the stored copy");
+    assert!(!stored.windows(6).any(|w| w == b"Exif\0\0"), "no EXIF block at all");
+    assert!(!stored.windows(2).any(|w| w == [0xFF, 0xE1]), "no APP1 segment");
+    let served = app.client.get(app.url(&url)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(served.as_ref(), stored.as_slice());
+    let copy = image::load_from_memory(&stored).unwrap();
+    assert_eq!((copy.width(), copy.height()), (6, 4));
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_refused() {
+    use agora::media::{MAX_IMAGE_DECODE_BYTES, MAX_IMAGE_SIDE};
+    let app = spawn_app().await;
+    let alice = app.user("alice").await;
+    app.gql_ok(Some(&alice.access), BIO, json!({"bio": "before"})).await;
+    // Wider than the side limit: 12 KB that would decode to 100 MB.
+    let wide = blank_png(10_000, png::ColorType::Grayscale);
+    assert!(10_000 > MAX_IMAGE_SIDE && wide.len() < 64 * 1024, "{}", wide.len());
+    // Within the side limit, but its pixels (8,000² RGB after the palette) take 192 MB.
+    let deep = blank_png(8_000, png::ColorType::Indexed);
+    const { assert!(8_000 <= MAX_IMAGE_SIDE && 8_000u64 * 8_000 * 3 > MAX_IMAGE_DECODE_BYTES) };
+    for bomb in [wide, deep] {
+        let body = upload(&app, &alice.access, "bomb.png", "image/png", bomb).await;
+        assert_eq!(field_errors(&body), vec![("image".to_owned(), vec![INVALID_IMAGE.to_owned()])], "{body}");
+    }
+    assert_eq!(stored_files(&app), Vec::<String>::new(), "nothing stored");
+    // The same kind of image, small, is accepted: the limits, not the shape, refused the bombs.
+    let small = upload(&app, &alice.access, "blank.png", "image/png", blank_png(64, png::ColorType::Indexed)).await;
+    assert!(small.get("errors").is_none(), "{small}");
+    let me = app.gql_ok(Some(&alice.access), PROFILE, json!({})).await;
+    assert_eq!(me["me"]["profile"]["bio"], "before");
 }
 
 #[tokio::test]

@@ -59,12 +59,17 @@ impl Cluster {
     /// Panics without `TEST_DATABASE_URL` or `redis-server`: the tests that call it are ignored
     /// unless asked for, and then they must run.
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`start`](Self::start), both processes with more environment.
+    async fn start_with(env: &[(&str, &str)]) -> Self {
         let database = fresh_database().await.expect("TEST_DATABASE_URL is set (a PostgreSQL server)");
         let redis = PrivateRedis::start().expect("redis-server is installed");
         let channel = unique("agora_scale");
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let a = AgoraProcess::start(dirs.0.path(), Some(&database), Some(&redis.url()), &channel).await;
-        let b = AgoraProcess::start(dirs.1.path(), Some(&database), Some(&redis.url()), &channel).await;
+        let a = AgoraProcess::start_with(dirs.0.path(), Some(&database), Some(&redis.url()), &channel, env).await;
+        let b = AgoraProcess::start_with(dirs.1.path(), Some(&database), Some(&redis.url()), &channel, env).await;
         a.wait_ready().await;
         b.wait_ready().await;
         Self { a, b, redis, _dirs: dirs }
@@ -222,4 +227,180 @@ async fn live_delivery_resumes_after_a_redis_restart() {
     assert_eq!(next_content(&mut on_b).await, "after the outage");
     send(&cluster.b, &bob_token, &room, SENTINEL).await;
     on_b.expect_sentinel().await;
+}
+
+// chatEvents across processes.
+
+use crate::chat_events::{EVENTS, from_start, label, next_event};
+
+const EDIT: &str = "mutation($id: ID!, $c: String!) { editMessage(id: $id, content: $c) { id } }";
+const REACT: &str = "mutation($id: ID!, $e: String!) { react(messageId: $id, emoji: $e) { id } }";
+const TYPING: &str = "mutation($n: String!, $t: Boolean!) { setTyping(roomName: $n, typing: $t) }";
+const ONLINE: &str = "query($u: String!) { user(username: $u) { online lastSeen } }";
+
+/// The next event that is not presence (sockets of the test users come and go on both sides).
+async fn next_but_presence(ws: &mut GqlWs) -> serde_json::Value {
+    loop {
+        let event = next_event(ws).await;
+        if event["__typename"] != "PresenceChanged" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
+async fn chat_events_cross_processes_and_typing_lapses_on_the_receiving_one() {
+    let cluster = Cluster::start_with(&[("AGORA_TYPING_TTL_MS", "300")]).await;
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room = cluster.room(&alice_token, &bob).await;
+
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
+    on_b.subscribe(EVENTS, json!({"after": from_start()})).await;
+    assert_eq!(label(&next_but_presence(&mut on_b).await), format!("room {room}"));
+    let id = send(&cluster.a, &alice_token, &room, "hello").await;
+    cluster.a.gql_ok(Some(&alice_token), EDIT, json!({"id": id, "c": "hello!"})).await;
+    cluster.b.gql_ok(Some(&alice_token), REACT, json!({"id": id, "e": "🎉"})).await;
+    cluster.a.gql_ok(Some(&alice_token), TYPING, json!({"n": room, "t": true})).await;
+    for expected in [
+        format!("added {room} hello"),
+        format!("edited {room} hello!"),
+        format!("reaction {room} {alice} 🎉 true"),
+        format!("typing {room} {alice} true"),
+        // Ended by B's feed itself: A never published it.
+        format!("typing {room} {alice} false"),
+    ] {
+        assert_eq!(label(&next_but_presence(&mut on_b).await), expected);
+    }
+    send(&cluster.a, &alice_token, &room, SENTINEL).await;
+    assert_eq!(label(&next_but_presence(&mut on_b).await), format!("added {room} {SENTINEL}"));
+}
+
+/// Messages (and an edit of every fourth) through `process`.
+async fn write_through(process: &AgoraProcess, token: &str, room: &str, tag: &str, count: usize) {
+    for n in 0..count {
+        let id = send(process, token, room, &format!("{tag}{n}")).await;
+        if n % 4 == 0 {
+            process.gql_ok(Some(token), EDIT, json!({"id": id, "c": format!("{tag}{n}!")})).await;
+        }
+    }
+}
+
+/// A stored event by what it is about.
+fn key(event: &serde_json::Value) -> String {
+    match event["__typename"].as_str().unwrap() {
+        "MessageAdded" => format!("added {}", event["message"]["id"].as_str().unwrap()),
+        "MessageEdited" => format!("edited {}", event["messageId"].as_str().unwrap()),
+        _ => label(event),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
+async fn chat_events_resume_on_another_process_while_both_keep_writing() {
+    let cluster = Cluster::start().await;
+    let (_, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room = cluster.room(&alice_token, &bob).await;
+
+    let url_a = cluster.a.ws_url("/graphql/ws");
+    let mut reference = GqlWs::connect_url(&url_a, WsProtocol::TransportWs, &bob_token).await;
+    reference.subscribe(EVENTS, json!({"after": from_start()})).await;
+    let mut first = GqlWs::connect_url(&url_a, WsProtocol::TransportWs, &bob_token).await;
+    first.subscribe(EVENTS, json!({"after": from_start()})).await;
+
+    // Writers on both processes into one room: commits interleave across two connections pools.
+    let (a, b) = (&cluster.a, &cluster.b);
+    let writes = async {
+        tokio::join!(write_through(a, &alice_token, &room, "a", 25), write_through(b, &bob_token, &room, "b", 25))
+    };
+    let reconnect = async {
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        while seen.len() < 12 {
+            let event = next_but_presence(&mut first).await;
+            seen.push(key(&event));
+            cursor = event["cursor"].as_str().unwrap().to_owned();
+        }
+        first.close().await;
+        let url_b = cluster.b.ws_url("/graphql/ws");
+        let mut second = GqlWs::connect_url(&url_b, WsProtocol::LegacyWs, &bob_token).await;
+        second.subscribe(EVENTS, json!({"after": cursor})).await;
+        (seen, second)
+    };
+    let ((), (mut seen, mut second)) = tokio::join!(
+        async {
+            writes.await;
+        },
+        reconnect
+    );
+    send(&cluster.a, &alice_token, &room, SENTINEL).await;
+
+    let until_sentinel = async |ws: &mut GqlWs| {
+        let mut keys = Vec::new();
+        loop {
+            let event = next_but_presence(ws).await;
+            keys.push(key(&event));
+            if event["message"]["content"] == SENTINEL {
+                return keys;
+            }
+        }
+    };
+    let expected = until_sentinel(&mut reference).await;
+    assert_eq!(expected.len(), 1 + 50 + 14 + 1, "room, messages, edits, sentinel");
+    seen.extend(until_sentinel(&mut second).await);
+    assert_eq!(seen, expected, "no gap and no duplicate at the seam");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
+async fn presence_crosses_processes_and_a_dead_process_does_not_keep_users_online() {
+    let mut cluster = Cluster::start_with(&[("AGORA_PRESENCE_TTL_SECONDS", "1")]).await;
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    cluster.room(&alice_token, &bob).await;
+
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
+    on_b.subscribe(EVENTS, json!({"after": from_start()})).await;
+    assert_eq!(next_event(&mut on_b).await["__typename"], "RoomCreated");
+    let _on_a = GqlWs::connect_url(&cluster.a.ws_url("/graphql/ws"), WsProtocol::LegacyWs, &alice_token).await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("presence {alice} true"));
+    let online = |data: serde_json::Value| data["user"]["online"].as_bool().unwrap();
+    assert!(online(cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await), "B sees A's socket");
+
+    // A dies with Alice's socket open: nobody says goodbye, yet she is offline within the TTL,
+    // and B, finding A's heartbeat lapsed, tells those who share a room with her.
+    cluster.a.kill().await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("presence {alice} false"));
+    let mut polls = 0;
+    while online(cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await) {
+        polls += 1;
+        assert!(polls < 300, "still online long after her process died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (TEST_DATABASE_URL) and redis-server"]
+async fn a_process_that_stops_takes_its_users_offline_at_once() {
+    let mut cluster = Cluster::start().await;
+    let (alice, alice_token) = cluster.user("alice").await;
+    let (bob, bob_token) = cluster.user("bob").await;
+    let room = cluster.room(&alice_token, &bob).await;
+
+    let mut on_b = GqlWs::connect_url(&cluster.b.ws_url("/graphql/ws"), WsProtocol::TransportWs, &bob_token).await;
+    on_b.subscribe(EVENTS, json!({"after": from_start()})).await;
+    assert_eq!(next_event(&mut on_b).await["__typename"], "RoomCreated");
+    let _on_a = GqlWs::connect_url(&cluster.a.ws_url("/graphql/ws"), WsProtocol::TransportWs, &alice_token).await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("presence {alice} true"));
+
+    // SIGTERM: A closes its sockets and says so before it exits (no waiting for the TTL).
+    assert!(cluster.a.terminate().await.success());
+    let offline = next_event(&mut on_b).await;
+    assert_eq!(label(&offline), format!("presence {alice} false"));
+    let data = cluster.b.gql_ok(Some(&bob_token), ONLINE, json!({"u": alice})).await;
+    assert_eq!(data["user"]["online"], false);
+    send(&cluster.b, &alice_token, &room, SENTINEL).await;
+    assert_eq!(label(&next_event(&mut on_b).await), format!("added {room} {SENTINEL}"));
 }
