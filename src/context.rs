@@ -24,5 +24,5 @@ pub struct AppContext {
     pub schema: AgoraSchema,
     pub lifecycle: Lifecycle,
     /// Open sockets per signed-in user, closed when the user is no longer active.
-    pub socket_owners: Arc<crate::transport::socket::SocketOwners>,
+    pub socket_owners: Arc<crate::service::sessions::SocketOwners>,
 }

@@ -27,7 +27,9 @@
 //!   documents.
 //! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
 //!   live feeds (`messageAdded`, `chatEvents` with resumable cursors); [`service::presence`]:
-//!   who holds sockets, on any process; [`domain`]: validation, with every DRF message in
+//!   who holds sockets, on any process; [`service::sessions`]: each user's open sockets of
+//!   every kind, ended together when the user is deactivated; [`domain`]: validation, with
+//!   every DRF message in
 //!   [`domain::messages`].
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
 //!   [`auth::Viewer`]; [`client`]: the caller's address.

@@ -90,7 +90,7 @@ impl Application {
                 state,
                 schema,
                 lifecycle: Lifecycle::default(),
-                socket_owners: crate::transport::socket::SocketOwners::with_presence(presence),
+                socket_owners: crate::service::sessions::SocketOwners::with_presence(presence),
             },
             transitions: Some(transitions),
         })
@@ -130,7 +130,7 @@ impl Application {
                 lifecycle.shutdown.clone(),
             ));
         }
-        tokio::spawn(crate::transport::socket::watch_owners(
+        tokio::spawn(crate::service::sessions::watch_owners(
             state.db.clone(),
             self.context.socket_owners.clone(),
             Duration::from_secs(state.settings.ws_user_check_seconds.max(1)),

@@ -352,7 +352,7 @@ pub async fn send_message(
 
 /// The author is still an active user when the message is stored. Sockets hold their user for
 /// hours; one deactivated or deleted meanwhile (by any tool writing the database) loses its
-/// sockets within seconds (`transport::socket::watch_owners`), and stores nothing before that.
+/// sockets within seconds (`service::sessions::watch_owners`), and stores nothing before that.
 async fn ensure_author_active(txn: &impl ConnectionTrait, author_id: i64) -> AppResult<()> {
     let active: Option<bool> =
         user::Entity::find_by_id(author_id).select_only().column(user::Column::IsActive).into_tuple().one(txn).await?;

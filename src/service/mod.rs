@@ -14,4 +14,5 @@ pub mod presence;
 pub mod profiles;
 pub mod reactions;
 pub mod reads;
+pub mod sessions;
 pub mod typing;

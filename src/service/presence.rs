@@ -1,5 +1,5 @@
 //! Presence: a user is online while they hold at least one socket (GraphQL WebSocket, legacy
-//! chat socket, or a subscription over SSE) on any process. Sockets register with `transport::socket::SocketOwners`, which
+//! chat socket, or a subscription over SSE) on any process. Sockets register with `service::sessions::SocketOwners`, which
 //! reports a user's first socket here and their last one gone ([`Transition`], in order, per
 //! process); [`run`] records it, and when the user came online or went offline across every
 //! process, publishes `PresenceChanged` to those who share a room with them (not to those they

@@ -11,7 +11,7 @@
 //!
 //! The connection closes (graphql-transport-ws codes, in both protocols):
 //! 4408 without `connection_init` within `ws_init_timeout_seconds`; 4403 when `connection_init`
-//! is refused, or when its user is deactivated or deleted (`socket::watch_owners`); 4401 for a
+//! is refused, or when its user is deactivated or deleted (`service::sessions::watch_owners`); 4401 for a
 //! `subscribe` before `connection_ack`, and when the access token it opened with expires (the
 //! client reconnects with a fresh token in `connectionParams`); 4409 for a `subscribe` whose id
 //! is running; 4429 for a second `connection_init`; 4400 for a message it cannot read
@@ -38,13 +38,14 @@ use tokio::time::Instant;
 use tokio_stream::StreamMap;
 
 use super::extract::Caller;
-use super::socket::{self, OwnedSocket};
+use super::socket;
 use super::ws_limit;
 use super::ws_protocol::{self, ClientMessage, Invalid, Protocol, close_code};
 use crate::auth::{self, AuthError, TokenKind, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
 use crate::graphql::loaders;
+use crate::service::sessions::OwnedSocket;
 
 /// The token of a `connection_init` payload: `{"Authorization": "Bearer …"}` or `{"token": "…"}`.
 fn token_from_init(payload: &serde_json::Value) -> Result<Option<String>, AuthError> {
@@ -315,7 +316,7 @@ impl Connection {
     }
 
     /// The one check that a socket's user may still write: the socket was authenticated when it
-    /// opened and the watcher (`socket::watch_owners`) closes it within seconds of a
+    /// opened and the watcher (`service::sessions::watch_owners`) closes it within seconds of a
     /// deactivation, so every mutation sent over it is preceded by one statement asking whether
     /// its user is still active. If not, the operation gets `UNAUTHENTICATED` (as `sendMessage`
     /// would) and every socket of the user on this process closes with 4403 at once.
