@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
 use super::accounts::User;
-use super::cursor::{self, Cursor, MessageKey};
+use super::cursor::{Cursor, MessageKey};
 use super::error::{GqlResultExt, INTERNAL_SERVER_ERROR};
 use super::loaders::{LastMessageOf, MembersOf, RoomById, UserId};
 use super::scalars::Timestamp;
@@ -20,10 +20,6 @@ use crate::bus::MessageEvent;
 use crate::service::chat::{self as service, HistoryPage};
 use crate::service::live::{self, LiveError};
 use crate::service::page::DEFAULT_PAGE;
-
-/// Message cursors hold the message id ([`MessageKey`]): the legacy history pages with
-/// `?before=<id>` too.
-pub const MESSAGE_CURSOR: &str = <MessageKey as cursor::Key>::KIND;
 
 pub type MessageConnection = Connection<Cursor<MessageKey>, Message, TotalCount>;
 
@@ -303,7 +299,7 @@ impl ChatSubscription {
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<Message>>> {
         let me = viewer(ctx).require().gql(ctx)?;
         let state = state(ctx);
-        let after = cursor::decode_id_opt(MESSAGE_CURSOR, "after", after.as_deref()).gql(ctx)?;
+        let after = Cursor::<MessageKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
         let feed = match room_name {
             Some(name) => {
                 let room = service::room_of_member(&state.db, me.id, &name).await.gql(ctx)?;

@@ -96,13 +96,6 @@ id_key!(
     "user"
 );
 
-/// The message id of an optional cursor of `kind` (`MessageKey::KIND`): what the
-/// `messageAdded` subscription reads its `after` with. Other call sites use [`Cursor::parse`].
-pub fn decode_id_opt(kind: &str, field: &str, cursor: Option<&str>) -> Result<Option<i64>, AppError> {
-    debug_assert_eq!(kind, MessageKey::KIND);
-    Ok(Cursor::<MessageKey>::parse(field, cursor)?.map(|key| key.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
