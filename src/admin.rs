@@ -66,7 +66,7 @@ pub async fn users(settings: Settings, command: UsersCommand) -> anyhow::Result<
             let mut after = None;
             println!("id\tusername\temail\tactive\tjoined");
             loop {
-                let page = accounts::list(&state, search.as_deref(), Some(100), after, Total::Skip)
+                let page = accounts::list(&state.db, search.as_deref(), Some(100), after, Total::Skip)
                     .await
                     .map_err(|err| explain(err, ""))?;
                 for user in &page.items {
@@ -86,22 +86,24 @@ pub async fn users(settings: Settings, command: UsersCommand) -> anyhow::Result<
             }
         }
         UsersCommand::Deactivate { username } => {
-            accounts::set_active(&state, &username, false).await.map_err(|err| explain(err, &username))?;
+            accounts::set_active(&state.db, &username, false).await.map_err(|err| explain(err, &username))?;
             println!("deactivated {username}");
         }
         UsersCommand::Activate { username } => {
-            accounts::set_active(&state, &username, true).await.map_err(|err| explain(err, &username))?;
+            accounts::set_active(&state.db, &username, true).await.map_err(|err| explain(err, &username))?;
             println!("activated {username}");
         }
         UsersCommand::SetPassword { username } => {
             let mut input = String::new();
             std::io::stdin().read_to_string(&mut input).context("cannot read the password from standard input")?;
             let password = input.lines().next().unwrap_or("");
-            accounts::set_password(&state, &username, password).await.map_err(|err| explain(err, &username))?;
+            accounts::set_password(&state.db, &state.passwords, &username, password)
+                .await
+                .map_err(|err| explain(err, &username))?;
             println!("password of {username} changed");
         }
         UsersCommand::Delete { username } => {
-            accounts::delete(&state, &username).await.map_err(|err| explain(err, &username))?;
+            accounts::delete(&state.db, &username).await.map_err(|err| explain(err, &username))?;
             println!("deleted {username}");
         }
     }

@@ -148,7 +148,7 @@ impl AccountsQuery {
         viewer(ctx).require().gql(ctx)?;
         let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
         let total = wanted_total(ctx);
-        let page = accounts::list(state(ctx), search.as_deref(), first, after, total).await.gql(ctx)?;
+        let page = accounts::list(&state(ctx).db, search.as_deref(), first, after, total).await.gql(ctx)?;
         // The profiles of the whole page in one call, before the nodes ask (see `loaders`).
         let look = ctx.look_ahead();
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
@@ -167,9 +167,9 @@ impl AccountsQuery {
     ) -> async_graphql::Result<Option<User>> {
         viewer(ctx).require().gql(ctx)?;
         let found = if ignore_case {
-            accounts::find_by_username_ci(state(ctx), &username).await
+            accounts::find_by_username_ci(&state(ctx).db, &username).await
         } else {
-            accounts::find_by_username(state(ctx), &username).await
+            accounts::find_by_username(&state(ctx).db, &username).await
         };
         Ok(found.gql(ctx)?.map(User))
     }
@@ -202,11 +202,11 @@ impl AccountsMutation {
 
     /// Open: a new access token for a valid refresh token.
     async fn refresh_token(&self, ctx: &Context<'_>, refresh: String) -> async_graphql::Result<AccessToken> {
-        Ok(AccessToken { access: accounts::refresh(state(ctx), &refresh).await.gql(ctx)? })
+        Ok(AccessToken { access: accounts::refresh(&state(ctx).db, &state(ctx).tokens, &refresh).await.gql(ctx)? })
     }
 
     /// Revokes a refresh token (sign out); true when it was valid.
     async fn revoke_token(&self, ctx: &Context<'_>, refresh: String) -> async_graphql::Result<bool> {
-        accounts::revoke(state(ctx), &refresh).await.gql(ctx)
+        accounts::revoke(&state(ctx).db, &state(ctx).tokens, &refresh).await.gql(ctx)
     }
 }

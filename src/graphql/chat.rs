@@ -241,7 +241,7 @@ impl ChatQuery {
             ChatRoomOrder::Created => service::RoomOrder::Created,
         };
         let rooms: Vec<ChatRoom> =
-            service::rooms_of(state(ctx), me.id, order).await.gql(ctx)?.into_iter().map(ChatRoom).collect();
+            service::rooms_of(&state(ctx).db, me.id, order).await.gql(ctx)?.into_iter().map(ChatRoom).collect();
         super::reads::prefetch(ctx, &rooms).await?;
         Ok(rooms)
     }
@@ -265,7 +265,8 @@ impl ChatMutation {
         recipient: String,
     ) -> async_graphql::Result<CreateChatRoomPayload> {
         let me = viewer(ctx).require().gql(ctx)?;
-        let (room, created) = service::open_room(state(ctx), me, &recipient).await.gql(ctx)?;
+        let state = state(ctx);
+        let (room, created) = service::open_room(&state.db, state.bus.as_ref(), me, &recipient).await.gql(ctx)?;
         Ok(CreateChatRoomPayload { chat_room: ChatRoom(room), created })
     }
 

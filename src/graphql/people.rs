@@ -20,7 +20,7 @@ pub async fn friends_of(
 ) -> async_graphql::Result<UserConnection> {
     viewer(ctx).require().gql(ctx)?;
     let after = Cursor::<UserKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
-    let page = friends::friends(state(ctx), user_id, first, after, wanted_total(ctx)).await.gql(ctx)?;
+    let page = friends::friends(&state(ctx).db, user_id, first, after, wanted_total(ctx)).await.gql(ctx)?;
     Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
 }
 
@@ -45,7 +45,7 @@ impl PeopleQuery {
     #[graphql(complexity = "list_complexity(MAX_PAGE, child_complexity)")]
     async fn blocked_users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<User>> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(blocks::blocked_users(state(ctx), me).await.gql(ctx)?.into_iter().map(User).collect())
+        Ok(blocks::blocked_users(&state(ctx).db, me).await.gql(ctx)?.into_iter().map(User).collect())
     }
 }
 
@@ -58,25 +58,25 @@ impl PeopleMutation {
     /// Adding twice changes nothing. NOT_FOUND for nobody, BAD_USER_INPUT for oneself.
     async fn add_friend(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<User> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(User(friends::add_friend(state(ctx), me, &username).await.gql(ctx)?))
+        Ok(User(friends::add_friend(&state(ctx).db, me, &username).await.gql(ctx)?))
     }
 
     /// Removes the user named `username` from the caller's friends (not there: nothing changes).
     async fn remove_friend(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<User> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(User(friends::remove_friend(state(ctx), me, &username).await.gql(ctx)?))
+        Ok(User(friends::remove_friend(&state(ctx).db, me, &username).await.gql(ctx)?))
     }
 
     /// Blocks the user named `username`: they can no longer open a room with the caller or
     /// send them messages (FORBIDDEN), nor see their presence or typing.
     async fn block_user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<User> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(User(blocks::block_user(state(ctx), me, &username).await.gql(ctx)?))
+        Ok(User(blocks::block_user(&state(ctx).db, me, &username).await.gql(ctx)?))
     }
 
     /// Lifts a block (none there: nothing changes).
     async fn unblock_user(&self, ctx: &Context<'_>, username: String) -> async_graphql::Result<User> {
         let me = viewer(ctx).require().gql(ctx)?;
-        Ok(User(blocks::unblock_user(state(ctx), me, &username).await.gql(ctx)?))
+        Ok(User(blocks::unblock_user(&state(ctx).db, me, &username).await.gql(ctx)?))
     }
 }

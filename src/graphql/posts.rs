@@ -92,7 +92,7 @@ pub(crate) async fn connection(
 ) -> async_graphql::Result<PostConnection> {
     let after = Cursor::<PostKey>::parse("after", after.as_deref()).gql(ctx)?;
     let total = wanted_total(ctx);
-    let page = posts::list(state(ctx), author, first, after, total).await.gql(ctx)?;
+    let page = posts::list(&state(ctx).db, author, first, after, total).await.gql(ctx)?;
     prefetch(ctx, &page.items).await?;
     Ok(super::connection(page, |p| Cursor(PostKey::from(p)), Post))
 }
@@ -124,7 +124,7 @@ impl PostsQuery {
     async fn post(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Post>> {
         viewer(ctx).require().gql(ctx)?;
         let id: i64 = id.parse().map_err(|_| FieldErrors::single("id", messages::INVALID_INTEGER)).gql(ctx)?;
-        Ok(posts::find(state(ctx), id).await.gql(ctx)?.map(Post))
+        Ok(posts::find(&state(ctx).db, id).await.gql(ctx)?.map(Post))
     }
 }
 
@@ -136,7 +136,7 @@ impl PostsMutation {
     /// Publishes a post as the signed-in user.
     async fn create_post(&self, ctx: &Context<'_>, input: CreatePostInput) -> async_graphql::Result<Post> {
         let author = viewer(ctx).require().gql(ctx)?;
-        let post = posts::create(state(ctx), author, NewPost { title: input.title, content: input.content });
+        let post = posts::create(&state(ctx).db, author, NewPost { title: input.title, content: input.content });
         Ok(Post(post.await.gql(ctx)?))
     }
 }

@@ -31,7 +31,9 @@ impl ProfilesMutation {
             }
             None => None,
         };
-        profiles::update(state(ctx), user, ProfileUpdate { bio: input.bio, image }).await.gql(ctx)?;
+        profiles::update(&state(ctx).db, &state(ctx).media, user, ProfileUpdate { bio: input.bio, image })
+            .await
+            .gql(ctx)?;
         // An earlier field of this request may have loaded the old profile.
         loaders::of(ctx).clear::<loaders::ProfileOf>();
         Ok(User(user.clone()))

@@ -50,7 +50,7 @@ impl ReadsQuery {
     /// Unread messages (of others, after the read marker) across all the caller's rooms.
     async fn unread_total(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let me = viewer(ctx).require().gql(ctx)?;
-        service::unread_total(state(ctx), me.id).await.gql(ctx)
+        service::unread_total(&state(ctx).db, me.id).await.gql(ctx)
     }
 }
 

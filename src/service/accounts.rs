@@ -6,12 +6,13 @@ use chrono::{SubsecRound, Utc};
 use entity::{profile, revoked_token, user};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::auth::{AuthError, TokenKind};
+use crate::auth::{AuthError, PasswordHasher, TokenKind, TokenService};
 use crate::domain;
 use crate::domain::messages::{self, BLANK, EMAIL_TAKEN, NULL_CHARACTERS, USERNAME_TAKEN};
 use crate::error::{AppError, AppResult, FieldErrors};
@@ -35,11 +36,11 @@ pub fn fold(value: &str) -> String {
 }
 
 /// Whether a username (`key` = `UsernameKey`) or email (`EmailKey`) is taken, in any case.
-async fn taken(state: &AppState, key: user::Column, value: &str) -> AppResult<bool> {
+async fn taken(db: &impl ConnectionTrait, key: user::Column, value: &str) -> AppResult<bool> {
     if !domain::storable(value) {
         return Ok(false);
     }
-    Ok(user::Entity::find().filter(key.eq(fold(value))).count(&state.db).await? > 0)
+    Ok(user::Entity::find().filter(key.eq(fold(value))).count(db).await? > 0)
 }
 
 /// Creates a user and an empty profile in one transaction. Every invalid field is reported.
@@ -61,8 +62,8 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         if !domain::is_valid_username(username) {
             errors.add("username", messages::USERNAME_INVALID);
         }
-        if taken(state, user::Column::UsernameKey, username).await?
-            || taken(state, user::Column::UsernameKey, &stored_username).await?
+        if taken(&state.db, user::Column::UsernameKey, username).await?
+            || taken(&state.db, user::Column::UsernameKey, &stored_username).await?
         {
             errors.add("username", USERNAME_TAKEN);
         }
@@ -78,7 +79,7 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
     if email.is_empty() {
         errors.add("email", BLANK);
     } else {
-        if taken(state, user::Column::EmailKey, email).await? {
+        if taken(&state.db, user::Column::EmailKey, email).await? {
             errors.add("email", EMAIL_TAKEN);
         }
         if email.chars().count() > domain::EMAIL_MAX {
@@ -138,10 +139,10 @@ pub async fn register(state: &AppState, client: Option<IpAddr>, input: Registrat
         // Lost a race against an identical sign-up: the unique index decides.
         Err(err) if crate::db::is_unique_violation(&err) => {
             let mut errors = FieldErrors::new();
-            if taken(state, user::Column::EmailKey, email).await? {
+            if taken(&state.db, user::Column::EmailKey, email).await? {
                 errors.add("email", EMAIL_TAKEN);
             }
-            if errors.is_empty() || taken(state, user::Column::UsernameKey, username).await? {
+            if errors.is_empty() || taken(&state.db, user::Column::UsernameKey, username).await? {
                 errors.add("username", USERNAME_TAKEN);
             }
             Err(AppError::Invalid(errors))
@@ -209,25 +210,25 @@ pub async fn sign_in(state: &AppState, client: Option<IpAddr>, username: &str, p
 }
 
 /// A new access token for a valid, unrevoked refresh token of an active user.
-pub async fn refresh(state: &AppState, refresh: &str) -> AppResult<String> {
+pub async fn refresh(db: &impl ConnectionTrait, tokens: &TokenService, refresh: &str) -> AppResult<String> {
     let refresh = domain::trim(refresh);
     if refresh.is_empty() {
         return Err(FieldErrors::single("refresh", BLANK));
     }
-    let token = state.tokens.verify(refresh, TokenKind::Refresh).map_err(AuthError::BadRefreshToken)?;
-    if revoked_token::Entity::find_by_id(token.jti.clone()).one(&state.db).await?.is_some() {
+    let token = tokens.verify(refresh, TokenKind::Refresh).map_err(AuthError::BadRefreshToken)?;
+    if revoked_token::Entity::find_by_id(token.jti.clone()).one(db).await?.is_some() {
         return Err(AuthError::BadRefreshToken(crate::auth::TokenProblem::Revoked).into());
     }
     let user_id = token.user_id.ok_or(AuthError::NoUserId)?;
-    match user::Entity::find_by_id(user_id).one(&state.db).await? {
-        Some(user) if user.is_active => Ok(state.tokens.issue(TokenKind::Access, user.id).token),
+    match user::Entity::find_by_id(user_id).one(db).await? {
+        Some(user) if user.is_active => Ok(tokens.issue(TokenKind::Access, user.id).token),
         _ => Err(AuthError::NoAccountForToken.into()),
     }
 }
 
 /// Revokes a refresh token (sign-out). False when the token was not valid to begin with.
-pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
-    let Ok(token) = state.tokens.verify(domain::trim(refresh), TokenKind::Refresh) else { return Ok(false) };
+pub async fn revoke(db: &impl ConnectionTrait, tokens: &TokenService, refresh: &str) -> AppResult<bool> {
+    let Ok(token) = tokens.verify(domain::trim(refresh), TokenKind::Refresh) else { return Ok(false) };
     let Some(user_id) = token.user_id else { return Ok(false) };
     let expires_at = chrono::DateTime::from_timestamp(token.exp, 0).unwrap_or_else(Utc::now);
     let inserted = revoked_token::Entity::insert(revoked_token::ActiveModel {
@@ -236,21 +237,18 @@ pub async fn revoke(state: &AppState, refresh: &str) -> AppResult<bool> {
         expires_at: Set(expires_at),
     })
     .on_conflict_do_nothing()
-    .exec(&state.db)
+    .exec(db)
     .await?;
     // Rows of tokens that have expired anyway are no longer needed.
-    revoked_token::Entity::delete_many()
-        .filter(revoked_token::Column::ExpiresAt.lt(Utc::now()))
-        .exec(&state.db)
-        .await?;
+    revoked_token::Entity::delete_many().filter(revoked_token::Column::ExpiresAt.lt(Utc::now())).exec(db).await?;
     Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(_)))
 }
 
-pub async fn find_by_username(state: &AppState, username: &str) -> AppResult<Option<user::Model>> {
+pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> AppResult<Option<user::Model>> {
     if !domain::storable(username) {
         return Ok(None);
     }
-    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(&state.db).await?)
+    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await?)
 }
 
 /// Usernames (their lower-cased keys) starting with `prefix`, as a range the unique index on
@@ -281,7 +279,7 @@ fn successor(prefix: &str) -> Option<String> {
 
 /// Users by id; `search` keeps usernames starting with it, case-insensitively.
 pub async fn list(
-    state: &AppState,
+    db: &impl ConnectionTrait,
     search: Option<&str>,
     first: Option<i32>,
     after_id: Option<i64>,
@@ -297,12 +295,12 @@ pub async fn list(
             filter.add(Expr::value(false))
         };
     }
-    let total = total.of(&user::Entity::find().filter(filter.clone()), &state.db).await?;
+    let total = total.of(&user::Entity::find().filter(filter.clone()), db).await?;
     let mut query = user::Entity::find().filter(filter).order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));
     }
-    let rows = query.limit(limit + 1).all(&state.db).await?;
+    let rows = query.limit(limit + 1).all(db).await?;
     Ok(Page::from_overfetch(rows, limit, after_id.is_some(), total))
 }
 
@@ -328,49 +326,54 @@ fn new_password_problems(password: &str, username: &str, email: &str) -> Vec<Str
 }
 
 /// The user named exactly `username`, or `NotFound`.
-async fn existing(state: &AppState, username: &str) -> AppResult<user::Model> {
-    find_by_username(state, username).await?.ok_or(AppError::NotFound)
+async fn existing(db: &impl ConnectionTrait, username: &str) -> AppResult<user::Model> {
+    find_by_username(db, username).await?.ok_or(AppError::NotFound)
 }
 
 /// Lets a user sign in again (`true`) or stops them (`false`): an inactive user's tokens are
 /// refused from the next request on, and their open sockets are closed (see `transport`).
-pub async fn set_active(state: &AppState, username: &str, active: bool) -> AppResult<user::Model> {
-    let user = existing(state, username).await?;
+pub async fn set_active(db: &impl ConnectionTrait, username: &str, active: bool) -> AppResult<user::Model> {
+    let user = existing(db, username).await?;
     let mut model: user::ActiveModel = user.into();
     model.is_active = Set(active);
-    Ok(model.update(&state.db).await?)
+    Ok(model.update(db).await?)
 }
 
 /// Replaces a user's password, validated as at registration (`password` field errors).
-pub async fn set_password(state: &AppState, username: &str, password: &str) -> AppResult<()> {
-    let user = existing(state, username).await?;
+pub async fn set_password(
+    db: &impl ConnectionTrait,
+    passwords: &PasswordHasher,
+    username: &str,
+    password: &str,
+) -> AppResult<()> {
+    let user = existing(db, username).await?;
     let password = domain::trim(password);
     let mut errors = FieldErrors::new();
     for problem in new_password_problems(password, &user.username, &user.email) {
         errors.add("password", problem);
     }
     errors.into_result()?;
-    let hash = state.passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
+    let hash = passwords.hash(password.to_owned()).await.map_err(AppError::internal)?;
     let mut model: user::ActiveModel = user.into();
     model.password_hash = Set(hash);
-    model.update(&state.db).await?;
+    model.update(db).await?;
     Ok(())
 }
 
 /// Deletes a user with everything that is theirs (profile, posts, messages, memberships: the
 /// foreign keys cascade).
-pub async fn delete(state: &AppState, username: &str) -> AppResult<()> {
-    let user = existing(state, username).await?;
-    user::Entity::delete_by_id(user.id).exec(&state.db).await?;
+pub async fn delete(db: &impl ConnectionTrait, username: &str) -> AppResult<()> {
+    let user = existing(db, username).await?;
+    user::Entity::delete_by_id(user.id).exec(db).await?;
     Ok(())
 }
 
 /// The user whose username is `username` in any case (through the unique key index).
-pub async fn find_by_username_ci(state: &AppState, username: &str) -> AppResult<Option<user::Model>> {
+pub async fn find_by_username_ci(db: &impl ConnectionTrait, username: &str) -> AppResult<Option<user::Model>> {
     if !domain::storable(username) {
         return Ok(None);
     }
-    Ok(user::Entity::find().filter(user::Column::UsernameKey.eq(fold(username))).one(&state.db).await?)
+    Ok(user::Entity::find().filter(user::Column::UsernameKey.eq(fold(username))).one(db).await?)
 }
 
 #[cfg(test)]

@@ -13,40 +13,39 @@ use sea_orm::{
 use crate::domain::messages;
 use crate::error::{AppError, AppResult};
 use crate::service::friends::other_user;
-use crate::state::AppState;
 
 /// Blocks `username`; returns them. Blocking twice changes nothing.
-pub async fn block_user(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let other = other_user(state, me, username, messages::SELF_BLOCK).await?;
+pub async fn block_user(db: &impl ConnectionTrait, me: &user::Model, username: &str) -> AppResult<user::Model> {
+    let other = other_user(db, me, username, messages::SELF_BLOCK).await?;
     block::Entity::insert(block::ActiveModel {
         blocker_id: Set(me.id),
         blocked_id: Set(other.id),
         created_at: Set(Utc::now().trunc_subsecs(6)),
     })
     .on_conflict(OnConflict::columns([block::Column::BlockerId, block::Column::BlockedId]).do_nothing().to_owned())
-    .exec_without_returning(&state.db)
+    .exec_without_returning(db)
     .await?;
     Ok(other)
 }
 
 /// Unblocks `username`; returns them. Unblocking someone not blocked changes nothing.
-pub async fn unblock_user(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let other = other_user(state, me, username, messages::SELF_UNBLOCK).await?;
+pub async fn unblock_user(db: &impl ConnectionTrait, me: &user::Model, username: &str) -> AppResult<user::Model> {
+    let other = other_user(db, me, username, messages::SELF_UNBLOCK).await?;
     block::Entity::delete_many()
         .filter(block::Column::BlockerId.eq(me.id))
         .filter(block::Column::BlockedId.eq(other.id))
-        .exec(&state.db)
+        .exec(db)
         .await?;
     Ok(other)
 }
 
 /// The users `me` has blocked, by id.
-pub async fn blocked_users(state: &AppState, me: &user::Model) -> AppResult<Vec<user::Model>> {
+pub async fn blocked_users(db: &impl ConnectionTrait, me: &user::Model) -> AppResult<Vec<user::Model>> {
     Ok(user::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, block::Relation::Blocked.def().rev())
         .filter(block::Column::BlockerId.eq(me.id))
         .order_by_asc(user::Column::Id)
-        .all(&state.db)
+        .all(db)
         .await?)
 }
 

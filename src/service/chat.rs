@@ -15,7 +15,7 @@ use sea_orm::{
     QuerySelect, RelationTrait, Set,
 };
 
-use crate::bus::{ChatEvent, MessageEvent, RoomCreatedEvent, RoomInfo};
+use crate::bus::{ChatEvent, EventBus, MessageEvent, RoomCreatedEvent, RoomInfo};
 use crate::domain::{self, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{DEFAULT_PAGE, Page, Total, page_size};
@@ -58,7 +58,7 @@ fn first_free_name(base: &str, taken: &[String]) -> String {
 }
 
 /// The names in use that `base` or one of its suffixed forms could collide with.
-async fn names_like(db: &DatabaseConnection, base: &str) -> Result<Vec<String>, DbErr> {
+async fn names_like(db: &impl ConnectionTrait, base: &str) -> Result<Vec<String>, DbErr> {
     let escaped = base.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     // LIKE is case-insensitive on SQLite: a superset, filtered exactly by `first_free_name`.
     chat_room::Entity::find()
@@ -74,7 +74,7 @@ async fn names_like(db: &DatabaseConnection, base: &str) -> Result<Vec<String>, 
         .await
 }
 
-async fn room_of_pair(db: &DatabaseConnection, key: &str) -> Result<Option<chat_room::Model>, DbErr> {
+async fn room_of_pair(db: &impl ConnectionTrait, key: &str) -> Result<Option<chat_room::Model>, DbErr> {
     chat_room::Entity::find().filter(chat_room::Column::PairKey.eq(key)).one(db).await
 }
 
@@ -114,7 +114,12 @@ async fn insert_room(
 
 /// Opens the room of `me` and `recipient` (exact username), or returns the existing one.
 /// `true` when this call created it.
-pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> AppResult<(chat_room::Model, bool)> {
+pub async fn open_room(
+    db: &DatabaseConnection,
+    bus: &dyn EventBus,
+    me: &user::Model,
+    recipient: &str,
+) -> AppResult<(chat_room::Model, bool)> {
     if recipient.is_empty() {
         // DRF's relational fields turn `""` into `None`, hence "null" for an empty recipient.
         return Err(FieldErrors::single("recipient", messages::NULL));
@@ -124,29 +129,29 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
     }
     let other = user::Entity::find()
         .filter(user::Column::Username.eq(recipient))
-        .one(&state.db)
+        .one(db)
         .await?
         .ok_or_else(|| FieldErrors::single("recipient", messages::unknown_username(recipient)))?;
     if other.id == me.id {
         return Err(FieldErrors::single("recipient", messages::SELF_CHAT));
     }
-    crate::service::blocks::ensure_not_blocked(&state.db, me.id, &[other.id]).await?;
+    crate::service::blocks::ensure_not_blocked(db, me.id, &[other.id]).await?;
     let key = pair_key(me.id, other.id);
     let base = base_name(&me.username, &other.username);
     // Each lost race means another room now exists (ours or another pair's), so this ends;
     // the bound only guards against a bug turning it into a busy loop.
     for _ in 0..100 {
-        if let Some(room) = room_of_pair(&state.db, &key).await? {
+        if let Some(room) = room_of_pair(db, &key).await? {
             return Ok((room, false));
         }
-        let name = first_free_name(&base, &names_like(&state.db, &base).await?);
-        match insert_room(&state.db, &key, &name, [me.id, other.id]).await {
+        let name = first_free_name(&base, &names_like(db, &base).await?);
+        match insert_room(db, &key, &name, [me.id, other.id]).await {
             Ok(room) => {
                 // Feeds of every room of a member (rooms created later included) learn of it.
                 let mut member_ids = vec![me.id, other.id];
                 member_ids.sort_unstable();
                 let created = RoomCreatedEvent { room_id: room.id, room_name: room.name.clone(), member_ids };
-                state.bus.publish(ChatEvent::RoomCreated(created)).await;
+                bus.publish(ChatEvent::RoomCreated(created)).await;
                 return Ok((room, true));
             }
             // The pair (load the winner's room) or the name (try the next suffix) is taken now.
@@ -158,7 +163,7 @@ pub async fn open_room(state: &AppState, me: &user::Model, recipient: &str) -> A
 }
 
 /// The rooms of a user, most recent activity first (ties: the newer room first).
-pub async fn rooms_of(state: &AppState, user_id: i64, order: RoomOrder) -> AppResult<Vec<chat_room::Model>> {
+pub async fn rooms_of(db: &impl ConnectionTrait, user_id: i64, order: RoomOrder) -> AppResult<Vec<chat_room::Model>> {
     let query = chat_room::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
         .filter(room_member::Column::UserId.eq(user_id));
@@ -168,7 +173,7 @@ pub async fn rooms_of(state: &AppState, user_id: i64, order: RoomOrder) -> AppRe
         }
         RoomOrder::Created => query.order_by_asc(chat_room::Column::Id),
     };
-    Ok(query.all(&state.db).await?)
+    Ok(query.all(db).await?)
 }
 
 /// How a user's rooms are listed.
@@ -218,7 +223,7 @@ impl HistoryPage {
 }
 
 async fn any_message(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room_id: i64,
     hide_deleted: bool,
     condition: sea_orm::sea_query::SimpleExpr,
@@ -235,7 +240,7 @@ async fn any_message(
 /// `last`/`before` backwards from the newest; with neither `first` nor `last`, `after` alone
 /// goes forwards and anything else gives the newest page. Both flags of the page are exact.
 pub async fn history(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room_id: i64,
     page: HistoryPage,
     total: Total,
@@ -386,7 +391,7 @@ pub async fn member_ids(db: &impl ConnectionTrait, room_id: i64) -> Result<Vec<i
 // Batched reads for the DataLoaders: one statement for any number of rooms.
 
 /// The members of each room, ordered by user id.
-pub async fn members_of(db: &DatabaseConnection, room_ids: &[i64]) -> Result<HashMap<i64, Vec<user::Model>>, DbErr> {
+pub async fn members_of(db: &impl ConnectionTrait, room_ids: &[i64]) -> Result<HashMap<i64, Vec<user::Model>>, DbErr> {
     let rows = room_member::Entity::find()
         .filter(room_member::Column::RoomId.is_in(room_ids.iter().copied()))
         .find_also_related(user::Entity)
@@ -403,7 +408,7 @@ pub async fn members_of(db: &DatabaseConnection, room_ids: &[i64]) -> Result<Has
 }
 
 /// The newest message of each room that has one.
-pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<HashMap<i64, message::Model>, DbErr> {
+pub async fn last_messages(db: &impl ConnectionTrait, room_ids: &[i64]) -> Result<HashMap<i64, message::Model>, DbErr> {
     let newest = Query::select()
         .expr(Expr::col(message::Column::Id).max())
         .from(message::Entity)
@@ -423,7 +428,7 @@ pub async fn last_messages(db: &DatabaseConnection, room_ids: &[i64]) -> Result<
 /// [`ROOMS_PER_STATEMENT`] takes one statement per such batch. Pages come out as [`history`]
 /// gives them, oldest first; a room without messages gets an empty page.
 pub async fn first_pages(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     room_ids: &[i64],
     (limit, forwards): (u64, bool),
     hide_deleted: bool,
@@ -510,7 +515,7 @@ pub async fn first_pages(
 pub const ROOMS_PER_STATEMENT: usize = 400;
 
 /// Rooms by id.
-pub async fn rooms_by_id(db: &DatabaseConnection, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {
+pub async fn rooms_by_id(db: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, chat_room::Model>, DbErr> {
     let rows = chat_room::Entity::find().filter(chat_room::Column::Id.is_in(ids.iter().copied())).all(db).await?;
     Ok(rows.into_iter().map(|r| (r.id, r)).collect())
 }

@@ -28,8 +28,8 @@ pub async fn message_of_member(db: &impl ConnectionTrait, user_id: i64, id: i64)
 
 /// A live (not deleted) message of `me`'s: NOT_FOUND when gone or hidden, FORBIDDEN when
 /// someone else wrote it.
-async fn own_message(state: &AppState, me: &user::Model, id: i64) -> AppResult<message::Model> {
-    let found = message_of_member(&state.db, me.id, id).await?;
+async fn own_message(db: &impl ConnectionTrait, me: &user::Model, id: i64) -> AppResult<message::Model> {
+    let found = message_of_member(db, me.id, id).await?;
     if found.deleted {
         return Err(AppError::NotFound);
     }
@@ -49,8 +49,8 @@ pub async fn edit_message(state: &AppState, me: &user::Model, id: i64, content: 
         }
         AppError::Invalid(errors)
     })?;
-    let found = own_message(state, me, id).await?;
-    let room = events::room_info(state, found.room_id).await?;
+    let found = own_message(&state.db, me, id).await?;
+    let room = events::room_info(&state.db, found.room_id).await?;
     let now = Utc::now().trunc_subsecs(6);
     let (room_id, new_content) = (found.room_id, content.clone());
     let seq = state
@@ -74,7 +74,7 @@ pub async fn edit_message(state: &AppState, me: &user::Model, id: i64, content: 
         }))
         .await?;
     let change = Change::Edited { message_id: id, content: content.clone(), edited_at: now };
-    events::publish(state, room, seq, change).await;
+    events::publish(state.bus.as_ref(), room, seq, change).await;
     Ok(message::Model { content, edited_at: Some(now), ..found })
 }
 
@@ -88,7 +88,7 @@ pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppR
     if found.deleted {
         return Ok((found, false));
     }
-    let room = events::room_info(state, found.room_id).await?;
+    let room = events::room_info(&state.db, found.room_id).await?;
     let now = Utc::now().trunc_subsecs(6);
     let room_id = found.room_id;
     let seq = state
@@ -114,7 +114,7 @@ pub async fn delete_message(state: &AppState, me: &user::Model, id: i64) -> AppR
         .await?;
     let deleted = seq.is_some();
     if let Some(seq) = seq {
-        events::publish(state, room, seq, Change::Deleted { message_id: id }).await;
+        events::publish(state.bus.as_ref(), room, seq, Change::Deleted { message_id: id }).await;
     }
     Ok((message::Model { content: String::new(), deleted: true, ..found }, deleted))
 }

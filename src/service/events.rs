@@ -10,9 +10,8 @@ use entity::{chat_room, room_event};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QuerySelect, Set};
 
-use crate::bus::{Change, ChangeEvent, ChatEvent, RoomInfo};
+use crate::bus::{Change, ChangeEvent, ChatEvent, EventBus, RoomInfo};
 use crate::error::{AppError, AppResult};
-use crate::state::AppState;
 
 /// The kinds of `room_events.kind`.
 pub const EDITED: &str = "edited";
@@ -67,19 +66,19 @@ pub async fn record(
 }
 
 /// The room of `room_id` as events carry it (name and members).
-pub async fn room_info(state: &AppState, room_id: i64) -> Result<RoomInfo, DbErr> {
+pub async fn room_info(db: &impl ConnectionTrait, room_id: i64) -> Result<RoomInfo, DbErr> {
     let name: Option<String> = chat_room::Entity::find_by_id(room_id)
         .select_only()
         .column(chat_room::Column::Name)
         .into_tuple()
-        .one(&state.db)
+        .one(db)
         .await?;
-    let member_ids = crate::service::chat::member_ids(&state.db, room_id).await?;
+    let member_ids = crate::service::chat::member_ids(db, room_id).await?;
     Ok(RoomInfo { id: room_id, name: name.unwrap_or_default(), member_ids })
 }
 
 /// Publishes a committed change at `room_seq` of `room`.
-pub async fn publish(state: &AppState, room: RoomInfo, room_seq: i64, change: Change) {
+pub async fn publish(bus: &dyn EventBus, room: RoomInfo, room_seq: i64, change: Change) {
     let event = ChangeEvent { room_id: room.id, room_seq, room_name: room.name, member_ids: room.member_ids, change };
-    state.bus.publish(ChatEvent::Change(event)).await;
+    bus.publish(ChatEvent::Change(event)).await;
 }

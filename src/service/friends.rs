@@ -7,19 +7,18 @@ use chrono::{SubsecRound, Utc};
 use entity::{friendship, user};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
 };
 
 use crate::domain::messages;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::accounts;
 use crate::service::page::{Page, Total, page_size};
-use crate::state::AppState;
 
 /// The other user named `username` (case-insensitively): NOT_FOUND when nobody is, and
 /// `BAD_USER_INPUT` on `username` with `self_message` when it is `me`.
 pub async fn other_user(
-    state: &AppState,
+    db: &impl ConnectionTrait,
     me: &user::Model,
     username: &str,
     self_message: &str,
@@ -28,7 +27,7 @@ pub async fn other_user(
     if username.is_empty() {
         return Err(FieldErrors::single("username", messages::BLANK));
     }
-    let other = accounts::find_by_username_ci(state, username).await?.ok_or(AppError::NotFound)?;
+    let other = accounts::find_by_username_ci(db, username).await?.ok_or(AppError::NotFound)?;
     if other.id == me.id {
         return Err(FieldErrors::single("username", self_message));
     }
@@ -36,8 +35,8 @@ pub async fn other_user(
 }
 
 /// Adds `username` to `me`'s friends; returns them.
-pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, messages::SELF_FRIEND).await?;
+pub async fn add_friend(db: &impl ConnectionTrait, me: &user::Model, username: &str) -> AppResult<user::Model> {
+    let friend = other_user(db, me, username, messages::SELF_FRIEND).await?;
     friendship::Entity::insert(friendship::ActiveModel {
         user_id: Set(me.id),
         friend_id: Set(friend.id),
@@ -46,25 +45,25 @@ pub async fn add_friend(state: &AppState, me: &user::Model, username: &str) -> A
     .on_conflict(
         OnConflict::columns([friendship::Column::UserId, friendship::Column::FriendId]).do_nothing().to_owned(),
     )
-    .exec_without_returning(&state.db)
+    .exec_without_returning(db)
     .await?;
     Ok(friend)
 }
 
 /// Removes `username` from `me`'s friends; returns them.
-pub async fn remove_friend(state: &AppState, me: &user::Model, username: &str) -> AppResult<user::Model> {
-    let friend = other_user(state, me, username, messages::SELF_UNFRIEND).await?;
+pub async fn remove_friend(db: &impl ConnectionTrait, me: &user::Model, username: &str) -> AppResult<user::Model> {
+    let friend = other_user(db, me, username, messages::SELF_UNFRIEND).await?;
     friendship::Entity::delete_many()
         .filter(friendship::Column::UserId.eq(me.id))
         .filter(friendship::Column::FriendId.eq(friend.id))
-        .exec(&state.db)
+        .exec(db)
         .await?;
     Ok(friend)
 }
 
 /// A page of the users `user_id` has added, by id.
 pub async fn friends(
-    state: &AppState,
+    db: &impl ConnectionTrait,
     user_id: i64,
     first: Option<i32>,
     after_id: Option<i64>,
@@ -74,17 +73,17 @@ pub async fn friends(
     let base = user::Entity::find()
         .join(sea_orm::JoinType::InnerJoin, friendship::Relation::Friend.def().rev())
         .filter(friendship::Column::UserId.eq(user_id));
-    let total = total.of(&base, &state.db).await?;
+    let total = total.of(&base, db).await?;
     let mut query = base.order_by_asc(user::Column::Id);
     if let Some(after) = after_id {
         query = query.filter(user::Column::Id.gt(after));
     }
-    let rows = query.limit(limit + 1).all(&state.db).await?;
+    let rows = query.limit(limit + 1).all(db).await?;
     Ok(Page::from_overfetch(rows, limit, after_id.is_some(), total))
 }
 
 /// The friend ids of each of `user_ids`, ascending, in one statement.
-pub async fn friend_ids(db: &DatabaseConnection, user_ids: &[i64]) -> Result<HashMap<i64, Vec<i64>>, DbErr> {
+pub async fn friend_ids(db: &impl ConnectionTrait, user_ids: &[i64]) -> Result<HashMap<i64, Vec<i64>>, DbErr> {
     let rows: Vec<(i64, i64)> = friendship::Entity::find()
         .select_only()
         .column(friendship::Column::UserId)
@@ -102,7 +101,7 @@ pub async fn friend_ids(db: &DatabaseConnection, user_ids: &[i64]) -> Result<Has
 }
 
 /// Which of `others` `viewer` has added, in one statement.
-pub async fn added_by(db: &DatabaseConnection, viewer: i64, others: &[i64]) -> Result<HashSet<i64>, DbErr> {
+pub async fn added_by(db: &impl ConnectionTrait, viewer: i64, others: &[i64]) -> Result<HashSet<i64>, DbErr> {
     let rows: Vec<i64> = friendship::Entity::find()
         .select_only()
         .column(friendship::Column::FriendId)

@@ -6,12 +6,13 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{post, user};
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 use crate::domain::{self, POST_CONTENT_MAX, POST_TITLE_MAX};
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::service::page::{Page, Total, page_size};
-use crate::state::AppState;
 
 /// Where a page of posts starts: just after this post in newest-first order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +33,7 @@ pub struct NewPost {
 }
 
 /// Publishes a post as `author`. Both fields are trimmed; every invalid field is reported.
-pub async fn create(state: &AppState, author: &user::Model, input: NewPost) -> AppResult<post::Model> {
+pub async fn create(db: &impl ConnectionTrait, author: &user::Model, input: NewPost) -> AppResult<post::Model> {
     let mut errors = FieldErrors::new();
     let title = errors.check("title", domain::clean_text(&input.title, POST_TITLE_MAX, false));
     let content = errors.check("content", domain::clean_text(&input.content, POST_CONTENT_MAX, false));
@@ -45,18 +46,18 @@ pub async fn create(state: &AppState, author: &user::Model, input: NewPost) -> A
         created_at: Set(Utc::now().trunc_subsecs(6)),
         ..Default::default()
     }
-    .insert(&state.db)
+    .insert(db)
     .await?;
     Ok(post)
 }
 
-pub async fn find(state: &AppState, id: i64) -> AppResult<Option<post::Model>> {
-    Ok(post::Entity::find_by_id(id).one(&state.db).await?)
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> AppResult<Option<post::Model>> {
+    Ok(post::Entity::find_by_id(id).one(db).await?)
 }
 
 /// A page of posts, newest first: all of them, or those of `author`.
 pub async fn list(
-    state: &AppState,
+    db: &impl ConnectionTrait,
     author: Option<i64>,
     first: Option<i32>,
     after: Option<PostKey>,
@@ -67,7 +68,7 @@ pub async fn list(
     if let Some(author) = author {
         filter = filter.add(post::Column::AuthorId.eq(author));
     }
-    let total = total.of(&post::Entity::find().filter(filter.clone()), &state.db).await?;
+    let total = total.of(&post::Entity::find().filter(filter.clone()), db).await?;
     if let Some(key) = after {
         filter =
             filter.add(Condition::any().add(post::Column::CreatedAt.lt(key.created_at)).add(
@@ -79,7 +80,7 @@ pub async fn list(
         .order_by_desc(post::Column::CreatedAt)
         .order_by_desc(post::Column::Id)
         .limit(limit + 1)
-        .all(&state.db)
+        .all(db)
         .await?;
     Ok(Page::from_overfetch(rows, limit, after.is_some(), total))
 }

@@ -30,7 +30,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{ChatEvent, PresenceEvent};
+use crate::bus::{ChatEvent, EventBus, PresenceEvent};
 use crate::state::AppState;
 
 /// Longest wait for Redis.
@@ -265,7 +265,7 @@ pub async fn run(
             }
             _ = ticker.tick() => {
                 for user_id in state.presence.heartbeat().await {
-                    if let Err(err) = announce(&state, user_id, false).await {
+                    if let Err(err) = announce(&state.db, state.bus.as_ref(), user_id, false).await {
                         tracing::warn!(error = %err, user_id, "presence change not recorded");
                     }
                 }
@@ -289,35 +289,31 @@ async fn changed(state: &AppState, transition: Transition) -> Result<(), DbErr> 
         return Ok(());
     }
     match transition {
-        Transition::Online(id) => announce(state, id, true).await,
-        Transition::Offline(id) => announce(state, id, false).await,
+        Transition::Online(id) => announce(&state.db, state.bus.as_ref(), id, true).await,
+        Transition::Offline(id) => announce(&state.db, state.bus.as_ref(), id, false).await,
     }
 }
 
 /// A user came online or went offline everywhere: their last-seen time, and `PresenceChanged`
 /// to those who share a room with them.
-async fn announce(state: &AppState, user_id: i64, online: bool) -> Result<(), DbErr> {
+async fn announce(db: &impl ConnectionTrait, bus: &dyn EventBus, user_id: i64, online: bool) -> Result<(), DbErr> {
     let now = Utc::now().trunc_subsecs(6);
     user_presence::Entity::insert(user_presence::ActiveModel { user_id: Set(user_id), last_seen: Set(now) })
         .on_conflict(
             OnConflict::column(user_presence::Column::UserId).update_column(user_presence::Column::LastSeen).to_owned(),
         )
-        .exec_without_returning(&state.db)
+        .exec_without_returning(db)
         .await?;
-    let username: Option<String> = user::Entity::find_by_id(user_id)
-        .select_only()
-        .column(user::Column::Username)
-        .into_tuple()
-        .one(&state.db)
-        .await?;
+    let username: Option<String> =
+        user::Entity::find_by_id(user_id).select_only().column(user::Column::Username).into_tuple().one(db).await?;
     let Some(username) = username else { return Ok(()) };
-    let recipients = recipients(&state.db, user_id).await?;
+    let recipients = recipients(db, user_id).await?;
     if recipients.is_empty() {
         return Ok(());
     }
     let last_seen = (!online).then_some(now);
     let event = PresenceEvent { user_id, username, online, last_seen, recipients };
-    state.bus.publish(ChatEvent::Presence(event)).await;
+    bus.publish(ChatEvent::Presence(event)).await;
     Ok(())
 }
 

@@ -11,12 +11,11 @@
 use std::io::Read;
 
 use entity::{profile, user};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use crate::domain::{self, BIO_MAX, messages};
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::media::{ImageKind, MAX_IMAGE_BYTES};
-use crate::state::AppState;
+use crate::media::{ImageKind, MAX_IMAGE_BYTES, MediaStore};
 
 /// What to change; `None` leaves a field as it is.
 #[derive(Default)]
@@ -48,13 +47,18 @@ fn check_image(bytes: &[u8]) -> Result<ImageKind, Vec<String>> {
 
 /// Changes the bio and/or the avatar of `user`. Every invalid field is reported and nothing is
 /// stored, on disk or in the database, unless all of them are valid.
-pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate) -> AppResult<()> {
+pub async fn update(
+    db: &DatabaseConnection,
+    media: &MediaStore,
+    user: &user::Model,
+    update: ProfileUpdate,
+) -> AppResult<()> {
     let mut errors = FieldErrors::new();
     let bio = update.bio.and_then(|raw| errors.check("bio", domain::clean_text(&raw, BIO_MAX, true)));
     let kind = update.image.as_deref().and_then(|bytes| errors.check("image", check_image(bytes)));
     let image = match (kind, update.image) {
         (Some(kind), Some(bytes)) => {
-            let copy = state.media.reencode(kind, bytes).await.map_err(AppError::internal)?;
+            let copy = media.reencode(kind, bytes).await.map_err(AppError::internal)?;
             errors.check("image", copy.ok_or_else(|| vec![messages::IMAGE_INVALID.to_owned()]))
         }
         _ => None,
@@ -67,7 +71,7 @@ pub async fn update(state: &AppState, user: &user::Model, update: ProfileUpdate)
     // Store, save and clean up in a task of its own: a client that goes away mid-request
     // cancels the request, and must not leave a written file unreferenced or a replaced one
     // behind.
-    let (db, media, user_id) = (state.db.clone(), state.media.clone(), user.id);
+    let (db, media, user_id) = (db.clone(), media.clone(), user.id);
     let job = tokio::spawn(async move {
         let stored = match (kind, image.as_deref()) {
             (Some(kind), Some(bytes)) => Some(media.store_avatar(kind, bytes).await.map_err(AppError::internal)?),

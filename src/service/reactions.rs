@@ -42,8 +42,8 @@ pub fn clean_emoji(raw: &str) -> AppResult<String> {
 }
 
 /// A message of `me`'s rooms that is not deleted.
-async fn live_message(state: &AppState, me: &user::Model, message_id: i64) -> AppResult<message::Model> {
-    let found = message_of_member(&state.db, me.id, message_id).await?;
+async fn live_message(db: &impl ConnectionTrait, me: &user::Model, message_id: i64) -> AppResult<message::Model> {
+    let found = message_of_member(db, me.id, message_id).await?;
     if found.deleted { Err(AppError::NotFound) } else { Ok(found) }
 }
 
@@ -78,8 +78,8 @@ async fn change(
     add: bool,
 ) -> AppResult<(message::Model, bool)> {
     let emoji = clean_emoji(emoji)?;
-    let found = live_message(state, me, message_id).await?;
-    let room = events::room_info(state, found.room_id).await?;
+    let found = live_message(&state.db, me, message_id).await?;
+    let room = events::room_info(&state.db, found.room_id).await?;
     let now = Utc::now().trunc_subsecs(6);
     let (room_id, user_id, stored_emoji) = (found.room_id, me.id, emoji.clone());
     let seq = state
@@ -138,7 +138,7 @@ async fn change(
         .await?;
     if let Some(seq) = seq {
         let change = Change::Reaction { message_id, user_id: me.id, username: me.username.clone(), emoji, added: add };
-        events::publish(state, room, seq, change).await;
+        events::publish(state.bus.as_ref(), room, seq, change).await;
     }
     Ok((found, seq.is_some()))
 }

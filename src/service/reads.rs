@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use entity::{chat_room, message, read_marker, user};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, QueryStatementBuilder};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use chrono::{SubsecRound, Utc};
 
@@ -37,7 +37,7 @@ pub async fn mark_read(
     if in_room.is_none() {
         return Err(AppError::NotFound);
     }
-    let info = events::room_info(state, room.id).await?;
+    let info = events::room_info(&state.db, room.id).await?;
     let now = Utc::now().trunc_subsecs(6);
     let (room_id, user_id) = (room.id, me.id);
     let seq = state
@@ -73,13 +73,13 @@ pub async fn mark_read(
         .await?;
     if let Some(seq) = seq {
         let change = Change::ReadMarker { message_id, user_id: me.id, username: me.username.clone() };
-        events::publish(state, info, seq, change).await;
+        events::publish(state.bus.as_ref(), info, seq, change).await;
     }
     Ok((room, seq.is_some()))
 }
 
 /// The marker of `user_id` in each of `room_ids` that has one.
-pub async fn markers(db: &DatabaseConnection, user_id: i64, room_ids: &[i64]) -> Result<HashMap<i64, i64>, DbErr> {
+pub async fn markers(db: &impl ConnectionTrait, user_id: i64, room_ids: &[i64]) -> Result<HashMap<i64, i64>, DbErr> {
     let rows: Vec<(i64, i64)> = read_marker::Entity::find()
         .select_only()
         .column(read_marker::Column::RoomId)
@@ -141,6 +141,6 @@ pub async fn unread_counts(
 }
 
 /// Unread messages of `user_id` across all their rooms.
-pub async fn unread_total(state: &AppState, user_id: i64) -> AppResult<i64> {
-    Ok(unread_counts(&state.db, user_id, None).await?.values().sum())
+pub async fn unread_total(db: &impl ConnectionTrait, user_id: i64) -> AppResult<i64> {
+    Ok(unread_counts(db, user_id, None).await?.values().sum())
 }

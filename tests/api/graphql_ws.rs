@@ -319,14 +319,14 @@ async fn no_mutation_sent_over_a_socket_after_deactivation_changes_anything() {
         ),
     ];
     for (n, (mutation, variables)) in mutations.into_iter().enumerate() {
-        agora::service::accounts::set_active(state, &alice.username, true).await.unwrap();
+        agora::service::accounts::set_active(&state.db, &alice.username, true).await.unwrap();
         let protocol = WsProtocol::BOTH[n % 2];
         let mut ws = GqlWs::connect(&app, protocol, Some(&alice.access)).await;
         let mut second = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&alice.access)).await;
         // Deactivated by another path than this socket: the admin service, or a tool writing
         // the database.
         if n % 2 == 0 {
-            agora::service::accounts::set_active(state, &alice.username, false).await.unwrap();
+            agora::service::accounts::set_active(&state.db, &alice.username, false).await.unwrap();
         } else {
             deactivate(&app, &alice, false).await;
         }
@@ -343,7 +343,7 @@ async fn no_mutation_sent_over_a_socket_after_deactivation_changes_anything() {
         assert_eq!(closed_with(&mut second).await.0, 4403, "{mutation}");
     }
 
-    agora::service::accounts::set_active(state, &alice.username, true).await.unwrap();
+    agora::service::accounts::set_active(&state.db, &alice.username, true).await.unwrap();
     let after = app
         .gql_ok(
             Some(&alice.access),

@@ -554,9 +554,15 @@ async fn the_new_file_is_removed_when_the_database_write_fails() {
     let alice = app.user("alice").await;
     // A user the database does not know: the profile row cannot be written (foreign key).
     let mut ghost =
-        agora::service::accounts::find_by_username(&app.context.state, &alice.username).await.unwrap().unwrap();
+        agora::service::accounts::find_by_username(&app.context.state.db, &alice.username).await.unwrap().unwrap();
     ghost.id += 1_000;
-    let result = profiles::update(&app.context.state, &ghost, ProfileUpdate { bio: None, image: Some(png()) }).await;
+    let result = profiles::update(
+        &app.context.state.db,
+        &app.context.state.media,
+        &ghost,
+        ProfileUpdate { bio: None, image: Some(png()) },
+    )
+    .await;
     assert!(matches!(result, Err(agora::error::AppError::Internal(_))), "{result:?}");
     assert_eq!(stored_files(&app), Vec::<String>::new(), "the new file was removed");
 }
