@@ -4,7 +4,7 @@
 //! nested 2,000 deep overflows a worker's stack and aborts the process) and nothing bounds a
 //! document's size. [`prescan`] is a linear, non-recursive pass over the text (bytes, tokens and
 //! bracket nesting, aware of strings, block strings and comments) that every document goes
-//! through before the parser sees it: the [`DocumentLimits`] extension runs it in the schema's
+//! through before the parser sees it: the [`Limits`] extension (a [`super::gate::Gate`]) runs it in the schema's
 //! `prepare_request` hook, which `execute` and `execute_stream` (every transport, the legacy
 //! layer included) pass through, and the HTTP transport runs it before it parses a GET document
 //! itself.
@@ -289,38 +289,23 @@ impl<'a> Expansion<'a> {
     }
 }
 
-/// The schema extension that applies [`Limits`] to every document before it is parsed, and
-/// [`check_parsed`] right after.
-pub struct DocumentLimits(pub Limits);
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(DocumentLimits(self.0))
-    }
-}
-
 /// A refused document's error: the document is invalid for this server.
 pub fn limit_error(err: &LimitError) -> ServerError {
     super::error::coded(err.to_string(), super::error::GRAPHQL_VALIDATION_FAILED)
 }
 
-#[async_trait::async_trait]
-impl Extension for DocumentLimits {
-    /// Runs before async-graphql parses the document and walks it (its own recursion check
-    /// follows every fragment spread, so a fragment bomb would keep it busy for hours): the
-    /// document is parsed here, once, and kept on the request for the schema to use.
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        prescan(&request.query, &self.0).map_err(|err| limit_error(&err))?;
+/// The schema extension ([`super::gate::Gated`]) that applies the limits to every document
+/// before async-graphql parses and walks it (its own recursion check follows every fragment
+/// spread, so a fragment bomb would keep it busy for hours): [`prescan`], then the document is
+/// parsed here, once, checked ([`check_parsed`]) and kept on the request for the schema to use.
+impl super::gate::Gate for Limits {
+    async fn pass(&self, mut request: Request) -> ServerResult<Request> {
+        prescan(&request.query, self).map_err(|err| limit_error(&err))?;
         // A document that does not parse is reported by the schema's own parse.
         if let Ok(document) = request.parsed_query() {
-            check_parsed(document, &self.0).map_err(|err| limit_error(&err))?;
+            check_parsed(document, self).map_err(|err| limit_error(&err))?;
         }
-        next.run(ctx, request).await
+        Ok(request)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod gate;
 pub mod history;
 pub mod introspection;
 pub mod limits;
@@ -143,19 +144,18 @@ pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
     // Trusted documents replace automatic persisted queries (which would let anyone add one).
     builder = match state.as_ref().and_then(|state| state.settings.trusted_documents.as_deref()) {
         Some(path) => {
-            builder
-                .extension(trusted::TrustedOnly(Arc::new(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
+            builder.extension(gate::Gated(Arc::new(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
                 // Startup checks the file first; should it fail later, nothing is trusted.
                 tracing::error!(error = %format!("{err:#}"), "trusted documents unreadable: refusing every document");
                 trusted::TrustedDocuments::default()
             }))))
         }
-        None => builder.extension(persisted::PersistedQueries(store)),
+        None => builder.extension(gate::Gated(store)),
     };
     // After the persisted document lookup (which may wait for Redis), before the document is read.
     let mut builder = builder
         .extension(limits::DocumentReading::new())
-        .extension(limits::DocumentLimits(document_limits))
+        .extension(gate::Gated(Arc::new(document_limits)))
         .extension(order::SelectionOrder)
         .extension(introspection::SchemaDescription);
     if let Some(state) = state {

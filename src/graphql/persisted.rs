@@ -11,7 +11,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::{Request, ServerResult};
 use sha2::{Digest, Sha256};
 
@@ -144,40 +143,33 @@ pub fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
     }
 }
 
-/// The schema extension (runs before the document limits, so a stored document is checked as
-/// a sent one is).
-pub struct PersistedQueries(pub Arc<Store>);
-
-impl ExtensionFactory for PersistedQueries {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PersistedQueries(self.0.clone()))
+/// The request runs the stored `document` its hash named: `PERSISTED_QUERY_NOT_FOUND` when
+/// there is none, and over GET only a query (the rule of both modes, this and trusted documents).
+pub fn run_stored(mut request: Request, document: Option<&str>) -> ServerResult<Request> {
+    let Some(document) = document else {
+        return Err(coded("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND));
+    };
+    request.query = document.to_owned();
+    let over_get = request.data.contains_key(&std::any::TypeId::of::<QueriesOnly>());
+    if over_get && !super::selects_a_query(&mut request) {
+        return Err(coded("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
     }
+    Ok(request)
 }
 
-#[async_trait::async_trait]
-impl Extension for PersistedQueries {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let Some(wanted) = requested_hash(&request)? else { return next.run(ctx, request).await };
+/// Automatic persisted queries, as a schema extension ([`super::gate::Gated`]; before the
+/// document limits, so a stored document is checked as a sent one is).
+impl super::gate::Gate for Store {
+    async fn pass(&self, request: Request) -> ServerResult<Request> {
+        let Some(wanted) = requested_hash(&request)? else { return Ok(request) };
         if request.query.is_empty() {
-            let Some(document) = self.0.get(&wanted).await else {
-                return Err(coded("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND));
-            };
-            request.query = document.to_string();
-            let over_get = request.data.contains_key(&std::any::TypeId::of::<QueriesOnly>());
-            if over_get && !super::selects_a_query(&mut request) {
-                return Err(coded("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
-            }
+            run_stored(request, self.get(&wanted).await.as_deref())
         } else if hash(&request.query) != wanted {
-            return Err(coded("provided sha does not match query", BAD_USER_INPUT));
+            Err(coded("provided sha does not match query", BAD_USER_INPUT))
         } else {
-            self.0.put(&wanted, &request.query).await;
+            self.put(&wanted, &request.query).await;
+            Ok(request)
         }
-        next.run(ctx, request).await
     }
 }
 

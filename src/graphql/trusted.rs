@@ -17,11 +17,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::{Request, ServerResult};
 
-use super::error::{BAD_USER_INPUT, GRAPHQL_VALIDATION_FAILED, PERSISTED_QUERY_NOT_FOUND, coded};
-use super::persisted::{self, QueriesOnly};
+use super::error::{GRAPHQL_VALIDATION_FAILED, coded};
+use super::persisted;
 
 /// Put on a request of the server's own (the legacy layer's documents): not a client's.
 pub struct ServerDocument;
@@ -85,42 +84,22 @@ impl TrustedDocuments {
     }
 }
 
-/// The schema extension of the mode (in place of automatic persisted queries).
-pub struct TrustedOnly(pub Arc<TrustedDocuments>);
-
-impl ExtensionFactory for TrustedOnly {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(TrustedOnly(self.0.clone()))
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for TrustedOnly {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+/// The mode's schema extension ([`super::gate::Gated`], in place of automatic persisted queries).
+impl super::gate::Gate for TrustedDocuments {
+    async fn pass(&self, request: Request) -> ServerResult<Request> {
         if request.data.contains_key(&std::any::TypeId::of::<ServerDocument>()) {
-            return next.run(ctx, request).await;
+            return Ok(request);
         }
         let wanted = persisted::requested_hash(&request)?;
         if request.query.is_empty()
             && let Some(id) = wanted
         {
-            let Some(document) = self.0.by_id.get(&id) else {
-                return Err(coded("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND));
-            };
-            request.query = document.to_string();
-            let over_get = request.data.contains_key(&std::any::TypeId::of::<QueriesOnly>());
-            if over_get && !super::selects_a_query(&mut request) {
-                return Err(coded("Only queries may be sent with GET; use POST.", BAD_USER_INPUT));
-            }
-        } else if !self.0.trusts(&request.query) {
-            return Err(coded(NOT_TRUSTED, GRAPHQL_VALIDATION_FAILED));
+            persisted::run_stored(request, self.by_id.get(&id).map(|d| d.as_ref()))
+        } else if self.trusts(&request.query) {
+            Ok(request)
+        } else {
+            Err(coded(NOT_TRUSTED, GRAPHQL_VALIDATION_FAILED))
         }
-        next.run(ctx, request).await
     }
 }
 
