@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use super::extract::Caller;
+use crate::auth::Viewer;
 use crate::client::ClientIp;
 use crate::context::AppContext;
 use crate::graphql;
@@ -48,14 +49,7 @@ impl ResponseType {
     /// accept); `application/json` otherwise, no or an unsatisfiable `Accept` included.
     pub fn negotiate(headers: &HeaderMap) -> Self {
         let mut best: Option<(f32, ResponseType)> = None;
-        let accepts = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
-        for range in accepts {
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
-                .next()
-                .unwrap_or(1.0);
+        for (media, q) in accepted(headers) {
             let kind = match media.as_str() {
                 GRAPHQL_RESPONSE_JSON => ResponseType::GraphQLResponseJson,
                 "application/json" | "application/*" | "*/*" => ResponseType::Json,
@@ -81,6 +75,21 @@ impl ResponseType {
         response.headers_mut().insert(CONTENT_TYPE, self.content_type());
         response
     }
+}
+
+/// The media ranges of the `Accept` header, in order, lower-cased, each with its `q` (1 when
+/// it has none).
+pub fn accepted(headers: &HeaderMap) -> impl Iterator<Item = (String, f32)> + '_ {
+    let ranges = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    ranges.map(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+            .next()
+            .unwrap_or(1.0);
+        (media, q)
+    })
 }
 
 /// A request refused by the transport, before it became a GraphQL request.
@@ -240,7 +249,7 @@ pub enum GetRuns {
 /// Reads a GraphQL request from GET's query string or a POST body (JSON or multipart, the
 /// multipart stream capped: no part and no whole stream larger than an avatar plus
 /// [`MULTIPART_SLACK`], at most [`MAX_UPLOADS`] files).
-pub async fn read_request(
+async fn read_request(
     ctx: &AppContext,
     request: axum::extract::Request,
     get_runs: GetRuns,
@@ -270,6 +279,22 @@ pub async fn read_request(
         }
         Some("multipart/form-data") => read_multipart(request).await,
         _ => Err(TransportError::UnsupportedMediaType),
+    }
+}
+
+/// Reads a GraphQL request ([`read_request`]) and attaches what every resolver may need
+/// ([`graphql::prepare`]); a request the transport refuses is answered in `response_type`.
+pub async fn read_prepared(
+    ctx: &AppContext,
+    request: axum::extract::Request,
+    get_runs: GetRuns,
+    response_type: ResponseType,
+    viewer: Viewer,
+    client: ClientIp,
+) -> Result<async_graphql::Request, Response> {
+    match read_request(ctx, request, get_runs).await {
+        Ok(request) => Ok(graphql::prepare(request, &ctx.state, viewer, client)),
+        Err(err) => Err(err.into_response(response_type)),
     }
 }
 
@@ -361,12 +386,10 @@ pub async fn graphql_http(
         return super::graphql_sse::serve(ctx, client, viewer, request).await;
     }
     let response_type = ResponseType::negotiate(request.headers());
-    let request = match read_request(&ctx, request, GetRuns::Queries).await {
-        Ok(request) => request,
-        Err(err) => return err.into_response(response_type),
-    };
-    let request = graphql::prepare(request, &ctx.state, viewer, client);
-    respond(response_type, ctx.schema.execute(request).await)
+    match read_prepared(&ctx, request, GetRuns::Queries, response_type, viewer, client).await {
+        Ok(request) => respond(response_type, ctx.schema.execute(request).await),
+        Err(refused) => refused,
+    }
 }
 
 /// Gives the body-size layer's bare 413 (a `Content-Length` over the limit, refused before the

@@ -2,7 +2,7 @@
 //! `graphql-sse` protocol's "distinct connections mode": one HTTP request per operation, its
 //! results streamed back as events, for web clients behind proxies that break WebSockets.
 //!
-//! The request is read as any GraphQL-over-HTTP request (`graphql_http::read_request`: a JSON or
+//! The request is read as any GraphQL-over-HTTP request (`graphql_http::read_prepared`: a JSON or
 //! multipart POST, or GET, where queries and subscriptions may run but mutations may not), with
 //! the same `Authorization` header and the same document limits. What the transport refuses
 //! before there is a GraphQL request (a body that is not JSON, too large, a mutation over GET…)
@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::parser::types::OperationType;
-use axum::http::header::ACCEPT;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -43,14 +42,7 @@ const EVENT_STREAM: &str = "text/event-stream";
 pub fn wanted(headers: &HeaderMap) -> bool {
     let mut stream: Option<(f32, usize)> = None;
     let mut json: Option<(f32, usize)> = None;
-    let ranges = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
-    for (position, range) in ranges.enumerate() {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
-            .next()
-            .unwrap_or(1.0);
+    for (position, (media, q)) in graphql_http::accepted(headers).enumerate() {
         let best = match media.as_str() {
             EVENT_STREAM => &mut stream,
             "application/json" | "application/graphql-response+json" | "application/*" | "*/*" => &mut json,
@@ -66,16 +58,17 @@ pub fn wanted(headers: &HeaderMap) -> bool {
 /// Answers a GraphQL request with an event stream.
 pub async fn serve(ctx: AppContext, client: ClientIp, viewer: Viewer, request: axum::extract::Request) -> Response {
     let headers = request.headers().clone();
-    let mut request = match graphql_http::read_request(&ctx, request, GetRuns::QueriesAndSubscriptions).await {
-        Ok(request) => request,
-        Err(err) => return err.into_response(ResponseType::negotiate(&headers)),
-    };
-    let subscription = graphql::selected_operation(&mut request) == Some(OperationType::Subscription);
     let user_id = match &viewer {
         Viewer::User(user) => Some(user.id),
         _ => None,
     };
-    let mut request = graphql::prepare(request, &ctx.state, viewer, client);
+    let runs = GetRuns::QueriesAndSubscriptions;
+    let response_type = ResponseType::negotiate(&headers);
+    let mut request = match graphql_http::read_prepared(&ctx, request, runs, response_type, viewer, client).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let subscription = graphql::selected_operation(&mut request) == Some(OperationType::Subscription);
     // What may end the stream early: shutdown, and for a subscription (which may run for
     // hours) the token's expiry and the user's deactivation.
     let shutdown = ctx.lifecycle.shutdown.clone();
@@ -127,6 +120,7 @@ async fn until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::ACCEPT;
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
