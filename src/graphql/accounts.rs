@@ -15,6 +15,28 @@ use crate::service::accounts;
 
 pub struct User(pub user::Model);
 
+/// `User.online` and `User.lastSeen` as the caller sees them (nothing of those who blocked
+/// the caller). Anonymous callers see no one online.
+async fn presence_of(ctx: &Context<'_>, user_id: i64) -> async_graphql::Result<loaders::Seen> {
+    let Ok(me) = viewer(ctx).require() else { return Ok((false, None)) };
+    let seen = loaders::of(ctx).load_one(loaders::PresenceOf { viewer: me.id, user: user_id }).await.gql(ctx)?;
+    Ok(seen.unwrap_or((false, None)))
+}
+
+/// Loads the presence of a page of users at once, when the query selects it (see `loaders`).
+async fn prefetch_presence(ctx: &Context<'_>, user_ids: impl Iterator<Item = i64>) -> async_graphql::Result<()> {
+    let Ok(me) = viewer(ctx).require() else { return Ok(()) };
+    let look = ctx.look_ahead();
+    let wanted = [look.field("nodes"), look.field("edges").field("node")]
+        .iter()
+        .any(|n| n.field("online").exists() || n.field("lastSeen").exists());
+    if wanted {
+        let keys = user_ids.map(|user| loaders::PresenceOf { viewer: me.id, user });
+        loaders::of(ctx).load_many(keys).await.gql(ctx)?;
+    }
+    Ok(())
+}
+
 #[Object]
 impl User {
     async fn id(&self) -> ID {
@@ -32,13 +54,13 @@ impl User {
     /// Whether the user holds at least one socket (GraphQL or legacy chat) now, on any server.
     /// False, whatever the truth, for someone who blocked the caller.
     async fn online(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(super::events::presence_of(ctx, self.0.id).await?.0)
+        Ok(presence_of(ctx, self.0.id).await?.0)
     }
 
     /// When the user was last online (now, while online); null if never, or if they blocked
     /// the caller.
     async fn last_seen(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::scalars::Timestamp>> {
-        Ok(super::events::presence_of(ctx, self.0.id).await?.1.map(super::scalars::Timestamp))
+        Ok(presence_of(ctx, self.0.id).await?.1.map(super::scalars::Timestamp))
     }
 
     async fn profile(&self, ctx: &Context<'_>) -> async_graphql::Result<Profile> {
@@ -154,7 +176,7 @@ impl AccountsQuery {
         if [look.field("nodes"), look.field("edges").field("node")].iter().any(|n| n.field("profile").exists()) {
             loaders::of(ctx).load_many(page.items.iter().map(|u| loaders::ProfileOf(u.id))).await.gql(ctx)?;
         }
-        super::events::prefetch_presence(ctx, page.items.iter().map(|u| u.id)).await?;
+        prefetch_presence(ctx, page.items.iter().map(|u| u.id)).await?;
         Ok(super::connection(page, |u| Cursor(UserKey(u.id)), User))
     }
 

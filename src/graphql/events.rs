@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::Loader;
 use async_graphql::{Context, ErrorExtensions, ID, Object, Subscription, Union};
 use entity::user;
 use futures_util::StreamExt;
@@ -22,7 +21,7 @@ use futures_util::stream::BoxStream;
 use super::accounts::User;
 use super::chat::{ChatRoom, Message};
 use super::error::GqlResultExt;
-use super::loaders::{Db, LoadError, RoomById, UserId};
+use super::loaders::{RoomById, UserId};
 use super::scalars::Timestamp;
 use super::{cursor, loaders, state, viewer};
 use crate::bus::{Change, ChangeEvent, ChatEvent as BusEvent, PresenceEvent, RoomCreatedEvent, TypingEvent};
@@ -120,16 +119,43 @@ pub enum ChatEvent {
     RoomCreated(RoomCreated),
 }
 
-/// The room of an event, as it carries it.
+/// The room of an event, as every event of a room declares it: `roomName` as the event carries
+/// it, `room` loaded. Flattened into the events (it is no type of the schema itself).
 struct RoomRef {
     id: i64,
     name: String,
 }
 
+#[Object]
 impl RoomRef {
-    async fn load(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
+    async fn room_name(&self) -> &str {
+        &self.name
+    }
+    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
         let room = loaders::of(ctx).load_one(RoomById(self.id)).await.gql(ctx)?;
         room.map(ChatRoom).ok_or_else(|| super::error::to_graphql(ctx, AppError::NotFound))
+    }
+}
+
+/// Where a stored event stands: its `cursor` and its room, the first fields of every stored
+/// event (flattened into them; `MessageAdded` declares its documented `cursor` itself). A
+/// `RoomCreated` event is nothing more, so this is that type of the schema.
+pub struct Placed {
+    cursor: String,
+    room: RoomRef,
+}
+
+/// A room with the caller was opened.
+pub type RoomCreated = Placed;
+
+#[Object(name = "RoomCreated")]
+impl Placed {
+    async fn cursor(&self) -> &str {
+        &self.cursor
+    }
+    #[graphql(flatten)]
+    async fn in_room(&self) -> &RoomRef {
+        &self.room
     }
 }
 
@@ -168,11 +194,9 @@ impl MessageAdded {
     async fn cursor(&self) -> &str {
         &self.cursor
     }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
+    #[graphql(flatten)]
+    async fn in_room(&self) -> &RoomRef {
+        &self.room
     }
     async fn message(&self) -> &Message {
         &self.message
@@ -181,8 +205,7 @@ impl MessageAdded {
 
 /// The author edited a message.
 pub struct MessageEdited {
-    cursor: String,
-    room: RoomRef,
+    placed: Placed,
     message_id: i64,
     content: String,
     edited_at: chrono::DateTime<chrono::Utc>,
@@ -190,14 +213,9 @@ pub struct MessageEdited {
 
 #[Object]
 impl MessageEdited {
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
+    #[graphql(flatten)]
+    async fn placed(&self) -> &Placed {
+        &self.placed
     }
     async fn message_id(&self) -> ID {
         ID(self.message_id.to_string())
@@ -213,21 +231,15 @@ impl MessageEdited {
 
 /// The author deleted a message: it keeps its place, without content.
 pub struct MessageDeleted {
-    cursor: String,
-    room: RoomRef,
+    placed: Placed,
     message_id: i64,
 }
 
 #[Object]
 impl MessageDeleted {
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
+    #[graphql(flatten)]
+    async fn placed(&self) -> &Placed {
+        &self.placed
     }
     async fn message_id(&self) -> ID {
         ID(self.message_id.to_string())
@@ -236,8 +248,7 @@ impl MessageDeleted {
 
 /// Someone added (`added: true`) or took back an emoji reaction.
 pub struct ReactionChanged {
-    cursor: String,
-    room: RoomRef,
+    placed: Placed,
     message_id: i64,
     user_id: i64,
     username: String,
@@ -247,14 +258,9 @@ pub struct ReactionChanged {
 
 #[Object]
 impl ReactionChanged {
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
+    #[graphql(flatten)]
+    async fn placed(&self) -> &Placed {
+        &self.placed
     }
     async fn message_id(&self) -> ID {
         ID(self.message_id.to_string())
@@ -272,8 +278,7 @@ impl ReactionChanged {
 
 /// A member's read marker moved forward.
 pub struct ReadMarkerMoved {
-    cursor: String,
-    room: RoomRef,
+    placed: Placed,
     message_id: i64,
     user_id: i64,
     username: String,
@@ -281,14 +286,9 @@ pub struct ReadMarkerMoved {
 
 #[Object]
 impl ReadMarkerMoved {
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
+    #[graphql(flatten)]
+    async fn placed(&self) -> &Placed {
+        &self.placed
     }
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         carried_user(ctx, self.user_id, &self.username).await
@@ -305,11 +305,9 @@ pub struct TypingChanged(TypingEvent);
 
 #[Object]
 impl TypingChanged {
-    async fn room_name(&self) -> &str {
-        &self.0.room_name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        RoomRef { id: self.0.room_id, name: String::new() }.load(ctx).await
+    #[graphql(flatten)]
+    async fn in_room(&self) -> RoomRef {
+        RoomRef { id: self.0.room_id, name: self.0.room_name.clone() }
     }
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
         carried_user(ctx, self.0.user_id, &self.0.username).await
@@ -335,25 +333,6 @@ impl PresenceChanged {
     }
 }
 
-/// A room with the caller was opened.
-pub struct RoomCreated {
-    cursor: String,
-    room: RoomRef,
-}
-
-#[Object]
-impl RoomCreated {
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-    async fn room_name(&self) -> &str {
-        &self.room.name
-    }
-    async fn room(&self, ctx: &Context<'_>) -> async_graphql::Result<ChatRoom> {
-        self.room.load(ctx).await
-    }
-}
-
 impl ChatEvent {
     /// The GraphQL shape of a delivered event.
     fn of(delivered: Delivered) -> Self {
@@ -365,18 +344,15 @@ impl ChatEvent {
                 message: Message::from(m),
             }),
             BusEvent::Change(ChangeEvent { room_id, room_name, change, .. }) => {
-                let room = RoomRef { id: *room_id, name: room_name.clone() };
+                let placed = Placed { cursor, room: RoomRef { id: *room_id, name: room_name.clone() } };
                 match change.clone() {
                     Change::Edited { message_id, content, edited_at } => {
-                        ChatEvent::MessageEdited(MessageEdited { cursor, room, message_id, content, edited_at })
+                        ChatEvent::MessageEdited(MessageEdited { placed, message_id, content, edited_at })
                     }
-                    Change::Deleted { message_id } => {
-                        ChatEvent::MessageDeleted(MessageDeleted { cursor, room, message_id })
-                    }
+                    Change::Deleted { message_id } => ChatEvent::MessageDeleted(MessageDeleted { placed, message_id }),
                     Change::Reaction { message_id, user_id, username, emoji, added } => {
                         ChatEvent::ReactionChanged(ReactionChanged {
-                            cursor,
-                            room,
+                            placed,
                             message_id,
                             user_id,
                             username,
@@ -385,14 +361,14 @@ impl ChatEvent {
                         })
                     }
                     Change::ReadMarker { message_id, user_id, username } => {
-                        ChatEvent::ReadMarkerMoved(ReadMarkerMoved { cursor, room, message_id, user_id, username })
+                        ChatEvent::ReadMarkerMoved(ReadMarkerMoved { placed, message_id, user_id, username })
                     }
                 }
             }
             BusEvent::Typing(t) => ChatEvent::TypingChanged(TypingChanged(t.clone())),
             BusEvent::Presence(p) => ChatEvent::PresenceChanged(PresenceChanged(p.clone())),
             BusEvent::RoomCreated(RoomCreatedEvent { room_id, room_name, .. }) => {
-                ChatEvent::RoomCreated(RoomCreated { cursor, room: RoomRef { id: *room_id, name: room_name.clone() } })
+                ChatEvent::RoomCreated(Placed { cursor, room: RoomRef { id: *room_id, name: room_name.clone() } })
             }
         }
     }
@@ -456,58 +432,6 @@ impl EventsSubscription {
             })
             .boxed())
     }
-}
-
-/// `User.online` and `User.lastSeen` of a user as a viewer sees them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PresenceOf {
-    pub viewer: i64,
-    pub user: i64,
-}
-
-type Seen = (bool, Option<chrono::DateTime<chrono::Utc>>);
-
-impl Loader<PresenceOf> for Db {
-    type Value = Seen;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[PresenceOf]) -> Result<HashMap<PresenceOf, Seen>, LoadError> {
-        let Some(presence) = &self.1 else {
-            let bug = AppError::internal(anyhow::anyhow!("User.online asked of loaders without presence"));
-            return Err(LoadError::from(bug));
-        };
-        let mut by_viewer: HashMap<i64, Vec<i64>> = HashMap::new();
-        for key in keys {
-            by_viewer.entry(key.viewer).or_default().push(key.user);
-        }
-        let mut found = HashMap::new();
-        for (viewer, users) in by_viewer {
-            let seen = crate::service::presence::seen_by(&self.0, presence, viewer, &users).await?;
-            found.extend(seen.into_iter().map(|(user, seen)| (PresenceOf { viewer, user }, seen)));
-        }
-        Ok(found)
-    }
-}
-
-/// `User.online` and `User.lastSeen` as the caller sees them (nothing of those who blocked
-/// the caller). Anonymous callers see no one online.
-pub async fn presence_of(ctx: &Context<'_>, user_id: i64) -> async_graphql::Result<Seen> {
-    let Ok(me) = viewer(ctx).require() else { return Ok((false, None)) };
-    let seen = loaders::of(ctx).load_one(PresenceOf { viewer: me.id, user: user_id }).await.gql(ctx)?;
-    Ok(seen.unwrap_or((false, None)))
-}
-
-/// Loads the presence of a page of users at once, when the query selects it (see `loaders`).
-pub async fn prefetch_presence(ctx: &Context<'_>, user_ids: impl Iterator<Item = i64>) -> async_graphql::Result<()> {
-    let Ok(me) = viewer(ctx).require() else { return Ok(()) };
-    let look = ctx.look_ahead();
-    let wanted = [look.field("nodes"), look.field("edges").field("node")]
-        .iter()
-        .any(|n| n.field("online").exists() || n.field("lastSeen").exists());
-    if wanted {
-        loaders::of(ctx).load_many(user_ids.map(|user| PresenceOf { viewer: me.id, user })).await.gql(ctx)?;
-    }
-    Ok(())
 }
 
 #[derive(Default)]

@@ -241,6 +241,34 @@ impl Loader<MarkerOf> for Db {
     }
 }
 
+/// `User.online` and `User.lastSeen` of a user as a viewer sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PresenceOf {
+    pub viewer: i64,
+    pub user: i64,
+}
+
+/// Whether a user is online, and when they were last.
+pub type Seen = (bool, Option<chrono::DateTime<chrono::Utc>>);
+
+impl Loader<PresenceOf> for Db {
+    type Value = Seen;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[PresenceOf]) -> Result<HashMap<PresenceOf, Seen>, LoadError> {
+        let Some(presence) = &self.1 else {
+            let bug = AppError::internal(anyhow::anyhow!("User.online asked of loaders without presence"));
+            return Err(LoadError::from(bug));
+        };
+        let mut found = HashMap::new();
+        for (viewer, users) in by_viewer(keys.iter().map(|k| (k.viewer, k.user))) {
+            let seen = crate::service::presence::seen_by(&self.0, presence, viewer, &users).await?;
+            found.extend(seen.into_iter().map(|(user, seen)| (PresenceOf { viewer, user }, seen)));
+        }
+        Ok(found)
+    }
+}
+
 /// Shared by resolvers: the loaders of this request.
 pub fn of<'a>(ctx: &async_graphql::Context<'a>) -> &'a Arc<Loaders> {
     ctx.data_unchecked::<Arc<Loaders>>()
