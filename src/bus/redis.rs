@@ -773,6 +773,7 @@ mod tests {
         // No duplicate of 4 was still on its way: it would come before this sentinel.
         a.publish(event(6)).await;
         assert_eq!(recv_seq(&mut rx_b).await, 6);
+        assert_eq!(recv_seq(&mut rx_a).await, 6);
 
         // Dropping the buses closes their subscriptions on the server too.
         let channel = a.channel(ROOM);
