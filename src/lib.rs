@@ -24,8 +24,10 @@
 //!   extractors (caller, address) and WebSocket plumbing (bounded buffers, pings, 1001); the
 //!   HTTP server itself (accept loop, per-phase deadlines, connections per client).
 //! - [`graphql`]: the schema (the core), its limits, DataLoaders, persisted queries and trusted
-//!   documents.
-//! - [`service`]: business rules over [`entity`]; [`service::live`]: exactly-once, in-order
+//!   documents (the last three: one [`graphql::gate::Gate`] each, run before a document is
+//!   parsed).
+//! - [`service`]: business rules over [`entity`], each function taking what it uses (a
+//!   connection, the bus, the hasher; the whole state only when it needs several); [`service::live`]: exactly-once, in-order
 //!   live feeds (`messageAdded`, `chatEvents` with resumable cursors); [`service::presence`]:
 //!   who holds sockets, on any process; [`service::sessions`]: each user's open sockets of
 //!   every kind, ended together when the user is deactivated; [`domain`]: validation, with
