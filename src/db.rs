@@ -18,6 +18,9 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+/// Rows a SQLite statement may run ahead of its reader: a whole page and then some.
+const ROW_BUFFER: usize = 512;
+
 pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
     if sqlite
@@ -40,6 +43,10 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(20))
                 .foreign_keys(true)
+                // Rows come back from the connection's worker thread through a channel of this
+                // many: at sqlx's default (50) a page of 100 stalls the worker twice, each stall
+                // two more thread switches.
+                .row_buffer_size(ROW_BUFFER)
         });
     }
     let mut db = Database::connect(options).await?;

@@ -24,8 +24,9 @@
 //!   extractors (caller, address) and WebSocket plumbing (bounded buffers, pings, 1001); the
 //!   HTTP server itself (accept loop, per-phase deadlines, connections per client).
 //! - [`graphql`]: the schema (the core), its limits, DataLoaders, persisted queries and trusted
-//!   documents (the last three: one [`graphql::gate::Gate`] each, run before a document is
-//!   parsed).
+//!   documents (the last three: one [`graphql::pipeline::Gate`] each, run before a document is
+//!   parsed); [`graphql::pipeline`], the one schema extension, calls every concern that looks
+//!   at a request (codes, metrics, gates, order, introspection) in a stated order.
 //! - [`service`]: business rules over [`entity`], each function taking what it uses (a
 //!   connection, the bus, the hasher; the whole state only when it needs several); [`service::live`]: exactly-once, in-order
 //!   live feeds (`messageAdded`, `chatEvents` with resumable cursors); [`service::presence`]:

@@ -6,6 +6,13 @@ use std::path::PathBuf;
 use agora::config::Settings;
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: a request makes many small, short-lived allocations
+/// (async-graphql boxes a future per field), and glibc's malloc and free were a quarter of the
+/// server's CPU on the legacy posts list (perf, issue 10); mimalloc's per-thread pages make
+/// them cheaper and give freed memory back to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "agora", version, about = "GraphQL-first social network and chat backend")]
 struct Cli {

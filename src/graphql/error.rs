@@ -107,14 +107,9 @@ impl<T, E: Into<AppError>> GqlResultExt<T> for Result<T, E> {
 ///
 /// A document can make thousands of errors (one per unused variable, say): a response keeps
 /// the first `max_errors` and then one error saying how many more there were.
+#[derive(Clone, Copy)]
 pub struct EveryErrorHasACode {
     pub max_errors: usize,
-}
-
-impl async_graphql::extensions::ExtensionFactory for EveryErrorHasACode {
-    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
-        std::sync::Arc::new(EveryErrorHasACode { max_errors: self.max_errors })
-    }
 }
 
 /// Sets `code` on every error of `errors` that has none.
@@ -151,8 +146,13 @@ pub fn is_request_error(errors: &[async_graphql::ServerError]) -> bool {
         })
 }
 
+/// The message async-graphql gives a document past its recursion limit: a limit, not a
+/// syntax error.
+const RECURSION_LIMIT: &str = "The recursion depth of the query cannot be greater than";
+
 impl EveryErrorHasACode {
-    fn finish(&self, mut response: async_graphql::Response) -> async_graphql::Response {
+    /// A response as it leaves the schema: every error coded, at most `max_errors` of them.
+    pub fn finish(&self, mut response: async_graphql::Response) -> async_graphql::Response {
         // Errors without a path were raised before execution (the operation's name, say).
         for error in &mut response.errors {
             let code = if error.path.is_empty() { GRAPHQL_VALIDATION_FAILED } else { BAD_USER_INPUT };
@@ -167,59 +167,29 @@ impl EveryErrorHasACode {
         }
         response
     }
-}
 
-/// The message async-graphql gives a document past its recursion limit: a limit, not a
-/// syntax error.
-const RECURSION_LIMIT: &str = "The recursion depth of the query cannot be greater than";
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for EveryErrorHasACode {
-    async fn request(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        next: async_graphql::extensions::NextRequest<'_>,
-    ) -> async_graphql::Response {
-        self.finish(next.run(ctx).await)
+    /// A document that did not parse (or was refused while parsing): `GRAPHQL_PARSE_FAILED`,
+    /// unless it was too deep, which is a limit.
+    pub fn parse_error(mut error: async_graphql::ServerError) -> async_graphql::ServerError {
+        let code =
+            if error.message.starts_with(RECURSION_LIMIT) { GRAPHQL_VALIDATION_FAILED } else { GRAPHQL_PARSE_FAILED };
+        default_code(std::slice::from_mut(&mut error), code);
+        error
     }
 
-    fn subscribe<'s>(
+    /// A document that did not validate.
+    pub fn validation_errors(mut errors: Vec<async_graphql::ServerError>) -> Vec<async_graphql::ServerError> {
+        default_code(&mut errors, GRAPHQL_VALIDATION_FAILED);
+        errors
+    }
+
+    /// Every response of a subscription, finished as a single response is.
+    pub fn stream<'s>(
         &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
         stream: futures_util::stream::BoxStream<'s, async_graphql::Response>,
-        next: async_graphql::extensions::NextSubscribe<'_>,
     ) -> futures_util::stream::BoxStream<'s, async_graphql::Response> {
         use futures_util::StreamExt;
-        let max_errors = self.max_errors;
-        next.run(ctx, stream).map(move |response| EveryErrorHasACode { max_errors }.finish(response)).boxed()
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        query: &str,
-        variables: &async_graphql::Variables,
-        next: async_graphql::extensions::NextParseQuery<'_>,
-    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut error| {
-            let code = if error.message.starts_with(RECURSION_LIMIT) {
-                GRAPHQL_VALIDATION_FAILED
-            } else {
-                GRAPHQL_PARSE_FAILED
-            };
-            default_code(std::slice::from_mut(&mut error), code);
-            error
-        })
-    }
-
-    async fn validation(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        next: async_graphql::extensions::NextValidation<'_>,
-    ) -> Result<async_graphql::ValidationResult, Vec<async_graphql::ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            default_code(&mut errors, GRAPHQL_VALIDATION_FAILED);
-            errors
-        })
+        let this = *self;
+        stream.map(move |response| this.finish(response)).boxed()
     }
 }

@@ -4,13 +4,12 @@
 //! nested 2,000 deep overflows a worker's stack and aborts the process) and nothing bounds a
 //! document's size. [`prescan`] is a linear, non-recursive pass over the text (bytes, tokens and
 //! bracket nesting, aware of strings, block strings and comments) that every document goes
-//! through before the parser sees it: the [`Limits`] extension (a [`super::gate::Gate`]) runs it in the schema's
-//! `prepare_request` hook, which `execute` and `execute_stream` (every transport, the legacy
+//! through before the parser sees it: [`Limits`] (a [`super::pipeline::Gate`]) runs it in the
+//! schema's `prepare_request` hook, which `execute` and `execute_stream` (every transport, the legacy
 //! layer included) pass through, and the HTTP transport runs it before it parses a GET document
 //! itself.
-//! Once parsed, the same extension counts aliases, directives and root mutation fields.
+//! Once parsed, the same gate counts aliases, directives and root mutation fields.
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{Request, ServerError, ServerResult};
 
@@ -294,11 +293,10 @@ pub fn limit_error(err: &LimitError) -> ServerError {
     super::error::coded(err.to_string(), super::error::GRAPHQL_VALIDATION_FAILED)
 }
 
-/// The schema extension ([`super::gate::Gated`]) that applies the limits to every document
-/// before async-graphql parses and walks it (its own recursion check follows every fragment
+/// The gate that applies the limits to every document before async-graphql parses and walks it (its own recursion check follows every fragment
 /// spread, so a fragment bomb would keep it busy for hours): [`prescan`], then the document is
 /// parsed here, once, checked ([`check_parsed`]) and kept on the request for the schema to use.
-impl super::gate::Gate for Limits {
+impl super::pipeline::Gate for Limits {
     async fn pass(&self, mut request: Request) -> ServerResult<Request> {
         prescan(&request.query, self).map_err(|err| limit_error(&err))?;
         // A document that does not parse is reported by the schema's own parse.
@@ -320,6 +318,11 @@ impl DocumentReading {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self(std::sync::Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))))
     }
+
+    /// A request's turn, not taken yet.
+    pub fn turn(&self) -> Turn {
+        Turn { share: self.0.clone(), permit: std::sync::Mutex::new(None) }
+    }
 }
 
 impl Default for DocumentReading {
@@ -328,41 +331,22 @@ impl Default for DocumentReading {
     }
 }
 
-impl ExtensionFactory for DocumentReading {
-    fn create(&self) -> std::sync::Arc<dyn Extension> {
-        std::sync::Arc::new(ReadingOne { share: self.0.clone(), permit: std::sync::Mutex::new(None) })
-    }
-}
-
 /// One request's turn: taken before the document is read, given back once it is validated (or
 /// when the request ends, if it never gets that far).
-struct ReadingOne {
+pub struct Turn {
     share: std::sync::Arc<tokio::sync::Semaphore>,
     permit: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
-#[async_trait::async_trait]
-impl Extension for ReadingOne {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+impl Turn {
+    pub async fn take(&self) {
         if let Ok(permit) = self.share.clone().acquire_owned().await {
             *self.permit.lock().unwrap_or_else(|e| e.into_inner()) = Some(permit);
         }
-        next.run(ctx, request).await
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: async_graphql::extensions::NextValidation<'_>,
-    ) -> Result<async_graphql::ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
+    pub fn give_back(&self) {
         self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        result
     }
 }
 

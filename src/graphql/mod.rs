@@ -9,7 +9,6 @@ pub mod chat;
 pub mod cursor;
 pub mod error;
 pub mod events;
-pub mod gate;
 pub mod history;
 pub mod introspection;
 pub mod limits;
@@ -19,6 +18,7 @@ pub mod observe;
 pub mod order;
 pub mod people;
 pub mod persisted;
+pub mod pipeline;
 pub mod posts;
 pub mod profiles;
 pub mod reads;
@@ -122,46 +122,40 @@ pub fn list_complexity(items: u64, child_complexity: usize) -> usize {
 }
 
 pub fn build_schema(state: Option<Arc<AppState>>) -> AgoraSchema {
-    let document_limits =
-        state.as_ref().map_or_else(limits::Limits::default, |state| limits::Limits::from_settings(&state.settings));
-    let store = Arc::new(match &state {
-        Some(state) => {
-            let settings = &state.settings;
-            persisted::Store::new(
+    let settings = state.as_ref().map(|state| &state.settings);
+    let limits = settings.map_or_else(limits::Limits::default, limits::Limits::from_settings);
+    // Trusted documents replace automatic persisted queries (which would let anyone add one).
+    let documents = match settings.and_then(|settings| settings.trusted_documents.as_deref()) {
+        Some(path) => pipeline::Documents::Trusted(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
+            // Startup checks the file first; should it fail later, nothing is trusted.
+            tracing::error!(error = %format!("{err:#}"), "trusted documents unreadable: refusing every document");
+            trusted::TrustedDocuments::default()
+        })),
+        None => pipeline::Documents::Persisted(Box::new(match settings {
+            Some(settings) => persisted::Store::new(
                 settings.apq_max_bytes,
                 settings.redis_url.as_deref(),
                 &settings.redis_channel,
                 settings.apq_ttl_seconds,
-            )
-        }
-        None => persisted::Store::new(0, None, "", 1),
-    });
+            ),
+            None => persisted::Store::new(0, None, "", 1),
+        })),
+    };
+    let introspection = settings.is_none_or(|settings| settings.introspection);
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(error::EveryErrorHasACode { max_errors: document_limits.max_errors })
-        .extension(observe::Observation);
-    // Trusted documents replace automatic persisted queries (which would let anyone add one).
-    builder = match state.as_ref().and_then(|state| state.settings.trusted_documents.as_deref()) {
-        Some(path) => {
-            builder.extension(gate::Gated(Arc::new(trusted::TrustedDocuments::load(path).unwrap_or_else(|err| {
-                // Startup checks the file first; should it fail later, nothing is trusted.
-                tracing::error!(error = %format!("{err:#}"), "trusted documents unreadable: refusing every document");
-                trusted::TrustedDocuments::default()
-            }))))
-        }
-        None => builder.extension(gate::Gated(store)),
-    };
-    // After the persisted document lookup (which may wait for Redis), before the document is read.
-    let mut builder = builder
-        .extension(limits::DocumentReading::new())
-        .extension(gate::Gated(Arc::new(document_limits)))
-        .extension(order::SelectionOrder)
-        .extension(introspection::SchemaDescription);
+        .extension(pipeline::Pipeline::new(pipeline::Settings {
+            errors: error::EveryErrorHasACode { max_errors: limits.max_errors },
+            documents,
+            limits,
+            reading: limits::DocumentReading::new(),
+            introspection,
+        }));
+    if !introspection {
+        builder = builder.disable_introspection();
+    }
     if let Some(state) = state {
-        if !state.settings.introspection {
-            builder = builder.disable_introspection().extension(introspection::NoIntrospection);
-        }
         builder = builder.data(state);
     }
     builder.finish()

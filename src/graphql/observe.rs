@@ -7,17 +7,14 @@
 //! run and in `graphql_operations_total` when they end. An operation refused before execution
 //! (syntax, validation, limits) counts with outcome `error`.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextRequest,
-    NextSubscribe,
-};
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{Request, Response, ServerResult, Variables};
+use async_graphql::{Request, Response};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use tracing::Instrument;
@@ -29,15 +26,6 @@ use crate::metrics;
 #[derive(Clone, Copy)]
 pub struct Transport(pub &'static str);
 
-/// The schema extension (one [`Observe`] per operation).
-pub struct Observation;
-
-impl ExtensionFactory for Observation {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Observe::default())
-    }
-}
-
 /// What is learnt about one operation as it goes through the hooks.
 #[derive(Default)]
 struct Operation {
@@ -47,6 +35,7 @@ struct Operation {
     counted: bool,
 }
 
+/// One operation's observation.
 #[derive(Default)]
 pub struct Observe {
     operation: Arc<Mutex<Operation>>,
@@ -89,11 +78,12 @@ fn record(span: &tracing::Span, kind: &str, name: &str) {
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for Observe {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+/// The hooks, in the order a request meets them ([`super::pipeline`] calls them).
+impl Observe {
+    /// Around the whole request: an operation refused before it ran is counted here.
+    pub async fn request(&self, run: impl Future<Output = Response>) -> Response {
         let started = Instant::now();
-        let response = next.run(ctx).await;
+        let response = run.await;
         let mut operation = lock(&self.operation);
         if !operation.counted {
             operation.counted = true;
@@ -103,32 +93,19 @@ impl Extension for Observe {
         response
     }
 
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        {
-            let mut operation = lock(&self.operation);
-            operation.name = request.operation_name.clone();
-            operation.transport = request
-                .data
-                .get(&std::any::TypeId::of::<Transport>())
-                .and_then(|data| data.downcast_ref::<Transport>())
-                .map(|transport| transport.0);
-        }
-        next.run(ctx, request).await
+    /// Before anything is read: the operation's name and transport, as the request gives them.
+    pub fn prepare(&self, request: &Request) {
+        let mut operation = lock(&self.operation);
+        operation.name = request.operation_name.clone();
+        operation.transport = request
+            .data
+            .get(&std::any::TypeId::of::<Transport>())
+            .and_then(|data| data.downcast_ref::<Transport>())
+            .map(|transport| transport.0);
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+    /// Once parsed: the operation's type (and its name, when only the document names it).
+    pub fn parsed(&self, document: &ExecutableDocument) {
         let mut operation = lock(&self.operation);
         let selected = match &operation.name {
             Some(name) => document.operations.iter().find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
@@ -139,38 +116,30 @@ impl Extension for Observe {
         if operation.name.is_none() {
             operation.name = selected.and_then(|(name, _)| name).map(|name| name.to_string());
         }
-        Ok(document)
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
+    /// Around the execution of a query or mutation (or one event of a subscription): its span,
+    /// count and time.
+    pub async fn execute(&self, run: impl Future<Output = Response>) -> Response {
         let (kind, name) = lock(&self.operation).labels();
         if kind == "subscription" {
             // One event of a running subscription (polled inside its span): the subscription
             // itself is counted when it ends.
-            return next.run(ctx, operation_name).await;
+            return run.await;
         }
         let span = operation_span();
         record(&span, kind, &name);
         let started = Instant::now();
-        let response = next.run(ctx, operation_name).instrument(span).await;
+        let response = run.instrument(span).await;
         lock(&self.operation).counted = true;
         metrics::graphql_operation(kind, &name, response.errors.is_empty(), Some(started.elapsed()));
         response
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
+    /// A stream of responses (any operation over a WebSocket), counted while it runs.
+    pub fn watch<'s>(&self, stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
         Watched {
-            inner: next.run(ctx, stream),
+            inner: stream,
             operation: self.operation.clone(),
             span: operation_span(),
             running: None,

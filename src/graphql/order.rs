@@ -2,7 +2,7 @@
 //!
 //! async-graphql 7.2.1 resolves the fields of an object concurrently and collects them in the
 //! order they complete, so a field answered from a DataLoader comes after its plain siblings.
-//! The [`SelectionOrder`] extension keeps the parsed document of each request and, once the
+//! [`SelectionOrder`] keeps the parsed document of each request and, once the
 //! operation has run, puts every object of `data` back in the order the document selects its
 //! keys ("CollectFields": aliases, fragment spreads and inline fragments in place, fields
 //! left out by `@skip`/`@include` not counted). The schema has no interfaces or unions, so every
@@ -11,64 +11,35 @@
 
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextSubscribe,
-};
 use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
-use async_graphql::{Name, Positioned, Response, ServerResult, Value, Variables};
+use async_graphql::{Name, Positioned, Response, Value, Variables};
 use futures_util::stream::BoxStream;
 
-/// The schema extension (one instance per request).
-pub struct SelectionOrder;
-
-impl ExtensionFactory for SelectionOrder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Ordering::default())
-    }
-}
-
-/// The document and variables of the request being run.
+/// One request's document and variables, kept to order its responses.
 #[derive(Default)]
-struct Ordering {
+pub struct SelectionOrder {
     parsed: Arc<Mutex<Option<(ExecutableDocument, Variables)>>>,
 }
 
-#[async_trait::async_trait]
-impl Extension for Ordering {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+/// The hooks ([`super::pipeline`] calls them).
+impl SelectionOrder {
+    /// Once parsed: the document the responses will be ordered by.
+    pub fn keep(&self, document: &ExecutableDocument, variables: &Variables) {
         *self.parsed.lock().expect("order lock") = Some((document.clone(), variables.clone()));
-        Ok(document)
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        reorder(&self.parsed, operation_name, &mut response);
-        response
+    /// A response of the operation `name`, put in the document's order.
+    pub fn apply(&self, name: Option<&str>, response: &mut Response) {
+        reorder(&self.parsed, name, response);
     }
 
-    fn subscribe<'s>(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        stream: BoxStream<'s, Response>,
-        next: NextSubscribe<'_>,
-    ) -> BoxStream<'s, Response> {
+    /// Every response of a stream (an operation over a WebSocket), put in order.
+    pub fn stream<'s>(&self, stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
         use futures_util::StreamExt;
         let parsed = self.parsed.clone();
-        next.run(ctx, stream)
+        stream
             .map(move |mut response| {
                 reorder(&parsed, None, &mut response);
                 response

@@ -157,9 +157,9 @@ pub fn run_stored(mut request: Request, document: Option<&str>) -> ServerResult<
     Ok(request)
 }
 
-/// Automatic persisted queries, as a schema extension ([`super::gate::Gated`]; before the
+/// Automatic persisted queries, as a schema extension ([`super::pipeline::Gate`]; before the
 /// document limits, so a stored document is checked as a sent one is).
-impl super::gate::Gate for Store {
+impl super::pipeline::Gate for Store {
     async fn pass(&self, request: Request) -> ServerResult<Request> {
         let Some(wanted) = requested_hash(&request)? else { return Ok(request) };
         if request.query.is_empty() {

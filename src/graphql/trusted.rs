@@ -84,8 +84,8 @@ impl TrustedDocuments {
     }
 }
 
-/// The mode's schema extension ([`super::gate::Gated`], in place of automatic persisted queries).
-impl super::gate::Gate for TrustedDocuments {
+/// The mode's gate ([`super::pipeline::Gate`], in place of automatic persisted queries).
+impl super::pipeline::Gate for TrustedDocuments {
     async fn pass(&self, request: Request) -> ServerResult<Request> {
         if request.data.contains_key(&std::any::TypeId::of::<ServerDocument>()) {
             return Ok(request);
