@@ -112,7 +112,7 @@ struct Shared {
     /// Signalled when a job is queued or the pool closes.
     wake: Condvar,
     idle_release: Duration,
-    /// Memory blocks held by the threads right now (what tests and the metrics read).
+    /// Memory blocks held by the threads right now (tests wait on it).
     blocks: watch::Sender<usize>,
     /// Blocks allocated since the start (a burst should allocate one per thread, not per hash).
     allocations: std::sync::atomic::AtomicU64,
@@ -171,7 +171,7 @@ fn hashing_thread(shared: &Arc<Shared>) {
 /// without one. None once the pool is closed and drained.
 fn next_job(shared: &Shared, memory: &mut Memory) -> Option<Job> {
     let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-    let mut idle_since = Instant::now();
+    let idle_since = Instant::now();
     loop {
         if let Some(job) = queue.jobs.pop_front() {
             return Some(job);
@@ -185,7 +185,6 @@ fn next_job(shared: &Shared, memory: &mut Memory) -> Option<Job> {
                 drop(queue);
                 memory.release();
                 queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                idle_since = Instant::now();
                 continue;
             }
             queue = shared.wake.wait_timeout(queue, left).unwrap_or_else(|e| e.into_inner()).0;
