@@ -1,5 +1,5 @@
 //! CPU cost of the authentication primitives: Argon2id hashing and verification (on the
-//! blocking pool, as the server runs them) and SimpleJWT-compatible token signing and checking.
+//! hashing threads, as the server runs them) and SimpleJWT-compatible token signing and checking.
 //!
 //! `cargo bench --bench auth` — prints mean and p99 per operation. Figures are in the README.
 
