@@ -1,12 +1,5 @@
 //! The `agora` command: serve (the default), export the schema, run migrations, administer
 //! users, or check a running server's health.
-//!
-//! The allocator is glibc's malloc. Measured with `agora-bench http` on the same build (2
-//! cores): jemalloc (1 s decay, background purging) spent 20 % less CPU on the posts list but
-//! held 4–5 MiB more when idle, mimalloc likewise; glibc with two arenas (`M_ARENA_MAX=2`) held
-//! 2–4 MiB less but cost 25 % more CPU per request. What glibc does badly is give freed memory
-//! back: it stays in the per-thread arenas (about 4.5 MiB of 40 after a run). So a serving
-//! process trims its heap once a second ([`trim_heap`]), as jemalloc's background thread would.
 
 use std::path::PathBuf;
 
@@ -15,8 +8,11 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc's malloc: a request makes many small, short-lived allocations
 /// (async-graphql boxes a future per field), and glibc's malloc and free were a quarter of the
-/// server's CPU on the legacy posts list (perf, issue 10); mimalloc's per-thread pages make
-/// them cheaper and give freed memory back to the system.
+/// server's CPU on the legacy posts list (perf, issue 10). Measured with `agora-bench http` on
+/// one build (2 cores): mimalloc and jemalloc spent 15–20 % less CPU per request than glibc and
+/// held 4–5 MiB more when idle; glibc with two arenas held 2–4 MiB less and cost 25 % more CPU.
+/// mimalloc also hands freed pages back to the system by itself, which glibc's per-thread
+/// arenas do not without `malloc_trim`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -70,7 +66,6 @@ async fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            trim_heap();
             let app = agora::startup::Application::build(cli.settings).await?;
             app.run(shutdown_signal()).await?;
         }
@@ -111,24 +106,4 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-}
-
-/// Hands the heap's free pages back to the system every second, on a thread of its own.
-/// `malloc_trim` walks every arena, taking each one's lock in turn, and pages it released are
-/// faulted in again when reused: at this heap's size (about 10 MiB in use under load) the posts
-/// list's CPU per request stayed within run-to-run noise (2.7 ms, against 2.5–2.7 without it).
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    std::thread::Builder::new()
-        .name("malloc-trim".into())
-        .spawn(|| {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-                // SAFETY: malloc_trim only releases free memory; it is safe from any thread.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }
-        })
-        .expect("cannot start the heap trimming thread");
 }
