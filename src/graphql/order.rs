@@ -5,12 +5,14 @@
 //! [`SelectionOrder`] keeps the parsed document of each request and, once the
 //! operation has run, puts every object of `data` back in the order the document selects its
 //! keys ("CollectFields": aliases, fragment spreads and inline fragments in place, fields
-//! left out by `@skip`/`@include` not counted). The schema has no interfaces or unions, so every
-//! fragment of a valid document applies where it is spread. Every transport runs operations
-//! through the schema, so every transport gets the order.
+//! left out by `@skip`/`@include` not counted). Fragments are collected whatever their type
+//! condition: an object of the `ChatEvent` union simply has none of the keys a fragment on
+//! another member selects. Every transport runs operations through the schema, so every
+//! transport gets the order.
 
 use std::sync::{Arc, Mutex};
 
+use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
     Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
 };
@@ -75,29 +77,47 @@ struct Order<'a> {
 
 impl<'a> Order<'a> {
     /// Orders `value` (an object, a list of them, or a leaf) by the merged selection sets that
-    /// produced it.
+    /// produced it. The items of a list share their selection sets, so their keys are collected
+    /// once for all of them.
     fn value(&self, sets: &[&'a SelectionSet], value: &mut Value) {
         match value {
-            Value::List(items) => items.iter_mut().for_each(|item| self.value(sets, item)),
-            Value::Object(object) => {
-                let mut fields: Vec<(&'a Name, Vec<&'a SelectionSet>)> = Vec::new();
-                let mut path = Vec::new();
-                for set in sets {
-                    self.collect(set, &mut fields, &mut path);
-                }
-                let mut ordered = async_graphql::indexmap::IndexMap::with_capacity(object.len());
-                for (key, subsets) in &fields {
-                    if let Some((key, mut value)) = object.shift_remove_entry(key.as_str()) {
-                        self.value(subsets, &mut value);
-                        ordered.insert(key, value);
+            Value::List(items) => {
+                let mut fields = None;
+                for item in items {
+                    if let Value::Object(object) = item {
+                        self.object(fields.get_or_insert_with(|| self.fields(sets)), object);
+                    } else {
+                        self.value(sets, item);
                     }
                 }
-                // Anything not selected (there should be nothing) keeps its place at the end.
-                ordered.extend(std::mem::take(object));
-                *object = ordered;
             }
+            Value::Object(object) => self.object(&self.fields(sets), object),
             _ => {}
         }
+    }
+
+    /// The response keys of merged selection sets in order, each with its own selection sets.
+    fn fields(&self, sets: &[&'a SelectionSet]) -> Vec<(&'a Name, Vec<&'a SelectionSet>)> {
+        let mut fields = Vec::new();
+        let mut path = Vec::new();
+        for set in sets {
+            self.collect(set, &mut fields, &mut path);
+        }
+        fields
+    }
+
+    fn object(&self, fields: &[(&'a Name, Vec<&'a SelectionSet>)], object: &mut IndexMap<Name, Value>) {
+        let mut ordered = IndexMap::with_capacity(object.len());
+        for (key, subsets) in fields {
+            // The object is rebuilt in order: where a key is taken from does not matter.
+            if let Some((key, mut value)) = object.swap_remove_entry(key.as_str()) {
+                self.value(subsets, &mut value);
+                ordered.insert(key, value);
+            }
+        }
+        // Anything not selected (there should be nothing) goes at the end.
+        ordered.extend(std::mem::take(object));
+        *object = ordered;
     }
 
     /// The response keys of a selection set in order, each with the selection sets of the
