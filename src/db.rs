@@ -129,8 +129,7 @@ pub type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFutu
 
 /// Work that may run more than once ([`Writer::write_repeatable`]): a run that was rolled back
 /// is run again from the start in a new transaction, so it must own (clone) what it writes.
-pub type Repeatable<T, E> =
-    Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send + Sync>;
+pub type Repeatable<T, E> = Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send + Sync>;
 
 /// A job as the writer task runs it.
 trait Job: Send {
@@ -291,7 +290,8 @@ async fn commit_group(db: &DatabaseConnection, mut group: Vec<Box<dyn Job>>) -> 
             }
         }
         if all_ok {
-            return Ok(finish(group, txn.commit().await));
+            finish(group, txn.commit().await);
+            return Ok(());
         }
         txn.rollback().await?;
     }
@@ -305,11 +305,7 @@ async fn commit_group(db: &DatabaseConnection, mut group: Vec<Box<dyn Job>>) -> 
     } else {
         for job in &mut group {
             let savepoint = txn.begin().await?;
-            if job.run(&savepoint).await {
-                savepoint.commit().await?
-            } else {
-                savepoint.rollback().await?
-            }
+            if job.run(&savepoint).await { savepoint.commit().await? } else { savepoint.rollback().await? }
         }
     }
     finish(group, txn.commit().await);
