@@ -36,6 +36,11 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
+        // sqlx pings a connection on every acquire by default (and on every release, always):
+        // on SQLite each ping is a round trip to the connection's worker thread, two thread
+        // switches, and sea-orm acquires per statement. Only a connection idle this long
+        // (PostgreSQL's may have been dropped by the server) is tested now.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     if sqlite {
         options.map_sqlx_sqlite_opts(|o| {
@@ -129,10 +134,62 @@ pub async fn ping(db: &DatabaseConnection) -> bool {
 /// Work done inside a write transaction by [`write`] or [`Writer::write`].
 pub type Work<T, E> = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send>;
 
-/// Told whether the group a job ran in committed.
-type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A job as the writer task runs it: whether it succeeded, and how to answer its caller.
-type Job = Box<dyn for<'a> FnOnce(&'a DatabaseTransaction) -> BoxFuture<'a, (bool, Finish)> + Send>;
+/// Work that may run more than once ([`Writer::write_repeatable`]): a run that was rolled back
+/// is run again from the start in a new transaction, so it must own (clone) what it writes.
+pub type Repeatable<T, E> = Box<dyn for<'a> Fn(&'a DatabaseTransaction) -> BoxFuture<'a, Result<T, E>> + Send + Sync>;
+
+/// A job as the writer task runs it.
+trait Job: Send {
+    /// Whether it may run again after its transaction was rolled back.
+    fn repeatable(&self) -> bool;
+    /// Runs it in `txn` (a repeatable one again: what a run before gave is dropped); whether
+    /// it succeeded.
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, bool>;
+    /// Answers its caller, told whether the group it ran in committed.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+enum Runs<T, E> {
+    Once(Option<Work<T, E>>),
+    Repeatable(Repeatable<T, E>),
+}
+
+struct Pending<T, E> {
+    runs: Runs<T, E>,
+    outcome: Option<Result<T, E>>,
+    tell: oneshot::Sender<Result<T, E>>,
+}
+
+impl<T: Send + 'static, E: From<DbErr> + Send + 'static> Job for Pending<T, E> {
+    fn repeatable(&self) -> bool {
+        matches!(self.runs, Runs::Repeatable(_))
+    }
+
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let outcome = match &mut self.runs {
+                Runs::Once(work) => match work.take() {
+                    Some(work) => work(txn).await,
+                    // Never: only repeatable jobs run twice (see `commit_group`).
+                    None => Err(E::from(DbErr::Custom("a write ran twice".to_owned()))),
+                },
+                Runs::Repeatable(work) => work(txn).await,
+            };
+            let ok = outcome.is_ok();
+            self.outcome = Some(outcome);
+            ok
+        })
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let answer = match (self.outcome, committed) {
+            (Some(Ok(_)), Err(err)) => Err(E::from(DbErr::Custom(err))),
+            (Some(outcome), _) => outcome,
+            (None, _) => Err(E::from(DbErr::Custom("the write did not run".to_owned()))),
+        };
+        let _ = self.tell.send(answer);
+    }
+}
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 256;
@@ -149,6 +206,11 @@ const QUEUE: usize = 4096;
 /// transaction, each job in a savepoint of its own (a failing job undoes only itself), one
 /// commit. A caller is answered after the commit: what is acknowledged is committed.
 ///
+/// A group of repeatable jobs ([`Writer::write_repeatable`], e.g. sending a message) first
+/// runs without savepoints, which cost two statements per job, each a round trip to SQLite's
+/// worker thread: when every job succeeds it commits as is; when one fails the transaction is
+/// rolled back and the group runs again with a savepoint per job.
+///
 /// A job must not call the writer itself (it would wait for its own group).
 #[derive(Clone)]
 pub struct Writer {
@@ -158,7 +220,7 @@ pub struct Writer {
 #[derive(Clone)]
 enum Route {
     Pool(DatabaseConnection),
-    Queue(mpsc::Sender<Job>),
+    Queue(mpsc::Sender<Box<dyn Job>>),
 }
 
 impl Writer {
@@ -183,74 +245,89 @@ impl Writer {
     {
         match &self.route {
             Route::Pool(db) => write(db, work).await,
-            Route::Queue(queue) => {
-                let (tell, told) = oneshot::channel::<Result<T, E>>();
-                let job: Job = Box::new(move |txn| {
-                    Box::pin(async move {
-                        let outcome = work(txn).await;
-                        let ok = outcome.is_ok();
-                        let finish: Finish = Box::new(move |committed| {
-                            let answer = match (outcome, committed) {
-                                (Ok(_), Err(err)) => Err(E::from(DbErr::Custom(err))),
-                                (outcome, _) => outcome,
-                            };
-                            let _ = tell.send(answer);
-                        });
-                        (ok, finish)
-                    })
-                });
-                let stopped = || E::from(DbErr::Custom("the database writer stopped (see the log)".to_owned()));
-                queue.send(job).await.map_err(|_| stopped())?;
-                told.await.map_err(|_| stopped())?
-            }
+            Route::Queue(queue) => queued(queue, Runs::Once(Some(work))).await,
+        }
+    }
+
+    /// Like [`write`](Self::write), for work that may run again after a rollback (cheaper in a
+    /// group, see [`Writer`]).
+    pub async fn write_repeatable<T, E>(&self, work: Repeatable<T, E>) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbErr> + Send + 'static,
+    {
+        match &self.route {
+            Route::Pool(db) => write(db, Box::new(move |txn| work(txn))).await,
+            Route::Queue(queue) => queued(queue, Runs::Repeatable(work)).await,
         }
     }
 }
 
-async fn run_writer(db: DatabaseConnection, mut jobs: mpsc::Receiver<Job>) {
+async fn queued<T, E>(queue: &mpsc::Sender<Box<dyn Job>>, runs: Runs<T, E>) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbErr> + Send + 'static,
+{
+    let (tell, told) = oneshot::channel::<Result<T, E>>();
+    let stopped = || E::from(DbErr::Custom("the database writer stopped (see the log)".to_owned()));
+    queue.send(Box::new(Pending { runs, outcome: None, tell })).await.map_err(|_| stopped())?;
+    told.await.map_err(|_| stopped())?
+}
+
+async fn run_writer(db: DatabaseConnection, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        if let Err(err) = commit_group(&db, group.drain(..)).await {
+        if let Err(err) = commit_group(&db, std::mem::take(&mut group)).await {
             // The callers of the jobs left unanswered are told the writer failed.
             tracing::error!(error = %err, "database writer: a group of writes failed");
         }
     }
 }
 
-/// One transaction for the group, a savepoint per job (a lone job needs none), one commit.
-async fn commit_group(db: &DatabaseConnection, group: impl ExactSizeIterator<Item = Job>) -> Result<(), DbErr> {
-    let txn = begin_write(db).await?;
-    let mut finishes = Vec::with_capacity(group.len());
-    if group.len() == 1 {
-        for job in group {
-            let (ok, finish) = job(&txn).await;
-            if !ok {
-                txn.rollback().await?;
-                finish(Ok(()));
-                return Ok(());
+/// One transaction for the group and one commit: without savepoints first when every job is
+/// repeatable, else (or after a failure) a savepoint per job (a lone job needs none).
+async fn commit_group(db: &DatabaseConnection, mut group: Vec<Box<dyn Job>>) -> Result<(), DbErr> {
+    if group.len() > 1 && group.iter().all(|job| job.repeatable()) {
+        let txn = begin_write(db).await?;
+        let mut all_ok = true;
+        for job in &mut group {
+            if !job.run(&txn).await {
+                all_ok = false;
+                break;
             }
-            finishes.push(finish);
+        }
+        if all_ok {
+            finish(group, txn.commit().await);
+            return Ok(());
+        }
+        txn.rollback().await?;
+    }
+    let txn = begin_write(db).await?;
+    if let [job] = group.as_mut_slice() {
+        if !job.run(&txn).await {
+            txn.rollback().await?;
+            finish(group, Ok(()));
+            return Ok(());
         }
     } else {
-        for job in group {
+        for job in &mut group {
             let savepoint = txn.begin().await?;
-            let (ok, finish) = job(&savepoint).await;
-            if ok {
-                savepoint.commit().await?
-            } else {
-                savepoint.rollback().await?
-            }
-            finishes.push(finish);
+            if job.run(&savepoint).await { savepoint.commit().await? } else { savepoint.rollback().await? }
         }
     }
-    let committed = txn.commit().await.map_err(|err| err.to_string());
-    if let Err(err) = &committed {
-        tracing::error!(error = %err, jobs = finishes.len(), "database writer: commit failed");
-    }
-    for finish in finishes {
-        finish(committed.clone());
-    }
+    finish(group, txn.commit().await);
     Ok(())
+}
+
+/// Answers every job of a group with whether it committed.
+fn finish(group: Vec<Box<dyn Job>>, committed: Result<(), DbErr>) {
+    let committed = committed.map_err(|err| err.to_string());
+    if let Err(err) = &committed {
+        tracing::error!(error = %err, jobs = group.len(), "database writer: commit failed");
+    }
+    for job in group {
+        job.finish(committed.clone());
+    }
 }
 
 #[cfg(test)]
@@ -295,5 +372,41 @@ mod tests {
         assert!(insert(5).await.is_err());
         assert_eq!(insert(1000).await.unwrap(), 1000);
         assert_eq!(count(&db).await, 200);
+    }
+
+    #[tokio::test]
+    async fn repeatable_writes_without_savepoints_still_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let db = connect(&url, 4).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER NOT NULL UNIQUE)").await.unwrap();
+        let writer = Writer::new(db.clone());
+        let runs = Arc::new(AtomicU64::new(0));
+        let insert = |x: i64| {
+            let (writer, runs) = (writer.clone(), runs.clone());
+            async move {
+                let work: Repeatable<i64, DbErr> = Box::new(move |txn| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    Box::pin(async move {
+                        txn.execute_unprepared(&format!("INSERT INTO t (x) VALUES ({x})")).await?;
+                        Ok(x)
+                    })
+                });
+                writer.write_repeatable(work).await
+            }
+        };
+        // All succeed: committed, each run once or more.
+        let writes: Vec<_> = (0..100).map(|i| tokio::spawn(insert(i))).collect();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(count(&db).await, 100);
+        // A duplicate among them: the group runs again with savepoints, only it fails, and
+        // nothing is written twice.
+        let writes: Vec<_> = (100..200).chain([5]).map(|i| tokio::spawn(insert(i))).collect();
+        let failed = futures_util::future::join_all(writes).await.into_iter().filter(|w| w.as_ref().unwrap().is_err());
+        assert_eq!(failed.count(), 1, "only the duplicate fails");
+        assert_eq!(count(&db).await, 200, "every acknowledged write is committed once");
+        assert!(runs.load(Ordering::Relaxed) >= 201);
     }
 }

@@ -8,7 +8,15 @@
 //! socket checks what it receives for duplicates and for the order the server stored them in; at the end the tool counts what
 //! was lost, what each room's history stored, the sockets the server dropped and the server's
 //! CPU time per message. `legacy` speaks the Django chat socket (both servers); `graphql`
-//! speaks graphql-transport-ws (`messageAdded` + `sendMessage` on one socket, Agora only).
+//! subscribes with `messageAdded` over graphql-transport-ws (Agora only) and sends with
+//! `sendMessage` over HTTP `POST /graphql` from a keep-alive pool, as clients under load do
+//! (`--send-over socket` pipelines it on the subscribing socket instead, where at most 20
+//! operations may run at once).
+//!
+//! **Scale.** The seed's `--rooms N` makes N rooms of two members (2N sockets). **Scale-out.**
+//! `--base A,B` spreads the sockets over both processes: the two members of a room sit on
+//! different processes, and each send goes to its sender's process, so every message crosses
+//! the bus (Redis) to reach the other member.
 //!
 //! **Idle.** `--idle N` sockets opened 64 at a time, each joined to a room (legacy) or holding
 //! one `messageAdded` subscription (graphql): handshakes per second, and the server's resident
@@ -49,6 +57,21 @@ pub struct ChatArgs {
     /// Seconds to wait for late deliveries after the last send.
     #[arg(long, default_value_t = 5)]
     pub drain: u64,
+    /// How the graphql variant sends: HTTP `POST /graphql`, or the subscribing socket.
+    #[arg(long, value_enum, default_value = "http")]
+    pub send_over: SendOver,
+    /// Most HTTP sends in flight at once (more wait their turn, late: latency shows it).
+    #[arg(long, default_value_t = 256)]
+    pub in_flight: usize,
+}
+
+/// Where the graphql variant sends its `sendMessage` operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendOver {
+    /// `POST /graphql` with the sender's token, from a pool of keep-alive connections.
+    Http,
+    /// Pipelined on the sender's graphql-transport-ws socket.
+    Socket,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,8 +89,10 @@ impl Via {
     }
 }
 
-/// Runs the idle scenario, then every rate, for every kind of socket.
-pub async fn run(base: &str, pids: &[u32], args: &ChatArgs, world: &World, run: &mut Run) -> anyhow::Result<()> {
+/// Runs the idle scenario, then every rate, for every kind of socket. `bases`: the server's
+/// processes (one, or several sharing a database and a Redis bus).
+pub async fn run(bases: &[String], pids: &[u32], args: &ChatArgs, world: &World, run: &mut Run) -> anyhow::Result<()> {
+    let base = bases.first().context("no base URL")?.as_str();
     let rooms: Vec<Room> = world
         .room_of
         .iter()
@@ -90,7 +115,7 @@ pub async fn run(base: &str, pids: &[u32], args: &ChatArgs, world: &World, run: 
             run.scenarios.push(scenario);
         }
         for &rate in &args.rates {
-            let scenario = fan_out(base, pids, via, &rooms, rate, args).await?;
+            let scenario = fan_out(bases, pids, via, &rooms, rate, args).await?;
             eprintln!("{}", scenario.line());
             run.scenarios.push(scenario);
         }
@@ -314,9 +339,53 @@ async fn open(
     Ok(Socket { outbox, reader })
 }
 
-/// One open-loop run at `rate` messages per second.
+/// The mutation the graphql variant sends.
+const SEND_MUTATION: &str =
+    "mutation($room: String!, $content: String!) { sendMessage(roomName: $room, content: $content) { id } }";
+
+/// Sends over HTTP `POST /graphql`: one client (a pool of keep-alive connections per process),
+/// at most `in_flight` requests at once; a failed send counts in `errors`.
+#[derive(Clone)]
+struct HttpSender {
+    client: reqwest::Client,
+    permits: Arc<tokio::sync::Semaphore>,
+    errors: Arc<AtomicU64>,
+}
+
+impl HttpSender {
+    fn new(in_flight: usize) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(in_flight).build()?;
+        let permits = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
+        Ok(HttpSender { client, permits, errors: Arc::default() })
+    }
+
+    /// Sends without waiting for the answer (open loop).
+    fn send(&self, base: &str, token: &str, room: &str, content: String) {
+        let this = self.clone();
+        let request = self
+            .client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": SEND_MUTATION, "variables": {"room": room, "content": content}}));
+        tokio::spawn(async move {
+            let Ok(_permit) = this.permits.acquire().await else { return };
+            let ok = match request.send().await {
+                Ok(answer) if answer.status().is_success() => {
+                    answer.json::<Value>().await.is_ok_and(|body| body.get("errors").is_none())
+                }
+                _ => false,
+            };
+            if !ok {
+                this.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+/// One open-loop run at `rate` messages per second. With several `bases`, the members of room
+/// `r` connect to processes `r` and `r + 1` (mod their number), and a send goes to its sender's.
 async fn fan_out(
-    base: &str,
+    bases: &[String],
     pids: &[u32],
     via: Via,
     rooms: &[Room],
@@ -330,14 +399,28 @@ async fn fan_out(
         delivered: Arc::new(AtomicU64::new(0)),
         done: CancellationToken::new(),
     };
+    let base_of = |r: usize, m: usize| bases[(r + m) % bases.len()].as_str();
     // sockets[2r + m] is member m's socket to room r; warm[2r + m] says it is live.
-    let mut sockets = Vec::with_capacity(rooms.len() * 2);
     let warm: Vec<Arc<AtomicBool>> = (0..rooms.len() * 2).map(|_| Arc::default()).collect();
-    for (r, room) in rooms.iter().enumerate() {
-        for (m, token) in room.members.iter().enumerate() {
-            sockets.push(open(base, via, &room.name, token, shared.clone(), warm[2 * r + m].clone()).await?);
+    let sockets: Vec<Socket> = stream::iter(0..rooms.len() * 2)
+        .map(|k| {
+            let (r, m) = (k / 2, k % 2);
+            open(base_of(r, m), via, &rooms[r].name, &rooms[r].members[m], shared.clone(), warm[k].clone())
+        })
+        .buffered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let over_http = via == Via::Graphql && args.send_over == SendOver::Http;
+    let http = HttpSender::new(args.in_flight)?;
+    let send = |r: usize, m: usize, content: String, id: &str| {
+        if over_http {
+            http.send(base_of(r, m), &rooms[r].members[m], &rooms[r].name, content);
+        } else {
+            let _ = sockets[2 * r + m].outbox.send(send_frame(via, &rooms[r].name, &content, id));
         }
-    }
+    };
     // Warm-up: a message per room until both of its sockets have seen one (the feeds are live
     // then; graphql-transport-ws does not acknowledge a subscription), sent again every 2 s.
     let warm_up_since = Instant::now();
@@ -348,12 +431,15 @@ async fn fan_out(
         if cold.is_empty() {
             break;
         }
-        anyhow::ensure!(warm_up_since.elapsed() < Duration::from_secs(30), "the warm-up messages did not arrive");
+        anyhow::ensure!(warm_up_since.elapsed() < Duration::from_secs(60), "the warm-up messages did not arrive");
         for r in cold {
-            let frame = send_frame(via, &rooms[r].name, &format!("{tag}warm"), &format!("warm{attempt}"));
-            let _ = sockets[2 * r].outbox.send(frame);
+            send(r, 0, format!("{tag}warm"), &format!("warm{attempt}"));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let warm_up_errors = http.errors.swap(0, Ordering::Relaxed);
+    if warm_up_errors > 0 {
+        eprintln!("{warm_up_errors} warm-up sends failed (sent again)");
     }
 
     let total = rate * args.seconds;
@@ -367,8 +453,7 @@ async fn fan_out(
         while i < due {
             let r = (i % rooms.len() as u64) as usize;
             let member = ((i / rooms.len() as u64) % 2) as usize;
-            let content = format!("{tag}{i}");
-            let _ = sockets[2 * r + member].outbox.send(send_frame(via, &rooms[r].name, &content, &format!("m{i}")));
+            send(r, member, format!("{tag}{i}"), &format!("m{i}"));
             i += 1;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -387,7 +472,7 @@ async fn fan_out(
         drop(socket.outbox);
         tallies.push(socket.reader.await.unwrap_or_default());
     }
-    let stored = stored(base, rooms, &tag).await?;
+    let stored = stored(&bases[0], rooms, &tag).await?;
 
     let received: u64 = tallies.iter().map(|t| t.received).sum();
     let mut latencies: Vec<f64> = tallies.iter().flat_map(|t| t.latencies_ms.iter().copied()).collect();
@@ -400,19 +485,34 @@ async fn fan_out(
             latencies[((latencies.len() - 1) as f64 * q).round() as usize]
         }
     };
+    let send_errors = http.errors.load(Ordering::Relaxed);
     let mut extra = serde_json::Map::new();
     extra.insert("rate".into(), json!(rate));
+    extra.insert("rooms".into(), json!(rooms.len()));
+    extra.insert("processes".into(), json!(bases.len()));
+    if via == Via::Graphql {
+        extra.insert("send_over".into(), json!(if over_http { "http" } else { "socket" }));
+    }
     extra.insert("delivered_pct".into(), json!(100.0 * received as f64 / expected as f64));
     extra.insert("stored_pct".into(), json!(100.0 * stored as f64 / total as f64));
     extra.insert("lost".into(), json!(expected.saturating_sub(received)));
     extra.insert("duplicates".into(), json!(tallies.iter().map(|t| t.duplicates).sum::<u64>()));
     extra.insert("reordered".into(), json!(tallies.iter().map(|t| t.reordered).sum::<u64>()));
     extra.insert("dropped_sockets".into(), json!(tallies.iter().filter(|t| t.dropped).count()));
+    extra.insert("send_errors".into(), json!(send_errors));
+    // The 20-room, one-process runs keep their names (the table pairs runs by name).
+    let mut name = format!("chat-{}-{rate}", via.name());
+    if rooms.len() != 20 {
+        name += &format!("-{}rooms", rooms.len());
+    }
+    if bases.len() > 1 {
+        name += &format!("-{}proc", bases.len());
+    }
     Ok(Scenario {
-        name: format!("chat-{}-{rate}", via.name()),
+        name,
         clients: tallies.len(),
         requests: total,
-        errors: tallies.iter().map(|t| t.errors).sum(),
+        errors: tallies.iter().map(|t| t.errors).sum::<u64>() + send_errors,
         rps: total as f64 / sent_in.as_secs_f64(),
         p50_ms: quantile(0.5),
         p99_ms: quantile(0.99),
@@ -425,17 +525,23 @@ async fn fan_out(
 /// Messages of the run that the rooms' histories hold (the legacy REST history, oldest first).
 async fn stored(base: &str, rooms: &[Room], tag: &str) -> anyhow::Result<u64> {
     let http = reqwest::Client::new();
-    let mut count = 0;
-    for room in rooms {
-        let url = format!("{base}/messenger/api/chatrooms/{}/messages/", room.name);
-        let history: Vec<Value> =
-            http.get(&url).bearer_auth(&room.members[0]).send().await?.error_for_status()?.json().await?;
-        count += history
-            .iter()
-            .filter(|m| m["content"].as_str().and_then(|c| c.strip_prefix(tag)).is_some_and(|c| c != "warm"))
-            .count() as u64;
-    }
-    Ok(count)
+    let counts = stream::iter(rooms)
+        .map(|room| {
+            let request = http
+                .get(format!("{base}/messenger/api/chatrooms/{}/messages/", room.name))
+                .bearer_auth(&room.members[0]);
+            async move {
+                let history: Vec<Value> = request.send().await?.error_for_status()?.json().await?;
+                let ours = history
+                    .iter()
+                    .filter(|m| m["content"].as_str().and_then(|c| c.strip_prefix(tag)).is_some_and(|c| c != "warm"));
+                anyhow::Ok(ours.count() as u64)
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    counts.into_iter().sum()
 }
 
 /// `n` idle sockets: handshakes per second and resident memory per socket.

@@ -55,7 +55,8 @@ enum Command {
 /// The server under test and where the run goes.
 #[derive(clap::Args)]
 struct Target {
-    /// Base URL of the server.
+    /// Base URL of the server; comma-separated for several processes of one deployment (the
+    /// chat scenarios spread their sockets and sends over them; the rest uses the first).
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     base: String,
     /// The server's pid (repeatable; descendants count too): CPU time and RSS come from /proc.
@@ -118,13 +119,14 @@ impl PeakRss {
 /// Seeds, measures memory around `scenarios`, prints and writes the run.
 async fn measured<F>(target: Target, scenarios: F) -> anyhow::Result<()>
 where
-    F: AsyncFnOnce(&str, &[u32], &seed::World, &mut report::Run) -> anyhow::Result<()>,
+    F: AsyncFnOnce(&[String], &[u32], &seed::World, &mut report::Run) -> anyhow::Result<()>,
 {
-    let base = target.base.trim_end_matches('/').to_owned();
+    let bases: Vec<String> = target.base.split(',').map(|b| b.trim().trim_end_matches('/').to_owned()).collect();
+    let base = bases[0].clone();
     let pids = target.pid.clone();
     let mut run = report::Run {
         label: target.label.clone(),
-        base: base.clone(),
+        base: target.base.clone(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         hash_verify_ms: tokio::task::spawn_blocking(hash_verify_ms).await?,
         ..Default::default()
@@ -136,7 +138,7 @@ where
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.idle_rss_kib = procfs::rss_kib(&pids);
     let peak = PeakRss::start(pids.clone());
-    let outcome = scenarios(&base, &pids, &world, &mut run).await;
+    let outcome = scenarios(&bases, &pids, &world, &mut run).await;
     run.peak_rss_kib = peak.finish().await.max(run.idle_rss_kib);
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.end_rss_kib = procfs::rss_kib(&pids);
@@ -154,14 +156,14 @@ async fn main() -> anyhow::Result<()> {
             for name in &only {
                 anyhow::ensure!(http::SCENARIOS.contains(&name.as_str()), "unknown scenario {name}");
             }
-            measured(target, async |base, pids, world, run| {
-                http::run(base, pids, &load, world, &only, run).await;
+            measured(target, async |bases, pids, world, run| {
+                http::run(&bases[0], pids, &load, world, &only, run).await;
                 Ok(())
             })
             .await
         }
         Command::Chat { target, chat } => {
-            measured(target, async |base, pids, world, run| chat::run(base, pids, &chat, world, run).await).await
+            measured(target, async |bases, pids, world, run| chat::run(bases, pids, &chat, world, run).await).await
         }
         Command::Table { runs } => {
             let runs = runs

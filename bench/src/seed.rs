@@ -10,9 +10,11 @@ pub const PASSWORD: &str = "load test password";
 /// How much to seed.
 #[derive(Clone, Copy, Debug, clap::Args)]
 pub struct Size {
-    /// Users (signed up, then signed in); rooms pair user 2i with user 2i+1.
+    /// Users (signed up, then signed in); rooms pair user 2i with user 2i+1 (there are at
+    /// least twice as many users as rooms).
     #[arg(long, default_value_t = 40)]
     pub users: usize,
+    /// Rooms of two members each (the chat scenarios hold a socket per member).
     #[arg(long, default_value_t = 20)]
     pub rooms: usize,
     #[arg(long, default_value_t = 200)]
@@ -58,7 +60,7 @@ pub async fn seed(base: &str, run: &str, size: Size) -> anyhow::Result<World> {
     let http = reqwest::Client::new();
     let http = &http;
     // Sign-ups and sign-ins hash: a few at once, as many as the server has cores to spare.
-    let users: Vec<User> = stream::iter(0..size.users)
+    let users: Vec<User> = stream::iter(0..size.users.max(2 * size.rooms))
         .map(|i| async move {
             let username = format!("{run}_u{i}");
             post(
@@ -77,22 +79,31 @@ pub async fn seed(base: &str, run: &str, size: Size) -> anyhow::Result<World> {
         .into_iter()
         .collect::<Result<_, _>>()?;
 
+    // Rooms in parallel: 1,000 of them one after the other would take long.
+    let users_ref = &users;
+    let rooms: Vec<String> = stream::iter(0..size.rooms.min(users.len() / 2))
+        .map(|pair| async move {
+            let (a, b) = (&users_ref[2 * pair], &users_ref[2 * pair + 1]);
+            let room = post(
+                http,
+                &format!("{base}/messenger/api/chatrooms/"),
+                Some(&a.access),
+                json!({"recipient": b.username}),
+            )
+            .await?;
+            anyhow::Ok(room["name"].as_str().context("room without a name")?.to_owned())
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let mut room_of = vec![None; users.len()];
-    for pair in 0..size.rooms.min(users.len() / 2) {
-        let (a, b) = (2 * pair, 2 * pair + 1);
-        let room = post(
-            http,
-            &format!("{base}/messenger/api/chatrooms/"),
-            Some(&users[a].access),
-            json!({"recipient": users[b].username}),
-        )
-        .await?;
-        let name = room["name"].as_str().context("room without a name")?.to_owned();
-        room_of[a] = Some(name.clone());
-        room_of[b] = Some(name);
+    for (pair, name) in rooms.into_iter().enumerate() {
+        room_of[2 * pair] = Some(name.clone());
+        room_of[2 * pair + 1] = Some(name);
     }
 
-    let users_ref = &users;
     stream::iter(0..size.posts)
         .map(|i| async move {
             let author = &users_ref[i % users_ref.len()];

@@ -282,9 +282,11 @@ pub async fn history(
 ///
 /// The room's row is updated first (`last_seq + 1`, returning it): on PostgreSQL that row lock
 /// serialises the sends of a room until commit (on SQLite the one writer does), so `room_seq`
-/// order is commit order, which is what lets subscribers fill gaps from the database. Two
-/// statements per message; on SQLite concurrent sends share one transaction
-/// ([`crate::db::Writer`]). The event is published only after commit.
+/// order is commit order, which is what lets subscribers fill gaps from the database. Three
+/// statements per message: one read ([`room_to_write`]: the room, its members, their blocks),
+/// then the room's update (which also checks the author is active) and the insert; on SQLite
+/// concurrent sends share one transaction ([`crate::db::Writer`]). The event is published only
+/// after commit.
 pub async fn send_message(
     state: &AppState,
     me: &user::Model,
@@ -295,25 +297,35 @@ pub async fn send_message(
     // DRF validates the body before it looks the room up.
     let content =
         domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| invalid("content", problems))?;
-    let room = room_of_member(&state.db, me.id, room_name).await?;
-    let member_ids = member_ids(&state.db, room.id).await?;
-    crate::service::blocks::ensure_not_blocked(&state.db, me.id, &member_ids).await?;
+    let room = room_to_write(&state.db, me.id, room_name).await?;
 
     let now = Utc::now().trunc_subsecs(6);
     let (room_id, author_id) = (room.id, me.id);
     let stored = state
         .writer
-        .write(Box::new(move |txn| {
+        .write_repeatable(Box::new(move |txn| {
+            let content = content.clone();
             Box::pin(async move {
-                ensure_author_active(txn, author_id).await?;
+                // The author's check rides on the room's update: one statement, not two.
+                let author_active = Query::select()
+                    .expr(Expr::val(1))
+                    .from(user::Entity)
+                    .and_where(user::Column::Id.eq(author_id))
+                    .and_where(user::Column::IsActive.eq(true))
+                    .to_owned();
                 let next_seq = Query::update()
                     .table(chat_room::Entity)
                     .value(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
                     .value(chat_room::Column::LastActivityAt, now)
                     .and_where(chat_room::Column::Id.eq(room_id))
+                    .and_where(Expr::exists(author_active))
                     .returning_col(chat_room::Column::LastSeq)
                     .to_owned();
-                let row = txn.query_one(&next_seq).await?.ok_or(AppError::NotFound)?;
+                let Some(row) = txn.query_one(&next_seq).await? else {
+                    // Nothing updated: the author is no longer active (or the room is gone).
+                    ensure_author_active(txn, author_id).await?;
+                    return Err(AppError::NotFound);
+                };
                 let room_seq: i64 = row.try_get_by_index(0)?;
                 let insert = Query::insert()
                     .into_table(message::Entity)
@@ -349,10 +361,65 @@ pub async fn send_message(
         }))
         .await?;
     crate::metrics::chat_message_stored();
-    let room = RoomInfo { id: room.id, name: room.name, member_ids };
     let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
     state.bus.publish(ChatEvent::Message(event)).await;
     Ok(stored)
+}
+
+/// The room called `name` as a message of `user_id` to it needs it: its members, in ONE
+/// statement (the room joined to the caller's membership, to every member and to their blocks
+/// of the caller). NOT_FOUND unless `user_id` is a member; FORBIDDEN when another member has
+/// blocked `user_id` (as [`crate::service::blocks::ensure_not_blocked`] decides).
+pub async fn room_to_write(db: &impl ConnectionTrait, user_id: i64, name: &str) -> AppResult<RoomInfo> {
+    use sea_orm::sea_query::{Alias, JoinType};
+    if !domain::storable(name) {
+        return Err(AppError::NotFound);
+    }
+    let (me, member, blocks) = (Alias::new("me"), Alias::new("member"), Alias::new("blocks_me"));
+    let query = Query::select()
+        .column((chat_room::Entity, chat_room::Column::Id))
+        .column((chat_room::Entity, chat_room::Column::Name))
+        .column((member.clone(), room_member::Column::UserId))
+        .column((blocks.clone(), entity::block::Column::BlockerId))
+        .from(chat_room::Entity)
+        .join_as(
+            JoinType::InnerJoin,
+            room_member::Entity,
+            me.clone(),
+            Expr::col((me.clone(), room_member::Column::RoomId))
+                .equals((chat_room::Entity, chat_room::Column::Id))
+                .and(Expr::col((me, room_member::Column::UserId)).eq(user_id)),
+        )
+        .join_as(
+            JoinType::InnerJoin,
+            room_member::Entity,
+            member.clone(),
+            Expr::col((member.clone(), room_member::Column::RoomId)).equals((chat_room::Entity, chat_room::Column::Id)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            entity::block::Entity,
+            blocks.clone(),
+            Expr::col((blocks.clone(), entity::block::Column::BlockerId))
+                .equals((member.clone(), room_member::Column::UserId))
+                .and(Expr::col((blocks, entity::block::Column::BlockedId)).eq(user_id)),
+        )
+        .and_where(Expr::col((chat_room::Entity, chat_room::Column::Name)).eq(name))
+        .order_by((member, room_member::Column::UserId), sea_orm::Order::Asc)
+        .to_owned();
+    let rows = db.query_all(&query).await?;
+    let Some(first) = rows.first() else { return Err(AppError::NotFound) };
+    let (id, name): (i64, String) = (first.try_get_by_index(0)?, first.try_get_by_index(1)?);
+    let mut member_ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let member: i64 = row.try_get_by_index(2)?;
+        let blocker: Option<i64> = row.try_get_by_index(3)?;
+        if blocker.is_some() && member != user_id {
+            return Err(AppError::Forbidden);
+        }
+        member_ids.push(member);
+    }
+    Ok(RoomInfo { id, name, member_ids })
 }
 
 /// The author is still an active user when the message is stored. Sockets hold their user for
