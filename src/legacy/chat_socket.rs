@@ -1,17 +1,21 @@
-//! The legacy chat WebSocket (`/messenger/ws/ws/chat/<room_name>/`, API.md "Legacy WebSocket"),
-//! as a bridge over the GraphQL schema: no chat rule is decided here.
+//! The legacy chat WebSocket (`/messenger/ws/ws/chat/<room_name>/`, API.md "Legacy WebSocket"):
+//! no chat rule is decided here.
 //!
 //! * Handshake: the token (`?token=` first, else `Authorization: Bearer`) is checked as REST
-//!   checks it, then the room with the GraphQL query `chatRoom(name:)` (NOT_FOUND: unknown or
-//!   not a member). A refusal is the REST JSON answer (401, 404), sent before the upgrade.
-//! * Out: the GraphQL subscription `messageAdded(roomName:, after:)`, resumed after the room's
-//!   last message at the handshake, so everything stored from then on arrives once, in storage
-//!   order — a frame the client sends right after the upgrade comes back too. Each message is
-//!   reshaped into the legacy `{"id","user","content","timestamp"}` (compact UTF-8 JSON, always
-//!   a text frame).
+//!   checks it, then the room as `chatRoom(name:)` checks it (`service::chat::room_of_member`:
+//!   unknown or not a member is 404). A refusal is the REST JSON answer (401, 404), sent before
+//!   the upgrade.
+//! * Out: the room's live feed (`service::live::room_feed`, the one `messageAdded(roomName:)`
+//!   reads), opened before the upgrade is answered, so everything stored from then on arrives
+//!   once, in storage order — a frame the client sends right after the upgrade comes back too.
+//!   Each message is written from what its event carries as the legacy
+//!   `{"id","user","content","timestamp"}` (compact UTF-8 JSON, always a text frame). The feed is
+//!   read directly rather than through the GraphQL subscription: a socket holds the feed and
+//!   nothing else (no operation, document or variables), and a handshake costs three statements
+//!   (the caller, the room, its last sequence number).
 //! * In: `{"message": text}` (a text frame, or a binary one holding JSON) runs the mutation
 //!   `sendMessage` as the caller; the message then reaches every socket of the room, this one
-//!   included, through the subscription. A bad frame gets `{"error": "…"}` on this socket only.
+//!   included, through the feed. A bad frame gets `{"error": "…"}` on this socket only.
 //!
 //! Closing: like Django's, the socket lives as long as the connection (an expired token does not
 //! end it), except that it is closed with 4403 once its user is deactivated or deleted. When the
@@ -24,10 +28,10 @@
 //! itself: its outgoing queue is bounded, a socket that does not take a frame within a ping
 //! period is dropped by `ws::keepalive`, and a feed that falls too far behind ends (above).
 //! The feed is polled while the socket's own frame is being sent (one at a time): a feed
-//! paused mid-read would keep its pooled connection from the send that needs one.
+//! paused mid-read would keep its pooled connection from the send that needs one. A send's
+//! future is boxed when a frame arrives, so an idle socket's task does not carry its space.
 
 use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::ServerError;
@@ -37,40 +41,33 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::header::{CONNECTION, UPGRADE};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{Fuse, FusedFuture};
+use futures_util::future::{BoxFuture, Fuse, FusedFuture};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::body::{self, Field, Kind};
 use super::pyjson::{self, PyValue};
 use super::shapes;
 use super::{Caller, Document, decorate, errors, query};
 use crate::auth::{self, AuthError, Viewer};
+use crate::bus::MessageEvent;
 use crate::client::ClientIp;
 use crate::context::AppContext;
-use crate::error::FieldErrors;
-use crate::graphql::cursor::{Cursor, MessageKey};
-use crate::graphql::{error as codes, loaders};
+use crate::error::AppError;
+use crate::graphql::error as codes;
+use crate::graphql::scalars::format_timestamp;
+use crate::service::live::{self, Feed, LiveError};
 use crate::transport::socket as ws;
 
 /// The route, with and without its trailing slash.
 pub const PATHS: [&str; 2] = ["/messenger/ws/ws/chat/{room_name}", "/messenger/ws/ws/chat/{room_name}/"];
-
-/// Whether the room exists for the caller, and where its history ends.
-static ROOM: Document = Document::new("query($name: String!) { chatRoom(name: $name) { lastMessage { id } } }");
-
-static FEED: Document = Document::new(
-    "subscription($name: String!, $after: String) {
-  messageAdded(roomName: $name, after: $after) { id user: author { username } content timestamp }
-}",
-);
 
 static SEND: Document = Document::new(
     "mutation($name: String!, $content: String!) { sendMessage(roomName: $name, content: $content) { id } }",
 );
 
 /// Every document the socket sends (checked against the schema by a test).
-pub static DOCUMENTS: [&Document; 3] = [&ROOM, &FEED, &SEND];
+pub static DOCUMENTS: [&Document; 1] = [&SEND];
 
 const INVALID_JSON: &str = "Invalid JSON.";
 const NOT_A_MESSAGE: &str = "Expected an object with a \"message\" key.";
@@ -104,11 +101,11 @@ pub async fn connect(
         Ok(user) => user,
         Err(err) => return errors::auth_error(&err),
     };
-    let bridge = Bridge { caller: Caller { ctx, viewer: Viewer::User(user), ip }, room };
-    let after = match bridge.resume_point().await {
-        Ok(after) => after,
+    let feed = match open_feed(&ctx, user.id, &room).await {
+        Ok(feed) => feed,
         Err(refusal) => return refusal,
     };
+    let bridge = Bridge { caller: Caller { ctx, viewer: Viewer::User(user), ip }, room };
     let Some(permit) = sockets.acquire(ip) else {
         return errors::detail(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -120,8 +117,9 @@ pub async fn connect(
     ws::configure(upgrade)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                let (_permit, _open) = (permit, crate::metrics::websocket_opened("legacy"));
-                bridge.run(socket, after, every).await
+                let _counted = (crate::metrics::websocket_opened("legacy"), crate::metrics::subscription_started("legacy"));
+                let _permit = permit;
+                bridge.run(socket, feed, every).await
             })
         })
         .into_response()
@@ -160,6 +158,29 @@ async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<enti
     auth::authenticate(&ctx.state.db, &ctx.state.tokens, token.as_deref()).await?.ok_or(AuthError::NoCredentials)
 }
 
+/// The live feed of `room` from now on, or the refusal of the handshake: 404 when the room is
+/// unknown or `user_id` is not a member (as `chatRoom(name:)` answers).
+async fn open_feed(ctx: &AppContext, user_id: i64, room: &str) -> Result<Feed, Response> {
+    let db = &ctx.state.db;
+    let room = match crate::service::chat::room_of_member(db, user_id, room).await {
+        Ok(room) => room,
+        Err(AppError::NotFound) => return Err(errors::not_found()),
+        Err(err) => {
+            tracing::error!(error = %err, "legacy chat socket: the room could not be read");
+            return Err(errors::server_error());
+        }
+    };
+    match live::room_feed(db, &*ctx.state.bus, &room, None).await {
+        Ok(Some(feed)) => Ok(feed),
+        // Only a resumed feed can be too far behind.
+        Ok(None) => Err(errors::server_error()),
+        Err(err) => {
+            tracing::error!(error = %err, "legacy chat socket: the feed could not be opened");
+            Err(errors::server_error())
+        }
+    }
+}
+
 /// One accepted connection: the caller in one room.
 struct Bridge {
     caller: Caller,
@@ -175,37 +196,10 @@ enum Reply {
 }
 
 impl Bridge {
-    /// The cursor of the room's last message (of id 0 for an empty room: from its first
-    /// message), or the refusal of the handshake.
-    async fn resume_point(&self) -> Result<String, Response> {
-        let data = self
-            .caller
-            .execute(&ROOM, json!({"name": self.room}))
-            .await
-            .map_err(|errors| errors::from_graphql(&errors, &FieldErrors::default(), &[]))?;
-        let last = match &data["chatRoom"]["lastMessage"]["id"] {
-            Value::Null => Some(0),
-            Value::String(id) => id.parse::<i64>().ok(),
-            _ => None,
-        };
-        let Some(last) = last else {
-            tracing::error!(%data, "legacy chat socket: unexpected room data");
-            return Err(errors::server_error());
-        };
-        Ok(Cursor::of(MessageKey(last)))
-    }
-
-    async fn run(self, socket: WebSocket, after: String, every: Duration) {
+    async fn run(self, socket: WebSocket, mut feed: Feed, every: Duration) {
         let (mut outgoing, incoming) = ws::keepalive(socket, every, &self.caller.ctx.lifecycle);
         let mut incoming = pin!(incoming);
-        // A connection lives for hours: its loaders batch but do not cache.
         let ctx = &self.caller.ctx;
-        let request = self
-            .caller
-            .request(&FEED, json!({"name": self.room, "after": after}))
-            .data(Arc::new(loaders::uncached(ctx.state.db.clone())))
-            .data(crate::graphql::observe::Transport("legacy"));
-        let mut feed = ctx.schema.execute_stream(request);
         // Ends when the user is deactivated or deleted (`ws::watch_owners`).
         let owner = match &self.caller.viewer {
             Viewer::User(user) => Some(ctx.socket_owners.register(user.id)),
@@ -218,22 +212,23 @@ impl Bridge {
         // sockets sending at once used to check out the whole pool and stall every write until
         // the acquire timeout. One send at a time per socket, as Django's consumer does: the
         // next frame is read once it is done.
-        let mut sending = pin!(Fuse::terminated());
+        let mut sending: Fuse<BoxFuture<'_, Reply>> = Fuse::terminated();
         loop {
             let reply = tokio::select! {
                 _ = revoked.cancelled() => Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive")),
                 item = feed.next() => match item {
-                    Some(response) => frame_for(&self.room, response),
+                    Some(Ok(event)) => event.as_message().map_or(Reply::Nothing, frame_for),
+                    Some(Err(err)) => feed_failed(&self.room, err),
                     None => Reply::Close(self.feed_ended()),
                 },
                 reply = &mut sending, if !sending.is_terminated() => reply,
                 frame = incoming.next(), if sending.is_terminated() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        sending.set(self.receive(Some(text.to_string())).fuse());
+                        sending = self.receive(Some(text.to_string())).boxed().fuse();
                         Reply::Nothing
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        sending.set(self.receive(decode_binary(&bytes)).fuse());
+                        sending = self.receive(decode_binary(&bytes)).boxed().fuse();
                         Reply::Nothing
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Reply::Nothing,
@@ -253,7 +248,7 @@ impl Bridge {
         }
     }
 
-    /// The subscription ended without an error: the server is stopping (the writer sends 1001
+    /// The feed ended without an error: the server is stopping (the writer sends 1001
     /// itself), or the bus closed.
     fn feed_ended(&self) -> Message {
         if self.caller.ctx.lifecycle.shutdown.is_cancelled() {
@@ -295,30 +290,29 @@ impl Bridge {
     }
 }
 
-/// One result of the subscription as a legacy frame. An error ends the feed (it fell behind,
-/// `reason: LAGGED`, or could not read missed messages): close with 1011 and the feed's message,
-/// and the client reconnects and reads the history.
-fn frame_for(room: &str, response: async_graphql::Response) -> Reply {
-    if let Some(error) = response.errors.first() {
-        let reason = error.extensions.as_ref().and_then(|e| e.get("reason")).map(|r| r.to_string());
-        tracing::warn!(room, message = %error.message, ?reason, "legacy chat socket: feed ended");
-        return Reply::Close(ws::close(close_code::ERROR, &error.message));
-    }
-    let shaped = response
-        .data
-        .into_json()
-        .map_err(|err| err.to_string())
-        .and_then(|mut data| {
-            serde_json::from_value::<shapes::Message>(data["messageAdded"].take()).map_err(|err| err.to_string())
-        })
-        .and_then(|message| serde_json::to_string(&message).map_err(|err| err.to_string()));
-    match shaped {
+/// A stored message as the legacy frame, from what its event carries.
+fn frame_for(message: &MessageEvent) -> Reply {
+    crate::metrics::chat_delivered(message.timestamp);
+    let shaped = shapes::Message {
+        id: message.message_id,
+        user: message.author_username.clone(),
+        content: message.content.clone(),
+        timestamp: format_timestamp(&message.timestamp),
+    };
+    match serde_json::to_string(&shaped) {
         Ok(text) => Reply::Frame(Message::Text(text.into())),
         Err(err) => {
-            tracing::error!(room, error = %err, "legacy chat socket: a message does not fit the legacy shape");
+            tracing::error!(room = %message.room_name, error = %err, "legacy chat socket: a message could not be written");
             Reply::Close(ws::close(close_code::ERROR, crate::domain::messages::INTERNAL))
         }
     }
+}
+
+/// The feed ended early (it fell behind, or could not read missed messages): close with 1011
+/// and the feed's message, and the client reconnects and reads the history.
+fn feed_failed(room: &str, err: LiveError) -> Reply {
+    tracing::warn!(room, error = %err, "legacy chat socket: feed ended");
+    Reply::Close(ws::close(close_code::ERROR, &err.to_string()))
 }
 
 /// `{"error": text}`, compact.
@@ -459,24 +453,28 @@ mod tests {
     }
 
     #[test]
-    fn feed_results_become_legacy_frames_and_a_feed_error_closes_with_1011() {
-        let data = async_graphql::Value::from_json(json!({"messageAdded": {
-            "id": "7", "user": {"username": "zoë"}, "content": "hi", "timestamp": "2026-11-24T18:42:09.605799Z"
-        }}))
-        .unwrap();
+    fn messages_become_legacy_frames_and_a_feed_error_closes_with_1011() {
+        let timestamp = chrono::DateTime::parse_from_rfc3339("2026-11-24T18:42:09.605799Z").unwrap().to_utc();
+        let event = MessageEvent {
+            message_id: 7,
+            room_id: 1,
+            room_seq: 1,
+            room_name: "r".into(),
+            member_ids: vec![1, 2],
+            author_id: 1,
+            author_username: "zoë".into(),
+            content: "hi".into(),
+            timestamp,
+            deleted: false,
+        };
         assert_eq!(
-            frame_for("r", async_graphql::Response::new(data)),
+            frame_for(&event),
             Reply::Frame(Message::Text(
                 r#"{"id":7,"user":"zoë","content":"hi","timestamp":"2026-11-24T18:42:09.605799Z"}"#.into()
             ))
         );
-        let mut lagged = ServerError::new("subscriber fell too far behind; reconnect and catch up from history", None);
-        let mut ext = async_graphql::ErrorExtensionValues::default();
-        ext.set("code", codes::INTERNAL_SERVER_ERROR);
-        ext.set("reason", "LAGGED");
-        lagged.extensions = Some(ext);
         assert_eq!(
-            frame_for("r", async_graphql::Response::from_errors(vec![lagged])),
+            feed_failed("r", LiveError::Lagged),
             Reply::Close(ws::close(
                 close_code::ERROR,
                 "subscriber fell too far behind; reconnect and catch up from history"

@@ -165,9 +165,11 @@ impl Connection {
                 _ = keep_alive.tick(), if initialised && self.protocol == Protocol::LegacyWs => Input::KeepAlive,
             };
             let flow = match input {
-                Input::Frame(Some(Ok(Message::Text(text)))) => self.receive(text.as_str()).await,
+                // Boxed: an idle connection's task does not carry the space of a receive
+                // (authentication, starting an operation) between messages.
+                Input::Frame(Some(Ok(Message::Text(text)))) => Box::pin(self.receive(text.as_str())).await,
                 Input::Frame(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => self.receive(text).await,
+                    Ok(text) => Box::pin(self.receive(text)).await,
                     Err(_) => self.invalid(Invalid::unreadable("Invalid message: not UTF-8")).await,
                 },
                 Input::Frame(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => ControlFlow::Continue(()),
