@@ -86,7 +86,7 @@ pub async fn graphql_ws(
                     ctx,
                     protocol,
                     client,
-                    header_session,
+                    header_session: Some(header_session),
                     out,
                     session: None,
                     owner: None,
@@ -137,8 +137,9 @@ struct Connection {
     ctx: AppContext,
     protocol: Protocol,
     client: ClientIp,
-    /// The caller of the handshake's `Authorization` header, for a `connection_init` without a token.
-    header_session: Session,
+    /// The caller of the handshake's `Authorization` header, for a `connection_init` without a
+    /// token (taken by it: an open connection does not keep it).
+    header_session: Option<Session>,
     out: mpsc::Sender<Message>,
     /// Set by `connection_ack`.
     session: Option<Session>,
@@ -151,7 +152,9 @@ impl Connection {
     async fn run(mut self, incoming: impl Stream<Item = Result<Message, axum::Error>>, every: Duration) {
         let mut incoming = pin!(incoming);
         let init_deadline = Instant::now() + Duration::from_secs(self.ctx.state.settings.ws_init_timeout_seconds);
-        let mut keep_alive = tokio::time::interval_at(Instant::now() + every, every);
+        // graphql-ws's `ka` messages; graphql-transport-ws has none (no timer held for it).
+        let mut keep_alive = (self.protocol == Protocol::LegacyWs)
+            .then(|| tokio::time::interval_at(Instant::now() + every, every));
         loop {
             let initialised = self.session.is_some();
             let expires = self.session.as_ref().and_then(|s| s.expires_at).map(instant_of);
@@ -162,7 +165,7 @@ impl Connection {
                 _ = until(Some(init_deadline)), if !initialised => Input::InitTimeout,
                 _ = until(expires) => Input::Expired,
                 _ = async { match revoked { Some(token) => token.cancelled().await, None => pending().await } } => Input::Revoked,
-                _ = keep_alive.tick(), if initialised && self.protocol == Protocol::LegacyWs => Input::KeepAlive,
+                _ = tick(&mut keep_alive), if initialised => Input::KeepAlive,
             };
             let flow = match input {
                 // Boxed: an idle connection's task does not carry the space of a receive
@@ -239,7 +242,8 @@ impl Connection {
                 Protocol::LegacyWs => ControlFlow::Continue(()),
             };
         }
-        let session = match authenticate(&self.ctx, &self.header_session, &payload).await {
+        let header = self.header_session.take().unwrap_or(Session { viewer: Viewer::Anonymous, expires_at: None });
+        let session = match authenticate(&self.ctx, header, &payload).await {
             Ok(session) => session,
             Err(AuthError::Unavailable) => {
                 return close(axum::extract::ws::close_code::ERROR, &AuthError::Unavailable.to_string());
@@ -359,12 +363,18 @@ impl Connection {
 }
 
 /// The session a `connection_init` payload opens: its token's user, else the handshake's caller.
-async fn authenticate(ctx: &AppContext, header: &Session, payload: &serde_json::Value) -> Result<Session, AuthError> {
-    let Some(token) = token_from_init(payload)? else {
-        return Ok(Session { viewer: header.viewer.clone(), expires_at: header.expires_at });
-    };
+async fn authenticate(ctx: &AppContext, header: Session, payload: &serde_json::Value) -> Result<Session, AuthError> {
+    let Some(token) = token_from_init(payload)? else { return Ok(header) };
     let user = auth::authenticate(&ctx.state.db, &ctx.state.tokens, Some(&token)).await?;
     Ok(Session { viewer: Viewer::from_result(Ok(user)), expires_at: expiry(ctx, &token) })
+}
+
+/// The next tick of `interval`; never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => drop(interval.tick().await),
+        None => pending().await,
+    }
 }
 
 /// Completes at `deadline`; never without one.
