@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! legacy REST ──┐  (a table of GraphQL operations)
-//! legacy WS ────┤  (messageAdded subscription + sendMessage)
+//! legacy WS ────┤  (sendMessage; its feed is service::live's, read directly)
 //! GraphQL SSE ──┤  (POST/GET /graphql, Accept: text/event-stream)
 //! GraphQL HTTP ─┼─> graphql (schema, resolvers) ─> service (rules) ─> SeaORM (SQLite | PostgreSQL)
 //! GraphQL WS ───┘                                      │

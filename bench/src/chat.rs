@@ -159,9 +159,8 @@ async fn connect_from(
     match via {
         Via::Legacy => {
             let url = format!("{ws}/messenger/ws/ws/chat/{room}/?token={token}");
-            let (socket, _) = handshake(url.as_str().into_client_request()?, from)
-                .await
-                .with_context(|| format!("connect {url}"))?;
+            let (socket, _) =
+                handshake(url.as_str().into_client_request()?, from).await.with_context(|| format!("connect {url}"))?;
             Ok(socket)
         }
         Via::Graphql => {

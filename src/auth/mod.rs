@@ -130,20 +130,29 @@ pub async fn authenticate(
     token: Option<&str>,
 ) -> Result<Option<entity::user::Model>, AuthError> {
     let Some(token) = token else { return Ok(None) };
+    let user_id = access_user_id(tokens, token)?;
+    let user = entity::user::Entity::find_by_id(user_id).one(db).await.map_err(|err| {
+        tracing::error!(error = %err, "user lookup failed");
+        AuthError::Unavailable
+    })?;
+    active(user).map(Some)
+}
+
+/// The id of the user an access token names (the token checked, the user not looked up).
+pub fn access_user_id(tokens: &TokenService, token: &str) -> Result<i64, AuthError> {
     let verified = tokens.verify(token, TokenKind::Access).map_err(AuthError::BadAccessToken)?;
-    let user_id = verified.user_id.ok_or(AuthError::NoUserId)?;
-    let user = entity::user::Entity::find_by_id(user_id)
-        .one(db)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "user lookup failed");
-            AuthError::Unavailable
-        })?
-        .ok_or(AuthError::UserNotFound)?;
+    verified.user_id.ok_or(AuthError::NoUserId)
+}
+
+/// The user an access token names, as read (`None`: no such user): refused unless active.
+/// [`authenticate`] reads the user alone; a caller that reads it along with other rows (the
+/// legacy chat socket's handshake) applies the same rule here.
+pub fn active(user: Option<entity::user::Model>) -> Result<entity::user::Model, AuthError> {
+    let user = user.ok_or(AuthError::UserNotFound)?;
     if !user.is_active {
         return Err(AuthError::UserInactive);
     }
-    Ok(Some(user))
+    Ok(user)
 }
 
 /// Which of `ids` are users that exist and are active, in one statement (the socket watcher's

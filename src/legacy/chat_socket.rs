@@ -2,17 +2,17 @@
 //! no chat rule is decided here.
 //!
 //! * Handshake: the token (`?token=` first, else `Authorization: Bearer`) is checked as REST
-//!   checks it, then the room as `chatRoom(name:)` checks it (`service::chat::room_of_member`:
-//!   unknown or not a member is 404). A refusal is the REST JSON answer (401, 404), sent before
-//!   the upgrade.
+//!   checks it, then the room as `chatRoom(name:)` checks it (unknown or not a member is 404),
+//!   the user and the room in one statement (`service::chat::room_with_member`). A refusal is
+//!   the REST JSON answer (401, 404), sent before the upgrade.
 //! * Out: the room's live feed (`service::live::room_feed`, the one `messageAdded(roomName:)`
 //!   reads), opened before the upgrade is answered, so everything stored from then on arrives
 //!   once, in storage order — a frame the client sends right after the upgrade comes back too.
 //!   Each message is written from what its event carries as the legacy
 //!   `{"id","user","content","timestamp"}` (compact UTF-8 JSON, always a text frame). The feed is
 //!   read directly rather than through the GraphQL subscription: a socket holds the feed and
-//!   nothing else (no operation, document or variables), and a handshake costs three statements
-//!   (the caller, the room, its last sequence number).
+//!   nothing else (no operation, document or variables), and a handshake costs two statements
+//!   (the caller with the room, then its last sequence number once the feed listens).
 //! * In: `{"message": text}` (a text frame, or a binary one holding JSON) runs the mutation
 //!   `sendMessage` as the caller; the message then reaches every socket of the room, this one
 //!   included, through the feed. A bad frame gets `{"error": "…"}` on this socket only.
@@ -53,7 +53,6 @@ use crate::auth::{self, AuthError, Viewer};
 use crate::bus::MessageEvent;
 use crate::client::ClientIp;
 use crate::context::AppContext;
-use crate::error::AppError;
 use crate::graphql::error as codes;
 use crate::graphql::scalars::format_timestamp;
 use crate::service::live::{self, Feed, LiveError};
@@ -97,12 +96,8 @@ pub async fn connect(
     let Ok(upgrade) = upgrade else { return decorate(errors::not_found(), None) };
     // Any other WebSocket path is a 404 before authentication.
     let Some(room) = room_name(uri.path()) else { return errors::not_found() };
-    let user = match caller(&ctx, &uri, &headers).await {
-        Ok(user) => user,
-        Err(err) => return errors::auth_error(&err),
-    };
-    let feed = match open_feed(&ctx, user.id, &room).await {
-        Ok(feed) => feed,
+    let (user, feed) = match caller_in_room(&ctx, &uri, &headers, &room).await {
+        Ok(found) => found,
         Err(refusal) => return refusal,
     };
     let bridge = Bridge { caller: Caller { ctx, viewer: Viewer::User(user), ip }, room };
@@ -117,7 +112,8 @@ pub async fn connect(
     ws::configure(upgrade)
         .on_upgrade(move |socket| {
             tasks.track_future(async move {
-                let _counted = (crate::metrics::websocket_opened("legacy"), crate::metrics::subscription_started("legacy"));
+                let _counted =
+                    (crate::metrics::websocket_opened("legacy"), crate::metrics::subscription_started("legacy"));
                 let _permit = permit;
                 bridge.run(socket, feed, every).await
             })
@@ -140,38 +136,51 @@ fn percent_decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
-/// The caller as the reference's `JWTAuthMiddleware` finds them: the first non-empty `?token=`
+/// The token as the reference's `JWTAuthMiddleware` finds it: the first non-empty `?token=`
 /// (Python's `parse_qs` drops empty values), else the `Authorization` header (read as the REST
 /// endpoints read it).
-async fn caller(ctx: &AppContext, uri: &Uri, headers: &HeaderMap) -> Result<entity::user::Model, AuthError> {
+fn token_of(uri: &Uri, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
     let from_query = query::pairs(uri)
         .into_iter()
         .find(|(name, value)| name == "token" && !value.is_empty())
         .map(|(_, value)| value);
-    let token = match from_query {
-        Some(token) => Some(token),
+    match from_query {
+        Some(token) => Ok(Some(token)),
         None => {
             let header = auth::authorization_header(headers);
-            auth::bearer_token(header.as_deref())?.map(str::to_owned)
+            Ok(auth::bearer_token(header.as_deref())?.map(str::to_owned))
         }
-    };
-    auth::authenticate(&ctx.state.db, &ctx.state.tokens, token.as_deref()).await?.ok_or(AuthError::NoCredentials)
+    }
 }
 
-/// The live feed of `room` from now on, or the refusal of the handshake: 404 when the room is
-/// unknown or `user_id` is not a member (as `chatRoom(name:)` answers).
-async fn open_feed(ctx: &AppContext, user_id: i64, room: &str) -> Result<Feed, Response> {
+/// The caller (checked as REST checks a token) and the live feed of `room` from now on, or
+/// the refusal of the handshake: 401 as REST answers it, 404 when the room is unknown or the
+/// caller is not a member (as `chatRoom(name:)` answers). A member's handshake reads the user
+/// and the room in one statement; only a refusal reads the user alone, to tell 401 from 404.
+async fn caller_in_room(
+    ctx: &AppContext,
+    uri: &Uri,
+    headers: &HeaderMap,
+    room: &str,
+) -> Result<(entity::user::Model, Feed), Response> {
     let db = &ctx.state.db;
-    let room = match crate::service::chat::room_of_member(db, user_id, room).await {
-        Ok(room) => room,
-        Err(AppError::NotFound) => return Err(errors::not_found()),
-        Err(err) => {
-            tracing::error!(error = %err, "legacy chat socket: the room could not be read");
-            return Err(errors::server_error());
-        }
+    let token = token_of(uri, headers).map_err(|err| errors::auth_error(&err))?;
+    let Some(token) = token else { return Err(errors::auth_error(&AuthError::NoCredentials)) };
+    let user_id = auth::access_user_id(&ctx.state.tokens, &token).map_err(|err| errors::auth_error(&err))?;
+    let found = crate::service::chat::room_with_member(db, user_id, room).await.map_err(|err| {
+        tracing::error!(error = %err, "legacy chat socket: the room could not be read");
+        errors::server_error()
+    })?;
+    let Some((room, user)) = found else {
+        // Not a member, an unknown room, or no such user: the user decides between 401 and 404.
+        return Err(match auth::authenticate(db, &ctx.state.tokens, Some(&token)).await {
+            Err(err) => errors::auth_error(&err),
+            Ok(_) => errors::not_found(),
+        });
     };
+    let user = auth::active(Some(user)).map_err(|err| errors::auth_error(&err))?;
     match live::room_feed(db, &*ctx.state.bus, &room, None).await {
-        Ok(Some(feed)) => Ok(feed),
+        Ok(Some(feed)) => Ok((user, feed)),
         // Only a resumed feed can be too far behind.
         Ok(None) => Err(errors::server_error()),
         Err(err) => {

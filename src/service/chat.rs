@@ -194,6 +194,28 @@ pub async fn room_of_member(db: &impl ConnectionTrait, user_id: i64, name: &str)
         .ok_or(AppError::NotFound)
 }
 
+/// [`room_of_member`] and the member's own row, in one statement (`None`: the room is unknown,
+/// or `user_id` is not a member of it or does not exist). The caller applies its own rules to
+/// the user (the legacy chat socket's handshake: `auth::active`).
+pub async fn room_with_member(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    name: &str,
+) -> Result<Option<(chat_room::Model, user::Model)>, sea_orm::DbErr> {
+    if !domain::storable(name) {
+        return Ok(None);
+    }
+    let found = chat_room::Entity::find()
+        .join(sea_orm::JoinType::InnerJoin, chat_room::Relation::RoomMember.def())
+        .join(sea_orm::JoinType::InnerJoin, room_member::Relation::User.def())
+        .filter(chat_room::Column::Name.eq(name))
+        .filter(room_member::Column::UserId.eq(user_id))
+        .select_also(user::Entity)
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(room, user)| Some((room, user?))))
+}
+
 /// Which page of a room's history: Relay's arguments, cursors already decoded to message ids.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HistoryPage {

@@ -153,8 +153,8 @@ impl Connection {
         let mut incoming = pin!(incoming);
         let init_deadline = Instant::now() + Duration::from_secs(self.ctx.state.settings.ws_init_timeout_seconds);
         // graphql-ws's `ka` messages; graphql-transport-ws has none (no timer held for it).
-        let mut keep_alive = (self.protocol == Protocol::LegacyWs)
-            .then(|| tokio::time::interval_at(Instant::now() + every, every));
+        let mut keep_alive =
+            (self.protocol == Protocol::LegacyWs).then(|| tokio::time::interval_at(Instant::now() + every, every));
         loop {
             let initialised = self.session.is_some();
             let expires = self.session.as_ref().and_then(|s| s.expires_at).map(instant_of);
