@@ -295,21 +295,39 @@ impl Connection {
             Ok(request) => request,
             Err(invalid) => return self.invalid(Invalid { json: true, id: Some(id), ..invalid }).await,
         };
-        if let Viewer::User(user) = &viewer
-            && self.mutates(&mut request)
-        {
-            let user_id = user.id;
-            if let ControlFlow::Break(flow) = self.still_active(&id, user_id).await {
-                return flow;
-            }
-        }
+        let writer = match &viewer {
+            Viewer::User(user) if self.mutates(&mut request) => Some(user.id),
+            _ => None,
+        };
         // An operation may live for hours: its loaders batch but do not cache.
         let request = request.data(viewer).data(self.client).data(Arc::new(loaders::of_state(&self.ctx.state, false)));
-        let results = self.ctx.schema.execute_stream(request).enumerate();
-        let events = results
-            .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })
-            .chain(stream::once(async { Event::End }));
-        self.operations.insert(id, events.boxed());
+        let schema = self.ctx.schema.clone();
+        let run = move || {
+            schema
+                .execute_stream(request)
+                .enumerate()
+                .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })
+                .chain(stream::once(async { Event::End }))
+                .boxed()
+        };
+        let events = match writer {
+            None => run(),
+            // The check is part of the operation, polled with the others: awaited here, it would
+            // leave this connection's feeds unpolled, and a feed paused mid-read holds a pooled
+            // connection (enough sockets doing both at once would hold the whole pool).
+            Some(user_id) => {
+                let (db, owners) = (self.ctx.state.db.clone(), self.ctx.socket_owners.clone());
+                stream::once(async move {
+                    match still_active(&db, &owners, user_id).await {
+                        None => run(),
+                        Some(response) => stream::iter([Event::Result { first: false, response }, Event::End]).boxed(),
+                    }
+                })
+                .flatten()
+                .boxed()
+            }
+        };
+        self.operations.insert(id, events);
         ControlFlow::Continue(())
     }
 
@@ -319,31 +337,6 @@ impl Connection {
         let limits = crate::graphql::limits::Limits::from_settings(&self.ctx.state.settings);
         crate::graphql::limits::prescan(&request.query, &limits).is_ok()
             && crate::graphql::selected_operation(request) == Some(OperationType::Mutation)
-    }
-
-    /// The one check that a socket's user may still write: the socket was authenticated when it
-    /// opened and the watcher (`service::sessions::watch_owners`) closes it within seconds of a
-    /// deactivation, so every mutation sent over it is preceded by one statement asking whether
-    /// its user is still active. If not, the operation gets `UNAUTHENTICATED` (as `sendMessage`
-    /// would) and every socket of the user on this process closes with 4403 at once.
-    async fn still_active(&mut self, id: &str, user_id: i64) -> ControlFlow<Flow> {
-        let refused = match auth::active_users(&self.ctx.state.db, &[user_id]).await {
-            Ok(active) if active.contains(&user_id) => return ControlFlow::Continue(()),
-            Ok(_) => AuthError::UserInactive,
-            Err(err) => {
-                tracing::error!(error = %err, "active user check failed");
-                AuthError::Unavailable
-            }
-        };
-        let response = GqlResponse::from_errors(vec![crate::graphql::error::auth_server_error(&refused)]);
-        let mut flow = self.send(self.protocol.result(id, &response)).await;
-        if flow.is_continue() {
-            flow = self.send(self.protocol.complete(id)).await;
-        }
-        if refused == AuthError::UserInactive {
-            self.ctx.socket_owners.revoke(user_id);
-        }
-        ControlFlow::Break(flow)
     }
 
     async fn deliver(&mut self, id: String, event: Event) -> Flow {
@@ -360,6 +353,31 @@ impl Connection {
             }
         }
     }
+}
+
+/// The one check that a socket's user may still write: the socket was authenticated when it
+/// opened and the watcher (`service::sessions::watch_owners`) closes it within seconds of a
+/// deactivation, so every mutation sent over it is preceded by one statement asking whether its
+/// user is still active. If not (`Some`: the operation's one result), the operation gets
+/// `UNAUTHENTICATED` (as `sendMessage` would) and every socket of the user on this process
+/// closes with 4403 at once.
+async fn still_active(
+    db: &sea_orm::DatabaseConnection,
+    owners: &crate::service::sessions::SocketOwners,
+    user_id: i64,
+) -> Option<Box<GqlResponse>> {
+    let refused = match auth::active_users(db, &[user_id]).await {
+        Ok(active) if active.contains(&user_id) => return None,
+        Ok(_) => AuthError::UserInactive,
+        Err(err) => {
+            tracing::error!(error = %err, "active user check failed");
+            AuthError::Unavailable
+        }
+    };
+    if refused == AuthError::UserInactive {
+        owners.revoke(user_id);
+    }
+    Some(Box::new(GqlResponse::from_errors(vec![crate::graphql::error::auth_server_error(&refused)])))
 }
 
 /// The session a `connection_init` payload opens: its token's user, else the handshake's caller.
