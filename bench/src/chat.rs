@@ -19,8 +19,9 @@
 //! the bus (Redis) to reach the other member.
 //!
 //! **Idle.** `--idle N` sockets opened 64 at a time, each joined to a room (legacy) or holding
-//! one `messageAdded` subscription (graphql): handshakes per second, and the server's resident
-//! memory per socket (the growth over the run's idle size, divided by N).
+//! one `messageAdded` subscription (graphql, after `connection_init` with the member's token):
+//! handshakes per second, and the server's resident memory per socket (the growth over the
+//! run's idle size, divided by N). `--via legacy,graphql` measures both kinds.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -168,17 +169,29 @@ struct Socket {
 }
 
 async fn connect(base: &str, via: Via, room: &str, token: &str) -> anyhow::Result<WsStream> {
+    connect_from(base, via, room, token, None).await
+}
+
+/// [`connect`] from the local address `from` (`None`: the system's choice).
+async fn connect_from(
+    base: &str,
+    via: Via,
+    room: &str,
+    token: &str,
+    from: Option<std::net::IpAddr>,
+) -> anyhow::Result<WsStream> {
     let ws = base.replacen("http", "ws", 1);
     match via {
         Via::Legacy => {
             let url = format!("{ws}/messenger/ws/ws/chat/{room}/?token={token}");
-            let (socket, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connect {url}"))?;
+            let (socket, _) =
+                handshake(url.as_str().into_client_request()?, from).await.with_context(|| format!("connect {url}"))?;
             Ok(socket)
         }
         Via::Graphql => {
             let mut request = format!("{ws}/graphql/ws").into_client_request()?;
             request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
-            let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("connect /graphql/ws")?;
+            let (mut socket, _) = handshake(request, from).await.context("connect /graphql/ws")?;
             let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
             socket.send(Message::text(init.to_string())).await?;
             loop {
@@ -203,6 +216,23 @@ async fn connect(base: &str, via: Via, room: &str, token: &str) -> anyhow::Resul
 }
 
 type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The WebSocket handshake of `request`, over a TCP connection from `from` if given.
+async fn handshake(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    from: Option<std::net::IpAddr>,
+) -> anyhow::Result<(WsStream, tokio_tungstenite::tungstenite::handshake::client::Response)> {
+    let Some(from) = from else { return Ok(tokio_tungstenite::connect_async(request).await?) };
+    let uri = request.uri();
+    let host = uri.host().context("no host")?.trim_start_matches('[').trim_end_matches(']');
+    let to = std::net::SocketAddr::new(host.parse()?, uri.port_u16().unwrap_or(80));
+    let tcp = if from.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    tcp.bind(std::net::SocketAddr::new(from, 0))?;
+    let stream = tcp.connect(to).await?;
+    stream.set_nodelay(true)?;
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    Ok(tokio_tungstenite::client_async(request, stream).await?)
+}
 
 /// The frame that sends `content` to the socket's room (`id`: of the GraphQL operation).
 fn send_frame(via: Via, room: &str, content: &str, id: &str) -> Message {
@@ -544,14 +574,37 @@ async fn stored(base: &str, rooms: &[Room], tag: &str) -> anyhow::Result<u64> {
     counts.into_iter().sum()
 }
 
-/// `n` idle sockets: handshakes per second and resident memory per socket.
+/// `n` idle sockets: handshakes per second and resident memory per socket. A GraphQL socket
+/// counts as open once a `ping` sent after its `subscribe` is answered (the server reads a
+/// socket's messages in order, so it has started the subscription by then).
+///
+/// Tens of thousands of sockets need as many descriptors here and in the server (see
+/// [`raise_open_files`]; `tools/bench/compare.sh` raises the limit for both) and more local
+/// ports than one address has: to a loopback server they come from several 127.0.0.x.
 async fn idle(base: &str, pids: &[u32], via: Via, rooms: &[Room], n: usize) -> anyhow::Result<Scenario> {
-    let idle_kib = procfs::rss_kib(pids);
+    raise_open_files(n + 1024);
+    let sources = loopback_sources(base);
+    // The baseline once the seeding's memory has settled: tokio's blocking threads that ran its
+    // sign-ins (each holding an Argon2 block) idle out after 10 s, and their exit during the
+    // run would be counted against the sockets. A later kind keeps the first kind's baseline
+    // (or a lower one): the allocator keeps what the first kind's sockets freed and the next
+    // kind's sockets reuse it, so the resident size at that moment would hide their cost.
+    static BASELINE_KIB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let now_kib = procfs::rss_kib(pids);
+    let idle_kib = now_kib.min(*BASELINE_KIB.get_or_init(|| now_kib));
     let started = Instant::now();
     let sockets: Vec<WsStream> = stream::iter(0..n)
         .map(|k| {
             let room = &rooms[k % rooms.len()];
-            connect(base, via, &room.name, &room.members[k / rooms.len() % 2])
+            let from = sources.get(k % sources.len().max(1)).copied();
+            async move {
+                let mut socket = connect_from(base, via, &room.name, &room.members[k / rooms.len() % 2], from).await?;
+                if via == Via::Graphql {
+                    settled(&mut socket).await?;
+                }
+                anyhow::Ok(socket)
+            }
         })
         .buffer_unordered(64)
         .collect::<Vec<_>>()
@@ -579,4 +632,49 @@ async fn idle(base: &str, pids: &[u32], via: Via, rooms: &[Room], n: usize) -> a
         side: None,
         extra,
     })
+}
+
+/// graphql-transport-ws: a `ping`, and its `pong` (whatever came before it is dropped).
+async fn settled(socket: &mut WsStream) -> anyhow::Result<()> {
+    socket.send(Message::text(r#"{"type":"ping"}"#)).await?;
+    loop {
+        let frame = socket.next().await.context("closed before pong")??;
+        if let Message::Text(text) = frame {
+            if text.contains(r#""type":"pong""#) {
+                return Ok(());
+            }
+            if text.contains(r#""type":"error""#) {
+                bail!("the subscription failed: {text}");
+            }
+        }
+    }
+}
+
+/// Local addresses to spread connections to a loopback server over (each has its own range of
+/// ephemeral ports; Linux answers every 127.0.0.0/8 address on `lo`); none for another server.
+fn loopback_sources(base: &str) -> Vec<std::net::IpAddr> {
+    let host = reqwest::Url::parse(base).ok().and_then(|url| url.host_str().map(str::to_owned));
+    match host.and_then(|h| h.parse::<std::net::Ipv4Addr>().ok()) {
+        Some(ip) if ip.is_loopback() => (1..=8).map(|last| std::net::Ipv4Addr::new(127, 0, 0, last).into()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Raises this process's limit of open descriptors to `want` if it can (the hard limit, or
+/// above it as root); says so when it cannot.
+fn raise_open_files(want: usize) {
+    let want = want as libc::rlim_t;
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= want {
+            return;
+        }
+        let raised = libc::rlimit { rlim_cur: want, rlim_max: limit.rlim_max.max(want) };
+        let capped = libc::rlimit { rlim_cur: want.min(limit.rlim_max), rlim_max: limit.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &capped);
+            eprintln!("open files limited to {} here (wanted {want}): raise `ulimit -n`", capped.rlim_cur);
+        }
+    }
 }

@@ -301,10 +301,12 @@ impl ChatSubscription {
         let me = viewer(ctx).require().gql(ctx)?;
         let state = state(ctx);
         let after = Cursor::<MessageKey>::parse("after", after.as_deref()).gql(ctx)?.map(|key| key.0);
+        // The reads are boxed: async-graphql keeps this future's space for the subscription's
+        // whole life (it is part of the field's stream), and an idle socket should not pay for it.
         let feed = match room_name {
             Some(name) => {
-                let room = service::room_of_member(&state.db, me.id, &name).await.gql(ctx)?;
-                live::room_feed(&state.db, &*state.bus, &room, after)
+                let room = Box::pin(service::room_of_member(&state.db, me.id, &name)).await.gql(ctx)?;
+                Box::pin(live::room_feed(&state.db, &*state.bus, &room, after))
                     .await
                     .gql(ctx)?
                     .ok_or_else(|| {
@@ -318,7 +320,7 @@ impl ChatSubscription {
             None if after.is_some() => {
                 return Err(crate::error::FieldErrors::single("after", "Only with roomName.")).gql(ctx);
             }
-            None => live::member_feed(&state.db, &*state.bus, me.id).await.gql(ctx)?,
+            None => Box::pin(live::member_feed(&state.db, &*state.bus, me.id)).await.gql(ctx)?,
         };
         // Other kinds of chat events are not messages: this subscription skips them.
         let messages = feed.filter_map(|item| {

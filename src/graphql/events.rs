@@ -398,7 +398,8 @@ impl EventsSubscription {
         let max_replay = state.settings.live_max_replay.max(0);
         let feed = match room_name {
             Some(name) => {
-                let room = chat_service::room_of_member(&state.db, me.id, &name).await.gql(ctx)?;
+                // Boxed, as in `messageAdded`: this future's space lasts as long as the subscription.
+                let room = Box::pin(chat_service::room_of_member(&state.db, me.id, &name)).await.gql(ctx)?;
                 let after = match resume {
                     None => None,
                     Some(Resume::Room { room_id, seq }) if room_id == room.id => Some(seq),
@@ -407,7 +408,7 @@ impl EventsSubscription {
                         return Err(FieldErrors::single("after", "A cursor of another room.")).gql(ctx);
                     }
                 };
-                live::room_events(&state.db, &*state.bus, &room, me.id, after, max_replay).await.gql(ctx)?
+                Box::pin(live::room_events(&state.db, &*state.bus, &room, me.id, after, max_replay)).await.gql(ctx)?
             }
             None => {
                 let after = match resume {
@@ -418,7 +419,9 @@ impl EventsSubscription {
                             .gql(ctx);
                     }
                 };
-                live::member_events(&state.db, &*state.bus, me.id, after.as_ref(), max_replay).await.gql(ctx)?
+                Box::pin(live::member_events(&state.db, &*state.bus, me.id, after.as_ref(), max_replay))
+                    .await
+                    .gql(ctx)?
             }
         };
         let Some(feed) = feed else {

@@ -533,7 +533,9 @@ async fn next(state: &mut State) -> Option<Result<Arc<ChatEvent>, LiveError>> {
                 state.ready.extend(fill.then.take());
                 continue;
             }
-            match chunk(&state.db, state.mode, &fill.room, fill.after, fill.until).await {
+            // Boxed: a feed waits on the bus almost all its life, and the reads of a fill
+            // would otherwise be part of every idle feed's size.
+            match Box::pin(chunk(&state.db, state.mode, &fill.room, fill.after, fill.until)).await {
                 Ok((found, reached)) => {
                     state.ready.extend(found);
                     match reached {

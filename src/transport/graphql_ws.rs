@@ -86,7 +86,7 @@ pub async fn graphql_ws(
                     ctx,
                     protocol,
                     client,
-                    header_session,
+                    header_session: Some(header_session),
                     out,
                     session: None,
                     owner: None,
@@ -137,8 +137,9 @@ struct Connection {
     ctx: AppContext,
     protocol: Protocol,
     client: ClientIp,
-    /// The caller of the handshake's `Authorization` header, for a `connection_init` without a token.
-    header_session: Session,
+    /// The caller of the handshake's `Authorization` header, for a `connection_init` without a
+    /// token (taken by it: an open connection does not keep it).
+    header_session: Option<Session>,
     out: mpsc::Sender<Message>,
     /// Set by `connection_ack`.
     session: Option<Session>,
@@ -151,7 +152,9 @@ impl Connection {
     async fn run(mut self, incoming: impl Stream<Item = Result<Message, axum::Error>>, every: Duration) {
         let mut incoming = pin!(incoming);
         let init_deadline = Instant::now() + Duration::from_secs(self.ctx.state.settings.ws_init_timeout_seconds);
-        let mut keep_alive = tokio::time::interval_at(Instant::now() + every, every);
+        // graphql-ws's `ka` messages; graphql-transport-ws has none (no timer held for it).
+        let mut keep_alive =
+            (self.protocol == Protocol::LegacyWs).then(|| tokio::time::interval_at(Instant::now() + every, every));
         loop {
             let initialised = self.session.is_some();
             let expires = self.session.as_ref().and_then(|s| s.expires_at).map(instant_of);
@@ -162,12 +165,14 @@ impl Connection {
                 _ = until(Some(init_deadline)), if !initialised => Input::InitTimeout,
                 _ = until(expires) => Input::Expired,
                 _ = async { match revoked { Some(token) => token.cancelled().await, None => pending().await } } => Input::Revoked,
-                _ = keep_alive.tick(), if initialised && self.protocol == Protocol::LegacyWs => Input::KeepAlive,
+                _ = tick(&mut keep_alive), if initialised => Input::KeepAlive,
             };
             let flow = match input {
-                Input::Frame(Some(Ok(Message::Text(text)))) => self.receive(text.as_str()).await,
+                // Boxed: an idle connection's task does not carry the space of a receive
+                // (authentication, starting an operation) between messages.
+                Input::Frame(Some(Ok(Message::Text(text)))) => Box::pin(self.receive(text.as_str())).await,
                 Input::Frame(Some(Ok(Message::Binary(bytes)))) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => self.receive(text).await,
+                    Ok(text) => Box::pin(self.receive(text)).await,
                     Err(_) => self.invalid(Invalid::unreadable("Invalid message: not UTF-8")).await,
                 },
                 Input::Frame(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => ControlFlow::Continue(()),
@@ -237,7 +242,8 @@ impl Connection {
                 Protocol::LegacyWs => ControlFlow::Continue(()),
             };
         }
-        let session = match authenticate(&self.ctx, &self.header_session, &payload).await {
+        let header = self.header_session.take().unwrap_or(Session { viewer: Viewer::Anonymous, expires_at: None });
+        let session = match authenticate(&self.ctx, header, &payload).await {
             Ok(session) => session,
             Err(AuthError::Unavailable) => {
                 return close(axum::extract::ws::close_code::ERROR, &AuthError::Unavailable.to_string());
@@ -289,21 +295,39 @@ impl Connection {
             Ok(request) => request,
             Err(invalid) => return self.invalid(Invalid { json: true, id: Some(id), ..invalid }).await,
         };
-        if let Viewer::User(user) = &viewer
-            && self.mutates(&mut request)
-        {
-            let user_id = user.id;
-            if let ControlFlow::Break(flow) = self.still_active(&id, user_id).await {
-                return flow;
-            }
-        }
+        let writer = match &viewer {
+            Viewer::User(user) if self.mutates(&mut request) => Some(user.id),
+            _ => None,
+        };
         // An operation may live for hours: its loaders batch but do not cache.
         let request = request.data(viewer).data(self.client).data(Arc::new(loaders::of_state(&self.ctx.state, false)));
-        let results = self.ctx.schema.execute_stream(request).enumerate();
-        let events = results
-            .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })
-            .chain(stream::once(async { Event::End }));
-        self.operations.insert(id, events.boxed());
+        let schema = self.ctx.schema.clone();
+        let run = move || {
+            schema
+                .execute_stream(request)
+                .enumerate()
+                .map(|(n, response)| Event::Result { first: n == 0, response: Box::new(response) })
+                .chain(stream::once(async { Event::End }))
+                .boxed()
+        };
+        let events = match writer {
+            None => run(),
+            // The check is part of the operation, polled with the others: awaited here, it would
+            // leave this connection's feeds unpolled, and a feed paused mid-read holds a pooled
+            // connection (enough sockets doing both at once would hold the whole pool).
+            Some(user_id) => {
+                let (db, owners) = (self.ctx.state.db.clone(), self.ctx.socket_owners.clone());
+                stream::once(async move {
+                    match still_active(&db, &owners, user_id).await {
+                        None => run(),
+                        Some(response) => stream::iter([Event::Result { first: false, response }, Event::End]).boxed(),
+                    }
+                })
+                .flatten()
+                .boxed()
+            }
+        };
+        self.operations.insert(id, events);
         ControlFlow::Continue(())
     }
 
@@ -313,31 +337,6 @@ impl Connection {
         let limits = crate::graphql::limits::Limits::from_settings(&self.ctx.state.settings);
         crate::graphql::limits::prescan(&request.query, &limits).is_ok()
             && crate::graphql::selected_operation(request) == Some(OperationType::Mutation)
-    }
-
-    /// The one check that a socket's user may still write: the socket was authenticated when it
-    /// opened and the watcher (`service::sessions::watch_owners`) closes it within seconds of a
-    /// deactivation, so every mutation sent over it is preceded by one statement asking whether
-    /// its user is still active. If not, the operation gets `UNAUTHENTICATED` (as `sendMessage`
-    /// would) and every socket of the user on this process closes with 4403 at once.
-    async fn still_active(&mut self, id: &str, user_id: i64) -> ControlFlow<Flow> {
-        let refused = match auth::active_users(&self.ctx.state.db, &[user_id]).await {
-            Ok(active) if active.contains(&user_id) => return ControlFlow::Continue(()),
-            Ok(_) => AuthError::UserInactive,
-            Err(err) => {
-                tracing::error!(error = %err, "active user check failed");
-                AuthError::Unavailable
-            }
-        };
-        let response = GqlResponse::from_errors(vec![crate::graphql::error::auth_server_error(&refused)]);
-        let mut flow = self.send(self.protocol.result(id, &response)).await;
-        if flow.is_continue() {
-            flow = self.send(self.protocol.complete(id)).await;
-        }
-        if refused == AuthError::UserInactive {
-            self.ctx.socket_owners.revoke(user_id);
-        }
-        ControlFlow::Break(flow)
     }
 
     async fn deliver(&mut self, id: String, event: Event) -> Flow {
@@ -356,13 +355,44 @@ impl Connection {
     }
 }
 
-/// The session a `connection_init` payload opens: its token's user, else the handshake's caller.
-async fn authenticate(ctx: &AppContext, header: &Session, payload: &serde_json::Value) -> Result<Session, AuthError> {
-    let Some(token) = token_from_init(payload)? else {
-        return Ok(Session { viewer: header.viewer.clone(), expires_at: header.expires_at });
+/// The one check that a socket's user may still write: the socket was authenticated when it
+/// opened and the watcher (`service::sessions::watch_owners`) closes it within seconds of a
+/// deactivation, so every mutation sent over it is preceded by one statement asking whether its
+/// user is still active. If not (`Some`: the operation's one result), the operation gets
+/// `UNAUTHENTICATED` (as `sendMessage` would) and every socket of the user on this process
+/// closes with 4403 at once.
+async fn still_active(
+    db: &sea_orm::DatabaseConnection,
+    owners: &crate::service::sessions::SocketOwners,
+    user_id: i64,
+) -> Option<Box<GqlResponse>> {
+    let refused = match auth::active_users(db, &[user_id]).await {
+        Ok(active) if active.contains(&user_id) => return None,
+        Ok(_) => AuthError::UserInactive,
+        Err(err) => {
+            tracing::error!(error = %err, "active user check failed");
+            AuthError::Unavailable
+        }
     };
+    if refused == AuthError::UserInactive {
+        owners.revoke(user_id);
+    }
+    Some(Box::new(GqlResponse::from_errors(vec![crate::graphql::error::auth_server_error(&refused)])))
+}
+
+/// The session a `connection_init` payload opens: its token's user, else the handshake's caller.
+async fn authenticate(ctx: &AppContext, header: Session, payload: &serde_json::Value) -> Result<Session, AuthError> {
+    let Some(token) = token_from_init(payload)? else { return Ok(header) };
     let user = auth::authenticate(&ctx.state.db, &ctx.state.tokens, Some(&token)).await?;
     Ok(Session { viewer: Viewer::from_result(Ok(user)), expires_at: expiry(ctx, &token) })
+}
+
+/// The next tick of `interval`; never without one.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => drop(interval.tick().await),
+        None => pending().await,
+    }
 }
 
 /// Completes at `deadline`; never without one.

@@ -14,8 +14,12 @@ use crate::context::Lifecycle;
 
 /// Largest frame a client may send; chat messages are at most 4,000 characters.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Per-connection read buffer (axum's default of 128 KiB would cost ~1.3 GB per 10,000 sockets).
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Per-connection read buffer, held for the connection's life: tungstenite allocates it up
+/// front and zero-fills it on each read, so its size is resident in every idle socket (axum's
+/// default of 128 KiB would cost ~1.3 GB per 10,000 sockets; 8 KiB was most of a socket's cost).
+/// It is also the most one read takes: a chat frame (about 100 bytes) fits, a frame larger than
+/// it grows the buffer to its size and is read in several reads.
+const READ_BUFFER_BYTES: usize = 1024;
 /// Frames queued for one connection before its writer pushes back.
 const OUTGOING_QUEUE: usize = 64;
 

@@ -12,6 +12,8 @@
 # per second, sockets and connections per address): the load comes from one address.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# `--idle 20000` needs that many descriptors in the server and in agora-bench (both inherit this).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 repo=$PWD
 kind=http
 case ${1:-} in http | chat) kind=$1; shift ;; esac
