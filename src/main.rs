@@ -6,15 +6,20 @@ use std::path::PathBuf;
 use agora::config::Settings;
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc's malloc: a request makes many small, short-lived allocations
+/// jemalloc rather than glibc's malloc: a request makes many small, short-lived allocations
 /// (async-graphql boxes a future per field), and glibc's malloc and free were a quarter of the
 /// server's CPU on the legacy posts list (perf, issue 10). Measured with `agora-bench http` on
-/// one build (2 cores): mimalloc and jemalloc spent 15–20 % less CPU per request than glibc and
-/// held 4–5 MiB more when idle; glibc with two arenas held 2–4 MiB less and cost 25 % more CPU.
-/// mimalloc also hands freed pages back to the system by itself, which glibc's per-thread
-/// arenas do not without `malloc_trim`.
+/// one build (2 cores): jemalloc spent about 20 % less CPU per request than glibc and held a few
+/// MiB more; mimalloc saved as much CPU but held 20–30 MiB more after a run; glibc keeps freed
+/// memory in its per-thread arenas unless trimmed.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings: a background thread hands pages unused for a second back to the
+/// system, so an idle server shrinks without any request having to pay for it.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
 
 #[derive(Parser)]
 #[command(name = "agora", version, about = "GraphQL-first social network and chat backend")]
