@@ -15,6 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # `--idle 20000` needs that many descriptors in the server and in agora-bench (both inherit this).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 repo=$PWD
+source tools/bench/common.sh
 kind=http
 case ${1:-} in http | chat) kind=$1; shift ;; esac
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
@@ -40,19 +41,9 @@ stop() {
 }
 trap stop EXIT
 
-wait_http() { # URL: until it answers (60 s at most)
-    for _ in $(seq 1 600); do
-        curl -s -o /dev/null "$1" && return 0
-        kill -0 "$server" 2>/dev/null || { echo "compare.sh: server exited" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "compare.sh: $1 does not answer" >&2
-    return 1
-}
-
 runs=()
 for which in $servers; do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/agora-bench-$which.XXXXXX")
     case $which in
     django)
@@ -63,18 +54,15 @@ for which in $servers; do
         label=Django
         ;;
     agora)
-        DATABASE_URL="sqlite://$tmp/agora.sqlite3?mode=rwc" AGORA_DATA_DIR="$tmp" AGORA_MEDIA_DIR="$tmp/media" \
-            AGORA_BIND="127.0.0.1:$port" AGORA_AUTH_RATE_PER_MINUTE=0 AGORA_ACCESS_TOKEN_LIFETIME=3600 \
-            AGORA_SIGNIN_FREE_FAILURES=0 AGORA_MESSAGES_PER_SECOND=0 AGORA_WS_MAX_PER_CLIENT=0 \
-            AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT=0 \
-            AGORA_LOG=warn AGORA_SECRET_KEY=bench-secret-key-bench-secret-key \
+        env "${bench_agora_env[@]}" DATABASE_URL="sqlite://$tmp/agora.sqlite3?mode=rwc" \
+            AGORA_DATA_DIR="$tmp" AGORA_MEDIA_DIR="$tmp/media" AGORA_BIND="127.0.0.1:$port" \
             "$CARGO_TARGET_DIR/release/agora" serve >"$tmp/server.log" 2>&1 &
         server=$!
         label=Agora
         ;;
     *) echo "compare.sh: unknown server $which" >&2; exit 2 ;;
     esac
-    wait_http "http://127.0.0.1:$port/accounts/api/users/" || { cat "$tmp/server.log" >&2; exit 1; }
+    wait_http "http://127.0.0.1:$port/accounts/api/users/" "$server" || { cat "$tmp/server.log" >&2; exit 1; }
     "$bench" "$kind" --base "http://127.0.0.1:$port" --pid "$server" --label "$label" --out "$out/$which.json" "$@" >/dev/null
     runs+=("$out/$which.json")
     stop

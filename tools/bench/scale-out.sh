@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$PWD
+source tools/bench/common.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 redis=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -36,18 +37,6 @@ stop() {
 }
 trap stop EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_http() { # URL PID: until it answers (60 s at most)
-    for _ in $(seq 1 600); do
-        curl -s -o /dev/null "$1" && return 0
-        kill -0 "$2" 2>/dev/null || { echo "scale-out.sh: server exited" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "scale-out.sh: $1 does not answer" >&2
-    return 1
-}
-
 createdb "$database"
 created=1
 bases=()
@@ -56,12 +45,9 @@ for n in 1 2; do
     # The first process migrates the fresh database; the second starts once it answers.
     no_migrate=false
     [ "$n" = 1 ] || no_migrate=true
-    DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$database" REDIS_URL="$redis" \
-        AGORA_REDIS_CHANNEL="bench$$" AGORA_NO_MIGRATE=$no_migrate \
+    env "${bench_agora_env[@]}" DATABASE_URL="postgres://$PGUSER@$PGHOST:$PGPORT/$database" \
+        REDIS_URL="$redis" AGORA_REDIS_CHANNEL="bench$$" AGORA_NO_MIGRATE=$no_migrate \
         AGORA_DATA_DIR="$tmp/$n" AGORA_MEDIA_DIR="$tmp/media" AGORA_BIND="127.0.0.1:$port" \
-        AGORA_AUTH_RATE_PER_MINUTE=0 AGORA_ACCESS_TOKEN_LIFETIME=3600 AGORA_SIGNIN_FREE_FAILURES=0 \
-        AGORA_MESSAGES_PER_SECOND=0 AGORA_WS_MAX_PER_CLIENT=0 AGORA_HTTP_MAX_CONNECTIONS_PER_CLIENT=0 \
-        AGORA_LOG=warn AGORA_SECRET_KEY=bench-secret-key-bench-secret-key \
         "$CARGO_TARGET_DIR/release/agora" serve >"$tmp/server$n.log" 2>&1 &
     servers+=($!)
     wait_http "http://127.0.0.1:$port/accounts/api/users/" "$!" || { cat "$tmp/server$n.log" >&2; exit 1; }
