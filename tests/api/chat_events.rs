@@ -461,8 +461,13 @@ async fn presence_follows_sockets_of_every_kind_and_reaches_those_sharing_a_room
 
 #[tokio::test]
 async fn presence_of_a_list_of_users_costs_the_same_statements_for_any_length() {
-    let app = spawn_app().await;
+    // Nothing else may run a statement while one is counted: the check of the socket owners
+    // waits an hour, and each socket's own presence change (written by the presence task, in
+    // order, after the socket is answered) is known done once a later one has reached `me`.
+    let app = spawn_app_with(|s| s.ws_user_check_seconds = 3600).await;
     let me = app.user("me").await;
+    let mut events = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&me.access)).await;
+    events.subscribe(EVENTS, json!({})).await;
     let prefix = unique("crowd");
     let query = "query($s: String!) { users(search: $s, first: 50) { nodes { username online lastSeen } } }";
     let mut costs = Vec::new();
@@ -477,6 +482,13 @@ async fn presence_of_a_list_of_users_costs_the_same_statements_for_any_length() 
                 sockets.push(None);
             }
         }
+        // The sentinel: a witness sharing a room with `me` comes online after the crowd.
+        let witness = app.user("witness").await;
+        open_room(&app, &witness, &me).await;
+        let _witness_socket = GqlWs::connect(&app, WsProtocol::TransportWs, Some(&witness.access)).await;
+        let expected = format!("presence {} true", witness.username);
+        while label(&next_event(&mut events).await) != expected {}
+
         let before = app.statements.load(std::sync::atomic::Ordering::SeqCst);
         let data = app.gql_ok(Some(&me.access), query, json!({"s": prefix})).await;
         costs.push(app.statements.load(std::sync::atomic::Ordering::SeqCst) - before);
