@@ -28,11 +28,11 @@
 //!   parsed); [`graphql::pipeline`], the one schema extension, calls every concern that looks
 //!   at a request (codes, metrics, gates, order, introspection) in a stated order.
 //! - [`service`]: business rules over [`entity`], each function taking what it uses (a
-//!   connection, the bus, the hasher; the whole state only when it needs several); [`service::live`]: exactly-once, in-order
-//!   live feeds (`messageAdded`, `chatEvents` with resumable cursors); [`service::presence`]:
-//!   who holds sockets, on any process; [`service::sessions`]: each user's open sockets of
-//!   every kind, ended together when the user is deactivated; [`domain`]: validation, with
-//!   every DRF message in
+//!   connection, the bus, the hasher; the whole state only when it needs several);
+//!   [`service::live`]: exactly-once, in-order live feeds (`messageAdded`, `chatEvents` with
+//!   resumable cursors); [`service::presence`]: who holds sockets, on any process;
+//!   [`service::sessions`]: each user's open sockets of every kind, ended together when the
+//!   user is deactivated; [`domain`]: validation, with every DRF message in
 //!   [`domain::messages`].
 //! - [`auth`]: Argon2id passwords, SimpleJWT-compatible tokens, throttling, the caller's
 //!   [`auth::Viewer`]; [`client`]: the caller's address.

@@ -5,9 +5,9 @@
 //! document's size. [`prescan`] is a linear, non-recursive pass over the text (bytes, tokens and
 //! bracket nesting, aware of strings, block strings and comments) that every document goes
 //! through before the parser sees it: [`Limits`] (a [`super::pipeline::Gate`]) runs it in the
-//! schema's `prepare_request` hook, which `execute` and `execute_stream` (every transport, the legacy
-//! layer included) pass through, and the HTTP transport runs it before it parses a GET document
-//! itself.
+//! schema's `prepare_request` hook, which `execute` and `execute_stream` (every transport, the
+//! legacy layer included) pass through, and the HTTP transport runs it before it parses a GET
+//! document itself.
 //! Once parsed, the same gate counts aliases, directives and root mutation fields.
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
@@ -293,9 +293,10 @@ pub fn limit_error(err: &LimitError) -> ServerError {
     super::error::coded(err.to_string(), super::error::GRAPHQL_VALIDATION_FAILED)
 }
 
-/// The gate that applies the limits to every document before async-graphql parses and walks it (its own recursion check follows every fragment
-/// spread, so a fragment bomb would keep it busy for hours): [`prescan`], then the document is
-/// parsed here, once, checked ([`check_parsed`]) and kept on the request for the schema to use.
+/// The gate that applies the limits to every document before async-graphql parses and walks it
+/// (its own recursion check follows every fragment spread, so a fragment bomb would keep it busy
+/// for hours): [`prescan`], then the document is parsed here, once, checked ([`check_parsed`])
+/// and kept on the request for the schema to use.
 impl super::pipeline::Gate for Limits {
     async fn pass(&self, mut request: Request) -> ServerResult<Request> {
         prescan(&request.query, self).map_err(|err| limit_error(&err))?;
