@@ -282,11 +282,9 @@ pub async fn history(
 ///
 /// The room's row is updated first (`last_seq + 1`, returning it): on PostgreSQL that row lock
 /// serialises the sends of a room until commit (on SQLite the one writer does), so `room_seq`
-/// order is commit order, which is what lets subscribers fill gaps from the database. Three
-/// statements per message: one read ([`room_to_write`]: the room, its members, their blocks),
-/// then the room's update (which also checks the author is active) and the insert; on SQLite
-/// concurrent sends share one transaction ([`crate::db::Writer`]). The event is published only
-/// after commit.
+/// order is commit order, which is what lets subscribers fill gaps from the database. One read
+/// ([`room_to_write`]: the room, its members, their blocks), then the write
+/// ([`store_message`]). The event is published only after commit.
 pub async fn send_message(
     state: &AppState,
     me: &user::Model,
@@ -298,72 +296,123 @@ pub async fn send_message(
     let content =
         domain::clean_text(content, domain::MESSAGE_MAX, false).map_err(|problems| invalid("content", problems))?;
     let room = room_to_write(&state.db, me.id, room_name).await?;
+    let stored = store_message(state, NewMessage { room_id: room.id, author_id: me.id, content }).await?;
+    crate::metrics::chat_message_stored();
+    let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
+    state.bus.publish(ChatEvent::Message(event)).await;
+    Ok(stored)
+}
 
+/// A message about to be stored.
+#[derive(Clone)]
+struct NewMessage {
+    room_id: i64,
+    author_id: i64,
+    content: String,
+}
+
+/// Writes `new` with the room's next sequence number, if its author is still active.
+///
+/// Two statements, the room's update (`last_seq + 1`, which also checks the author) and the
+/// insert. On PostgreSQL they are ONE statement in autocommit (the update as a CTE the insert
+/// selects from): the room's row lock is held for one round trip, not for the four of
+/// BEGIN/UPDATE/INSERT/COMMIT, which is what bounds a busy room's sends. SQLite has no
+/// UPDATE in a CTE and one write lock: there concurrent sends share one transaction of the
+/// writer ([`crate::db::Writer`]).
+async fn store_message(state: &AppState, new: NewMessage) -> AppResult<message::Model> {
+    use sea_orm::DbBackend;
+    use sea_orm::sea_query::{Alias, CommonTableExpression, WithClause};
     let now = Utc::now().trunc_subsecs(6);
-    let (room_id, author_id) = (room.id, me.id);
-    let stored = state
+    let author_active = Query::select()
+        .expr(Expr::val(1))
+        .from(user::Entity)
+        .and_where(user::Column::Id.eq(new.author_id))
+        .and_where(user::Column::IsActive.eq(true))
+        .to_owned();
+    let next_seq = Query::update()
+        .table(chat_room::Entity)
+        .value(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
+        .value(chat_room::Column::LastActivityAt, now)
+        .and_where(chat_room::Column::Id.eq(new.room_id))
+        .and_where(Expr::exists(author_active))
+        .returning_col(chat_room::Column::LastSeq)
+        .to_owned();
+    let columns = [
+        message::Column::RoomId,
+        message::Column::RoomSeq,
+        message::Column::AuthorId,
+        message::Column::Content,
+        message::Column::Timestamp,
+    ];
+    let stored = move |id: i64, room_seq: i64, new: NewMessage| message::Model {
+        id,
+        room_id: new.room_id,
+        room_seq,
+        author_id: new.author_id,
+        content: new.content,
+        timestamp: now,
+        edited_at: None,
+        deleted: false,
+    };
+
+    if state.db.get_database_backend() == DbBackend::Postgres {
+        let seq = Alias::new("next_seq");
+        let select = Query::select()
+            .expr(Expr::val(new.room_id))
+            .column(chat_room::Column::LastSeq)
+            .expr(Expr::val(new.author_id))
+            .expr(Expr::val(new.content.as_str()))
+            .expr(Expr::val(now))
+            .from(seq.clone())
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(message::Entity)
+            .columns(columns)
+            .select_from(select)
+            .map_err(|err| DbErr::Custom(err.to_string()))?
+            .returning(Query::returning().columns([message::Column::Id, message::Column::RoomSeq]))
+            .to_owned()
+            .with(
+                WithClause::new()
+                    .cte(CommonTableExpression::new().table_name(seq).query(next_seq).to_owned())
+                    .to_owned(),
+            );
+        let Some(row) = state.db.query_one(&insert).await? else {
+            // Nothing updated: the author is no longer active (or the room is gone).
+            ensure_author_active(&state.db, new.author_id).await?;
+            return Err(AppError::NotFound);
+        };
+        let (id, room_seq): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        return Ok(stored(id, room_seq, new));
+    }
+
+    state
         .writer
         .write_repeatable(Box::new(move |txn| {
-            let content = content.clone();
+            let (new, next_seq) = (new.clone(), next_seq.clone());
             Box::pin(async move {
-                // The author's check rides on the room's update: one statement, not two.
-                let author_active = Query::select()
-                    .expr(Expr::val(1))
-                    .from(user::Entity)
-                    .and_where(user::Column::Id.eq(author_id))
-                    .and_where(user::Column::IsActive.eq(true))
-                    .to_owned();
-                let next_seq = Query::update()
-                    .table(chat_room::Entity)
-                    .value(chat_room::Column::LastSeq, Expr::col(chat_room::Column::LastSeq).add(1))
-                    .value(chat_room::Column::LastActivityAt, now)
-                    .and_where(chat_room::Column::Id.eq(room_id))
-                    .and_where(Expr::exists(author_active))
-                    .returning_col(chat_room::Column::LastSeq)
-                    .to_owned();
                 let Some(row) = txn.query_one(&next_seq).await? else {
-                    // Nothing updated: the author is no longer active (or the room is gone).
-                    ensure_author_active(txn, author_id).await?;
+                    ensure_author_active(txn, new.author_id).await?;
                     return Err(AppError::NotFound);
                 };
                 let room_seq: i64 = row.try_get_by_index(0)?;
                 let insert = Query::insert()
                     .into_table(message::Entity)
-                    .columns([
-                        message::Column::RoomId,
-                        message::Column::RoomSeq,
-                        message::Column::AuthorId,
-                        message::Column::Content,
-                        message::Column::Timestamp,
-                    ])
+                    .columns(columns)
                     .values_panic([
-                        room_id.into(),
+                        new.room_id.into(),
                         room_seq.into(),
-                        author_id.into(),
-                        content.clone().into(),
+                        new.author_id.into(),
+                        new.content.as_str().into(),
                         now.into(),
                     ])
                     .returning_col(message::Column::Id)
                     .to_owned();
                 let row = txn.query_one(&insert).await?.ok_or_else(|| DbErr::Custom("INSERT returned no id".into()))?;
-                let id: i64 = row.try_get_by_index(0)?;
-                Ok::<_, AppError>(message::Model {
-                    id,
-                    room_id,
-                    room_seq,
-                    author_id,
-                    content,
-                    timestamp: now,
-                    edited_at: None,
-                    deleted: false,
-                })
+                Ok::<_, AppError>(stored(row.try_get_by_index(0)?, room_seq, new))
             })
         }))
-        .await?;
-    crate::metrics::chat_message_stored();
-    let event = MessageEvent::stored(stored.clone(), &room, me.username.clone());
-    state.bus.publish(ChatEvent::Message(event)).await;
-    Ok(stored)
+        .await
 }
 
 /// The room called `name` as a message of `user_id` to it needs it: its members, in ONE
