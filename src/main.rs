@@ -12,11 +12,13 @@ use clap::{Parser, Subcommand};
 /// one build (2 cores): jemalloc spent about 20 % less CPU per request than glibc and held a few
 /// MiB more; mimalloc saved as much CPU but held 20–30 MiB more after a run; glibc keeps freed
 /// memory in its per-thread arenas unless trimmed.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings: a background thread hands pages unused for a second back to the
 /// system, so an idle server shrinks without any request having to pay for it.
+#[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";

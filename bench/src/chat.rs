@@ -111,17 +111,32 @@ pub async fn run(bases: &[String], pids: &[u32], args: &ChatArgs, world: &World,
             continue;
         }
         if args.idle > 0 {
-            let scenario = idle(base, pids, via, &rooms, args.idle).await?;
+            let scenario = with_peak_rss(pids, idle(base, pids, via, &rooms, args.idle)).await?;
             eprintln!("{}", scenario.line());
             run.scenarios.push(scenario);
         }
         for &rate in &args.rates {
-            let scenario = fan_out(bases, pids, via, &rooms, rate, args).await?;
+            let scenario = with_peak_rss(pids, fan_out(bases, pids, via, &rooms, rate, args)).await?;
             eprintln!("{}", scenario.line());
             run.scenarios.push(scenario);
         }
     }
     Ok(())
+}
+
+/// `scenario`, with the servers' peak resident memory while it ran (`peak_rss_kib`): which
+/// scenario makes the run's peak.
+async fn with_peak_rss(
+    pids: &[u32],
+    scenario: impl Future<Output = anyhow::Result<Scenario>>,
+) -> anyhow::Result<Scenario> {
+    let peak = procfs::PeakRss::start(pids.to_vec());
+    let mut scenario = scenario.await;
+    let peak_kib = peak.finish().await;
+    if let Ok(scenario) = &mut scenario {
+        scenario.extra.insert("peak_rss_kib".into(), json!(peak_kib));
+    }
+    scenario
 }
 
 /// Whether the server answers a GraphQL query (the Django reference does not).

@@ -15,8 +15,6 @@ mod report;
 mod seed;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -88,34 +86,6 @@ fn hash_verify_ms() -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-/// Samples the servers' resident memory every 100 ms until stopped: the peak.
-struct PeakRss {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PeakRss {
-    fn start(pids: Vec<u32>) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(0));
-        let (s, p) = (stop.clone(), peak.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(procfs::rss_kib(&pids), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { stop, peak, task }
-    }
-
-    async fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
 /// Seeds, measures memory around `scenarios`, prints and writes the run.
 async fn measured<F>(target: Target, scenarios: F) -> anyhow::Result<()>
 where
@@ -137,7 +107,7 @@ where
     let world = seed::seed(&base, &tag, target.size).await.context("seeding")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.idle_rss_kib = procfs::rss_kib(&pids);
-    let peak = PeakRss::start(pids.clone());
+    let peak = procfs::PeakRss::start(pids.clone());
     let outcome = scenarios(&bases, &pids, &world, &mut run).await;
     run.peak_rss_kib = peak.finish().await.max(run.idle_rss_kib);
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -113,14 +113,22 @@ fn title(name: &str) -> String {
     TITLES.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, t)| (*t).to_owned())
 }
 
+/// `; peak N MiB` when the scenario recorded the servers' peak resident memory.
+fn peak(s: &Scenario) -> String {
+    s.extra
+        .get("peak_rss_kib")
+        .and_then(serde_json::Value::as_f64)
+        .map_or(String::new(), |kib| format!("; peak {:.0} MiB", kib / 1024.0))
+}
+
 fn cell(s: Option<&Scenario>) -> String {
     match s {
         None => "—".into(),
         Some(s) if s.extra.contains_key("kib_per_socket") => {
-            format!("{:.0} handshakes/s, {:.1} KiB per socket", s.rps, s.number("kib_per_socket"))
+            format!("{:.0} handshakes/s, {:.1} KiB per socket{}", s.rps, s.number("kib_per_socket"), peak(s))
         }
         Some(s) if s.extra.contains_key("delivered_pct") => format!(
-            "delivered {:.1} %, stored {:.1} %, p50 {:.1} p99 {:.1} ms, CPU {:.3} ms/msg; lost {}, dup {}, reordered {}, dropped sockets {}{}",
+            "delivered {:.1} %, stored {:.1} %, p50 {:.1} p99 {:.1} ms, CPU {:.3} ms/msg; lost {}, dup {}, reordered {}, dropped sockets {}{}{}",
             s.number("delivered_pct"),
             s.number("stored_pct"),
             s.p50_ms,
@@ -130,6 +138,7 @@ fn cell(s: Option<&Scenario>) -> String {
             s.number("duplicates"),
             s.number("reordered"),
             s.number("dropped_sockets"),
+            peak(s),
             if s.errors > 0 { format!(", **{} errors**", s.errors) } else { String::new() }
         ),
         Some(s) => format!(
