@@ -2,122 +2,151 @@
 //!
 //! async-graphql 7.2.1 resolves the fields of an object concurrently and collects them in the
 //! order they complete, so a field answered from a DataLoader comes after its plain siblings.
-//! [`SelectionOrder`] keeps the parsed document of each request and, once the
-//! operation has run, puts every object of `data` back in the order the document selects its
-//! keys ("CollectFields": aliases, fragment spreads and inline fragments in place, fields
+//! [`SelectionOrder`] works out each request's key order once, when its document is parsed,
+//! and once the operation has run puts every object of `data` back in the order the document
+//! selects its keys ("CollectFields": aliases, fragment spreads and inline fragments in place, fields
 //! left out by `@skip`/`@include` not counted). Fragments are collected whatever their type
 //! condition: an object of the `ChatEvent` union simply has none of the keys a fragment on
 //! another member selects. Every transport runs operations through the schema, so every
 //! transport gets the order.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+    Directive, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Response, Value, Variables};
 use futures_util::stream::BoxStream;
 
-/// One request's document and variables, kept to order its responses.
+/// One request's key order, worked out once when its document is parsed: a subscription
+/// holds this small tree, not a copy of its document and variables, and each event it
+/// delivers is put in order without walking the document again.
 #[derive(Default)]
 pub struct SelectionOrder {
-    parsed: Arc<Mutex<Option<(ExecutableDocument, Variables)>>>,
+    plans: Arc<OnceLock<Plans>>,
 }
 
 /// The hooks ([`super::pipeline`] calls them).
 impl SelectionOrder {
-    /// Once parsed: the document the responses will be ordered by.
+    /// Once parsed: the order of every operation of the document.
     pub fn keep(&self, document: &ExecutableDocument, variables: &Variables) {
-        *self.parsed.lock().expect("order lock") = Some((document.clone(), variables.clone()));
+        let _ = self.plans.set(Plans::of(document, variables));
     }
 
     /// A response of the operation `name`, put in the document's order.
     pub fn apply(&self, name: Option<&str>, response: &mut Response) {
-        reorder(&self.parsed, name, response);
+        if let Some(plan) = self.plans.get().and_then(|plans| plans.operation(name)) {
+            plan.order(&mut response.data);
+        }
     }
 
     /// Every response of a stream (an operation over a WebSocket), put in order.
     pub fn stream<'s>(&self, stream: BoxStream<'s, Response>) -> BoxStream<'s, Response> {
         use futures_util::StreamExt;
-        let parsed = self.parsed.clone();
+        let plans = self.plans.clone();
         stream
             .map(move |mut response| {
-                reorder(&parsed, None, &mut response);
+                if let Some(plan) = plans.get().and_then(Plans::subscription) {
+                    plan.order(&mut response.data);
+                }
                 response
             })
             .boxed()
     }
 }
 
-fn reorder(parsed: &Mutex<Option<(ExecutableDocument, Variables)>>, name: Option<&str>, response: &mut Response) {
-    let guard = parsed.lock().expect("order lock");
-    let Some((document, variables)) = guard.as_ref() else { return };
-    let Some(operation) = operation(document, name) else { return };
-    let order = Order { document, variables };
-    order.value(&[&operation.selection_set.node], &mut response.data);
-}
+/// The plan of each operation of a document, by name.
+struct Plans(Vec<(Option<Name>, OperationType, Plan)>);
 
-/// The operation a request runs (the only one when it names none).
-fn operation<'a>(document: &'a ExecutableDocument, name: Option<&str>) -> Option<&'a OperationDefinition> {
-    match (&document.operations, name) {
-        (DocumentOperations::Single(operation), _) => Some(&operation.node),
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|o| &o.node),
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            operations.values().next().map(|o| &o.node)
+impl Plans {
+    fn of(document: &ExecutableDocument, variables: &Variables) -> Self {
+        let collect = Collect { document, variables };
+        let plan = |operation: &async_graphql::parser::types::OperationDefinition| {
+            (operation.ty, collect.plan(&[&operation.selection_set.node]))
+        };
+        Plans(match &document.operations {
+            DocumentOperations::Single(operation) => {
+                let (ty, plan) = plan(&operation.node);
+                vec![(None, ty, plan)]
+            }
+            DocumentOperations::Multiple(operations) => operations
+                .iter()
+                .map(|(name, operation)| {
+                    let (ty, plan) = plan(&operation.node);
+                    (Some(name.clone()), ty, plan)
+                })
+                .collect(),
+        })
+    }
+
+    /// The operation a request runs: the one named, or the only one.
+    fn operation(&self, name: Option<&str>) -> Option<&Plan> {
+        match (self.0.as_slice(), name) {
+            ([(_, _, plan)], None) => Some(plan),
+            (plans, Some(name)) => {
+                plans.iter().find(|(n, _, _)| n.as_ref().is_none_or(|n| n.as_str() == name)).map(|(_, _, plan)| plan)
+            }
+            _ => None,
         }
-        _ => None,
+    }
+
+    /// The operation a stream runs (its name is not passed down to a stream): the only
+    /// subscription of the document.
+    fn subscription(&self) -> Option<&Plan> {
+        let mut subscriptions = self.0.iter().filter(|(_, ty, _)| *ty == OperationType::Subscription);
+        match (subscriptions.next(), subscriptions.next()) {
+            (Some((_, _, plan)), None) => Some(plan),
+            _ => self.operation(None),
+        }
     }
 }
 
-struct Order<'a> {
-    document: &'a ExecutableDocument,
-    variables: &'a Variables,
-}
+/// The response keys of a selection in order, each with the plan of its own value (none for
+/// a leaf).
+#[derive(Debug, Default, PartialEq)]
+struct Plan(Vec<(Name, Plan)>);
 
-impl<'a> Order<'a> {
-    /// Orders `value` (an object, a list of them, or a leaf) by the merged selection sets that
-    /// produced it. The items of a list share their selection sets, so their keys are collected
-    /// once for all of them.
-    fn value(&self, sets: &[&'a SelectionSet], value: &mut Value) {
+impl Plan {
+    /// Orders `value`: an object by the plan, a list item by item, a leaf not at all.
+    fn order(&self, value: &mut Value) {
         match value {
-            Value::List(items) => {
-                let mut fields = None;
-                for item in items {
-                    if let Value::Object(object) = item {
-                        self.object(fields.get_or_insert_with(|| self.fields(sets)), object);
-                    } else {
-                        self.value(sets, item);
-                    }
-                }
-            }
-            Value::Object(object) => self.object(&self.fields(sets), object),
+            Value::List(items) => items.iter_mut().for_each(|item| self.order(item)),
+            Value::Object(object) if !self.0.is_empty() => self.object(object),
             _ => {}
         }
     }
 
-    /// The response keys of merged selection sets in order, each with its own selection sets.
-    fn fields(&self, sets: &[&'a SelectionSet]) -> Vec<(&'a Name, Vec<&'a SelectionSet>)> {
-        let mut fields = Vec::new();
-        let mut path = Vec::new();
-        for set in sets {
-            self.collect(set, &mut fields, &mut path);
-        }
-        fields
-    }
-
-    fn object(&self, fields: &[(&'a Name, Vec<&'a SelectionSet>)], object: &mut IndexMap<Name, Value>) {
+    fn object(&self, object: &mut IndexMap<Name, Value>) {
         let mut ordered = IndexMap::with_capacity(object.len());
-        for (key, subsets) in fields {
+        for (key, plan) in &self.0 {
             // The object is rebuilt in order: where a key is taken from does not matter.
             if let Some((key, mut value)) = object.swap_remove_entry(key.as_str()) {
-                self.value(subsets, &mut value);
+                plan.order(&mut value);
                 ordered.insert(key, value);
             }
         }
         // Anything not selected (there should be nothing) goes at the end.
         ordered.extend(std::mem::take(object));
         *object = ordered;
+    }
+}
+
+/// "CollectFields" over a document, with its variables for `@skip` and `@include`.
+struct Collect<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a Variables,
+}
+
+impl<'a> Collect<'a> {
+    /// The plan of the merged selection sets `sets`.
+    fn plan(&self, sets: &[&'a SelectionSet]) -> Plan {
+        let mut fields = Vec::new();
+        let mut path = Vec::new();
+        for set in sets {
+            self.collect(set, &mut fields, &mut path);
+        }
+        Plan(fields.into_iter().map(|(key, subsets)| (key.clone(), self.plan(&subsets))).collect())
     }
 
     /// The response keys of a selection set in order, each with the selection sets of the
@@ -179,9 +208,7 @@ mod tests {
         let document = async_graphql::parser::parse_query(document).unwrap();
         let variables = Variables::from_json(variables);
         let mut value = Value::from_json(data).unwrap();
-        let order = Order { document: &document, variables: &variables };
-        let operation = operation(&document, None).unwrap();
-        order.value(&[&operation.selection_set.node], &mut value);
+        Plans::of(&document, &variables).operation(None).unwrap().order(&mut value);
         // A GraphQL literal, in the value's own key order.
         value.to_string()
     }
@@ -203,5 +230,22 @@ mod tests {
             ordered(document, serde_json::json!({"no": true}), data),
             r#"{rooms: [{last: {id: "1", content: "c"}, name: "r"}], me: {id: "2"}}"#
         );
+    }
+
+    #[test]
+    fn each_operation_of_a_document_has_its_own_order() {
+        let document = async_graphql::parser::parse_query(
+            "query Q { b a } subscription S { added { id content } } query R { a b }",
+        )
+        .unwrap();
+        let plans = Plans::of(&document, &Variables::default());
+        let keys = |plan: &Plan| plan.0.iter().map(|(key, _)| key.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(plans.operation(Some("Q")).unwrap()), ["b", "a"]);
+        assert_eq!(keys(plans.operation(Some("R")).unwrap()), ["a", "b"]);
+        assert!(plans.operation(None).is_none(), "three operations and no name: none of them");
+        // A stream is told no name: it runs the document's only subscription.
+        let subscription = plans.subscription().unwrap();
+        assert_eq!(keys(subscription), ["added"]);
+        assert_eq!(keys(&subscription.0[0].1), ["id", "content"]);
     }
 }
