@@ -37,7 +37,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::header::{CONNECTION, UPGRADE};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{Fuse, FusedFuture};
+use futures_util::future::{BoxFuture, Fuse, FusedFuture};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 
@@ -217,8 +217,9 @@ impl Bridge {
         // waited), and a send needs connections (its reads, the writer's transaction): enough
         // sockets sending at once used to check out the whole pool and stall every write until
         // the acquire timeout. One send at a time per socket, as Django's consumer does: the
-        // next frame is read once it is done.
-        let mut sending = pin!(Fuse::terminated());
+        // next frame is read once it is done. Boxed: a send runs a whole GraphQL operation, and
+        // an idle connection's task should not carry the space of one.
+        let mut sending: Fuse<BoxFuture<'_, Reply>> = Fuse::terminated();
         loop {
             let reply = tokio::select! {
                 _ = revoked.cancelled() => Reply::Close(ws::close(ws::CLOSE_USER_INACTIVE, "User is inactive")),
@@ -229,11 +230,11 @@ impl Bridge {
                 reply = &mut sending, if !sending.is_terminated() => reply,
                 frame = incoming.next(), if sending.is_terminated() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        sending.set(self.receive(Some(text.to_string())).fuse());
+                        sending = self.receive(Some(text.to_string())).boxed().fuse();
                         Reply::Nothing
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        sending.set(self.receive(decode_binary(&bytes)).fuse());
+                        sending = self.receive(decode_binary(&bytes)).boxed().fuse();
                         Reply::Nothing
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Reply::Nothing,
