@@ -53,10 +53,44 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
                 // two more thread switches.
                 .row_buffer_size(ROW_BUFFER)
         });
+        options.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_connect(|connection, _| Box::pin(plan_without_bound_values(connection)))
+        });
     }
     let mut db = Database::connect(options).await?;
     report_statements(&mut db);
     Ok(db)
+}
+
+/// Turns on SQLite's query planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`) for a
+/// new connection: plans no longer depend on the values bound to a statement.
+///
+/// Without it, SQLite 3.51 plans a `LIMIT ?` with the value bound at the time and marks the
+/// statement to be planned again whenever that parameter is bound anew: every statement with a
+/// `LIMIT` (sea-orm binds it: every `.one()`, every page) was parsed and planned again on every
+/// run, its prepared copy in sqlx's cache useless (perf: `sqlite3Reprepare` under the socket
+/// handshakes). The same goes for a bound `LIKE` pattern; nothing here needs the plans those
+/// values would give (we run no `ANALYZE`, so there are no statistics to plan by either).
+async fn plan_without_bound_values(
+    connection: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<(), sea_orm::sqlx::Error> {
+    use libsqlite3_sys::{SQLITE_DBCONFIG_ENABLE_QPSG, SQLITE_OK, sqlite3_db_config};
+    let mut handle = connection.lock_handle().await?;
+    let mut enabled: std::ffi::c_int = 0;
+    // SAFETY: the handle is the connection's open database, locked for us alone while this
+    // runs; this option takes an int and a pointer to an int it writes the new setting to.
+    let rc = unsafe {
+        sqlite3_db_config(
+            handle.as_raw_handle().as_ptr(),
+            SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            &mut enabled,
+        )
+    };
+    if rc != SQLITE_OK || enabled != 1 {
+        return Err(sea_orm::sqlx::Error::Protocol(format!("SQLITE_DBCONFIG_ENABLE_QPSG failed (code {rc})")));
+    }
+    Ok(())
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
@@ -337,6 +371,29 @@ mod tests {
     async fn count(db: &DatabaseConnection) -> i64 {
         let row = db.query_one_raw(sea_orm::Statement::from_string(DbBackend::Sqlite, "SELECT COUNT(*) FROM t")).await;
         row.unwrap().unwrap().try_get_by_index(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_pooled_sqlite_connection_plans_without_bound_values() {
+        use libsqlite3_sys::{SQLITE_DBCONFIG_ENABLE_QPSG, sqlite3_db_config};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        let db = connect(&url, 3).await.unwrap();
+        let pool = db.get_sqlite_connection_pool();
+        // Three at once: the pool opens new connections for them.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(pool.acquire().await.unwrap());
+        }
+        for connection in &mut held {
+            let mut handle = connection.lock_handle().await.unwrap();
+            let mut setting: std::ffi::c_int = -1;
+            // SAFETY: the locked handle of an open connection; -1 only reads the setting.
+            unsafe {
+                sqlite3_db_config(handle.as_raw_handle().as_ptr(), SQLITE_DBCONFIG_ENABLE_QPSG, -1, &mut setting);
+            }
+            assert_eq!(setting, 1);
+        }
     }
 
     #[tokio::test]
