@@ -249,15 +249,16 @@ impl Caller {
             Direction::Backward => ("last", "before"),
         };
         let mut first_data: Option<Value> = None;
-        let mut items: Vec<Value> = Vec::new();
+        // Pages in the order they were read (a backward read reads the newest first).
+        let mut pages: Vec<Vec<Value>> = Vec::new();
         let mut remaining = limit;
         loop {
             let size = remaining.map_or(PAGE, |r| r.min(PAGE));
             vars[size_var] = json!(size);
             let mut data = self.execute(operation.document, vars.clone()).await?;
-            let connection = data.pointer_mut(paging.connection).map(Value::take).unwrap_or_default();
-            let nodes = match connection.get("nodes") {
-                Some(Value::Array(nodes)) => nodes.clone(),
+            let mut connection = data.pointer_mut(paging.connection).map(Value::take).unwrap_or_default();
+            let nodes = match connection.get_mut("nodes").map(Value::take) {
+                Some(Value::Array(nodes)) => nodes,
                 _ => Vec::new(),
             };
             let info = &connection["pageInfo"];
@@ -266,12 +267,7 @@ impl Caller {
                 Direction::Backward => (info["hasPreviousPage"].as_bool(), &info["startCursor"]),
             };
             let count = nodes.len() as u64;
-            match paging.direction {
-                Direction::Forward => items.extend(nodes),
-                Direction::Backward => {
-                    items.splice(0..0, nodes);
-                }
-            }
+            pages.push(nodes);
             remaining = remaining.map(|r| r.saturating_sub(count));
             first_data.get_or_insert(data);
             let done = more != Some(true) || count == 0 || cursor.is_null() || remaining == Some(0);
@@ -280,9 +276,12 @@ impl Caller {
             }
             vars[cursor_var] = cursor.clone();
         }
+        if paging.direction == Direction::Backward {
+            pages.reverse();
+        }
         let mut data = first_data.unwrap_or_default();
         if let Some(slot) = data.pointer_mut(paging.connection) {
-            *slot = Value::Array(items);
+            *slot = Value::Array(pages.into_iter().flatten().collect());
         }
         Ok(data)
     }

@@ -191,8 +191,9 @@ const ID_META: MetaField = meta("id", "integer", false, true, "ID", None);
 
 /// The value at `pointer` of `data`, read as `T` and written as the legacy body.
 fn shape_at<T: DeserializeOwned + Serialize>(data: &Value, pointer: &str) -> Result<Vec<u8>, serde_json::Error> {
-    let part = data.pointer(pointer).cloned().unwrap_or(Value::Null);
-    serde_json::to_vec(&serde_json::from_value::<T>(part)?)
+    // Read in place (a whole-list endpoint's data can be long): no copy of the value.
+    let part = data.pointer(pointer).unwrap_or(&Value::Null);
+    serde_json::to_vec(&T::deserialize(part)?)
 }
 
 fn reply<T: DeserializeOwned + Serialize>(data: &Value, pointer: &str) -> Result<Reply, serde_json::Error> {
