@@ -20,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Rows a SQLite statement may run ahead of its reader: a whole page and then some.
 const ROW_BUFFER: usize = 512;
+/// Each SQLite connection's page cache, in KiB.
+const PAGE_CACHE_KIB: u32 = 512;
 
 pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> {
     let sqlite = url.starts_with("sqlite:");
@@ -52,6 +54,11 @@ pub async fn connect(url: &str, pool: u32) -> Result<DatabaseConnection, DbErr> 
                 // many: at sqlx's default (50) a page of 100 stalls the worker twice, each stall
                 // two more thread switches.
                 .row_buffer_size(ROW_BUFFER)
+                // SQLite's page cache is per connection (2 MiB by default, nine connections
+                // with the writer's) and stays full once the database outgrows it: a server
+                // that had stored a chat run's messages kept 18 MiB more resident after it. The
+                // file's pages stay in the kernel's cache either way; a miss is one `pread`.
+                .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
         });
         options.map_sqlx_sqlite_pool_opts(|pool| {
             pool.after_connect(|connection, _| Box::pin(plan_without_bound_values(connection)))

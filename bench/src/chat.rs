@@ -90,7 +90,7 @@ impl Via {
     }
 }
 
-/// Runs the idle scenario, then every rate, for every kind of socket. `bases`: the server's
+/// Runs the idle scenario of every kind of socket, then every rate of every kind. `bases`: the server's
 /// processes (one, or several sharing a database and a Redis bus).
 pub async fn run(bases: &[String], pids: &[u32], args: &ChatArgs, world: &World, run: &mut Run) -> anyhow::Result<()> {
     let base = bases.first().context("no base URL")?.as_str();
@@ -105,16 +105,24 @@ pub async fn run(bases: &[String], pids: &[u32], args: &ChatArgs, world: &World,
         })
         .collect();
     anyhow::ensure!(!rooms.is_empty(), "the seed made no room");
+    let mut kinds = Vec::new();
     for &via in &args.via {
         if via == Via::Graphql && !speaks_graphql(base).await {
             eprintln!("{base} does not serve GraphQL: no graphql scenario");
             continue;
         }
+        kinds.push(via);
+    }
+    // Every kind's idle sockets before any chat: a chat run grows the database and with it
+    // what the server keeps cached, which would be counted against the sockets measured after.
+    for &via in &kinds {
         if args.idle > 0 {
             let scenario = with_peak_rss(pids, idle(base, pids, via, &rooms, args.idle)).await?;
             eprintln!("{}", scenario.line());
             run.scenarios.push(scenario);
         }
+    }
+    for &via in &kinds {
         for &rate in &args.rates {
             let scenario = with_peak_rss(pids, fan_out(bases, pids, via, &rooms, rate, args)).await?;
             eprintln!("{}", scenario.line());
