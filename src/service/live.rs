@@ -240,22 +240,11 @@ pub async fn room_feed(
     after: Option<i64>,
 ) -> Result<Option<Feed>, DbErr> {
     let receiver = bus.subscribe(Topic::Room(room.id)).await;
-    let current = last_seq(db, room.id).await?;
+    let (current, baseline) = room_positions(db, room.id, after).await?;
     let tracker = Tracker::new(Scope::Room(room.id), HashMap::from([(room.id, current)]));
-    let Some(after) = after else {
+    let Some(baseline) = baseline else {
         return Ok(Some(message_feed(state(receiver, db, tracker, Mode::Messages, Vec::new(), None))));
     };
-    // Messages up to `after` (by id, which orders a room like `room_seq`) are old news.
-    let baseline: Option<i64> = message::Entity::find()
-        .select_only()
-        .column_as(message::Column::RoomSeq.max(), "seq")
-        .filter(message::Column::RoomId.eq(room.id))
-        .filter(message::Column::Id.lte(after))
-        .into_tuple::<Option<i64>>()
-        .one(db)
-        .await?
-        .flatten();
-    let baseline = baseline.unwrap_or(0);
     if current - baseline > MAX_REPLAY {
         return Ok(None);
     }
@@ -370,6 +359,34 @@ pub async fn member_events(
         .collect();
     let positions = Positions { room: None, delivered, typing: HashMap::new() };
     Ok(Some(event_feed(state(receiver, db, tracker, Mode::Events, fills, Some(positions)))))
+}
+
+/// The room's `last_seq` and, resuming after message `after`, the `room_seq` of the last
+/// message up to it (messages up to `after`, by id, which orders a room like `room_seq`, are
+/// old news; 0 when there is none): one statement, so one snapshot and one round trip.
+async fn room_positions(
+    db: &DatabaseConnection,
+    room_id: i64,
+    after: Option<i64>,
+) -> Result<(i64, Option<i64>), DbErr> {
+    let mut query = Query::select();
+    query.column(chat_room::Column::LastSeq).from(chat_room::Entity).and_where(chat_room::Column::Id.eq(room_id));
+    if let Some(after) = after {
+        let baseline = Query::select()
+            .expr(Expr::col(message::Column::RoomSeq).max())
+            .from(message::Entity)
+            .and_where(message::Column::RoomId.eq(room_id))
+            .and_where(message::Column::Id.lte(after))
+            .to_owned();
+        query.expr(Expr::SubQuery(None, Box::new(baseline.into())));
+    }
+    let Some(row) = db.query_one(&query).await? else { return Ok((0, after.map(|_| 0))) };
+    let current: i64 = row.try_get_by_index(0)?;
+    let baseline = match after {
+        Some(_) => Some(row.try_get_by_index::<Option<i64>>(1)?.unwrap_or(0)),
+        None => None,
+    };
+    Ok((current, baseline))
 }
 
 async fn last_seq(db: &DatabaseConnection, room_id: i64) -> Result<i64, DbErr> {
