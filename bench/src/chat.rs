@@ -453,6 +453,9 @@ async fn fan_out(
         done: CancellationToken::new(),
     };
     let base_of = |r: usize, m: usize| bases[(r + m) % bases.len()].as_str();
+    // The servers' peak from the sockets' opening to the end of the drain: the chat itself,
+    // without the history read that counts what was stored.
+    let chatting = procfs::PeakRss::start(pids.to_vec());
     // sockets[2r + m] is member m's socket to room r; warm[2r + m] says it is live.
     let warm: Vec<Arc<AtomicBool>> = (0..rooms.len() * 2).map(|_| Arc::default()).collect();
     let sockets: Vec<Socket> = stream::iter(0..rooms.len() * 2)
@@ -519,6 +522,7 @@ async fn fan_out(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = procfs::cpu(pids).saturating_sub(cpu_before);
+    let chat_peak_kib = chatting.finish().await;
     shared.done.cancel();
     let mut tallies = Vec::with_capacity(sockets.len());
     for socket in sockets {
@@ -553,6 +557,7 @@ async fn fan_out(
     extra.insert("reordered".into(), json!(tallies.iter().map(|t| t.reordered).sum::<u64>()));
     extra.insert("dropped_sockets".into(), json!(tallies.iter().filter(|t| t.dropped).count()));
     extra.insert("send_errors".into(), json!(send_errors));
+    extra.insert("peak_rss_chatting_kib".into(), json!(chat_peak_kib));
     // The 20-room, one-process runs keep their names (the table pairs runs by name).
     let mut name = format!("chat-{}-{rate}", via.name());
     if rooms.len() != 20 {

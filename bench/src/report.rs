@@ -113,12 +113,15 @@ fn title(name: &str) -> String {
     TITLES.iter().find(|(n, _)| *n == name).map_or_else(|| name.to_owned(), |(_, t)| (*t).to_owned())
 }
 
-/// `; peak N MiB` when the scenario recorded the servers' peak resident memory.
+/// `; peak N MiB` when the scenario recorded the servers' peak resident memory, and `(M while
+/// chatting)` when it also recorded the peak before its history read.
 fn peak(s: &Scenario) -> String {
-    s.extra
-        .get("peak_rss_kib")
-        .and_then(serde_json::Value::as_f64)
-        .map_or(String::new(), |kib| format!("; peak {:.0} MiB", kib / 1024.0))
+    let mib = |key: &str| s.extra.get(key).and_then(serde_json::Value::as_f64).map(|kib| kib / 1024.0);
+    match (mib("peak_rss_kib"), mib("peak_rss_chatting_kib")) {
+        (Some(peak), Some(chatting)) => format!("; peak {peak:.0} MiB ({chatting:.0} while chatting)"),
+        (Some(peak), None) => format!("; peak {peak:.0} MiB"),
+        _ => String::new(),
+    }
 }
 
 fn cell(s: Option<&Scenario>) -> String {
@@ -315,6 +318,10 @@ pub fn targets(base: &Run, run: &Run) -> String {
         mib(run.peak_rss_kib),
         verdict(mib(run.peak_rss_kib) < 100.0)
     );
+    let chatting = run.scenarios.iter().filter_map(|s| s.extra.get("peak_rss_chatting_kib")?.as_u64()).max();
+    if let Some(chatting) = chatting {
+        let _ = writeln!(out, "  (while chatting, without the history checks: {:.0} MiB)", mib(chatting));
+    }
     let idle = run.idle_rss_kib.max(run.end_rss_kib);
     let _ = writeln!(out, "- idle RSS {:.0} MiB, under 40 MiB: {}", mib(idle), verdict(mib(idle) < 40.0));
     out
