@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Value, json};
 
-use self::routes::{Direction, Input, Operation, PAGE, Route};
+use self::routes::{Direction, Input, Operation, PAGE, Reply, Route, Shape};
 use crate::auth::{self, AuthError, Viewer};
 use crate::client::ClientIp;
 use crate::context::AppContext;
@@ -141,8 +141,8 @@ async fn handle(
         Err(invalid) => return call.refuse(operation, &input, &invalid).await,
     };
     let order: Vec<&str> = operation.fields.iter().map(|f| f.name).collect();
-    let data = match call.run(operation, variables).await {
-        Ok(data) if input.body.problems.is_empty() => data,
+    let shaped = match call.run(operation, variables).await {
+        Ok(shaped) if input.body.problems.is_empty() => shaped,
         Ok(_) => {
             // Unreachable while every operation refuses a blank required field (see `body`).
             tracing::error!(document = operation.document.text, "legacy operation accepted a blank required field");
@@ -150,7 +150,7 @@ async fn handle(
         }
         Err(gql_errors) => return errors::from_graphql(&gql_errors, &input.body.problems, &order),
     };
-    match (operation.shape)(data) {
+    match shaped {
         Ok(reply) => {
             let mut response = (reply.status.unwrap_or(operation.status), reply.body).into_response();
             response
@@ -210,6 +210,14 @@ impl Document {
     }
 }
 
+/// The legacy body of an operation's result, or why its result does not fit the body.
+type Shaped = Result<Reply, serde_json::Error>;
+
+/// A result that does not fit its legacy shape (logged, answered 500).
+fn unshapeable(why: &str) -> serde_json::Error {
+    <serde_json::Error as serde::de::Error>::custom(why)
+}
+
 /// Every GraphQL document the legacy layer sends: the table's operations and guards, and the
 /// chat socket's (a test validates each against the schema).
 pub fn documents() -> impl Iterator<Item = &'static Document> {
@@ -239,24 +247,39 @@ impl Caller {
         response.data.into_json().map_err(|err| vec![ServerError::new(format!("data is not JSON: {err}"), None)])
     }
 
-    /// Runs an operation; a paged one is repeated until its connection is read (or `limit`
-    /// items are), and its nodes replace the connection in the first page's `data`.
-    async fn run(&self, operation: &Operation, variables: routes::Variables) -> Result<Value, Vec<ServerError>> {
+    /// Runs an operation and shapes its result. A paged one is repeated until its connection is
+    /// read (or `limit` items are): a [`Shape::List`] writes each page's nodes as it comes; a
+    /// [`Shape::Data`] gets the first page's `data` with every node in place of the connection.
+    async fn run(&self, operation: &Operation, variables: routes::Variables) -> Result<Shaped, Vec<ServerError>> {
         let routes::Variables { variables: mut vars, limit } = variables;
-        let Some(paging) = operation.paging else { return self.execute(operation.document, vars).await };
+        let Some(paging) = operation.paging else {
+            let data = self.execute(operation.document, vars).await?;
+            return Ok(match operation.shape {
+                Shape::Data(shape) => shape(data),
+                Shape::List(_) => Err(unshapeable("a list shape without paging")),
+            });
+        };
         let (size_var, cursor_var) = match paging.direction {
             Direction::Forward => ("first", "after"),
             Direction::Backward => ("last", "before"),
         };
         let mut first_data: Option<Value> = None;
-        // Pages in the order they were read (a backward read reads the newest first).
+        // Pages in the order they were read (a backward read reads the newest first): nodes for
+        // a `Shape::Data`, written nodes for a `Shape::List`.
         let mut pages: Vec<Vec<Value>> = Vec::new();
+        let mut written: Vec<Vec<u8>> = Vec::new();
         let mut remaining = limit;
         loop {
             let size = remaining.map_or(PAGE, |r| r.min(PAGE));
             vars[size_var] = json!(size);
             let mut data = self.execute(operation.document, vars.clone()).await?;
-            let mut connection = data.pointer_mut(paging.connection).map(Value::take).unwrap_or_default();
+            // Missing (its parent is null, e.g. no such user): a `Shape::Data` decides what
+            // that means; a list has nothing to write.
+            let connection = data.pointer_mut(paging.connection).map(Value::take);
+            if connection.is_none() && matches!(operation.shape, Shape::List(_)) {
+                return Ok(Err(unshapeable("the paged connection is missing")));
+            }
+            let mut connection = connection.unwrap_or_default();
             let nodes = match connection.get_mut("nodes").map(Value::take) {
                 Some(Value::Array(nodes)) => nodes,
                 _ => Vec::new(),
@@ -267,7 +290,21 @@ impl Caller {
                 Direction::Backward => (info["hasPreviousPage"].as_bool(), &info["startCursor"]),
             };
             let count = nodes.len() as u64;
-            pages.push(nodes);
+            match operation.shape {
+                Shape::List(item) => {
+                    let mut bytes = Vec::new();
+                    for node in &nodes {
+                        if !bytes.is_empty() {
+                            bytes.push(b',');
+                        }
+                        if let Err(err) = item(node, &mut bytes) {
+                            return Ok(Err(err));
+                        }
+                    }
+                    written.push(bytes);
+                }
+                Shape::Data(_) => pages.push(nodes),
+            }
             remaining = remaining.map(|r| r.saturating_sub(count));
             first_data.get_or_insert(data);
             let done = more != Some(true) || count == 0 || cursor.is_null() || remaining == Some(0);
@@ -278,12 +315,29 @@ impl Caller {
         }
         if paging.direction == Direction::Backward {
             pages.reverse();
+            written.reverse();
         }
-        let mut data = first_data.unwrap_or_default();
-        if let Some(slot) = data.pointer_mut(paging.connection) {
-            *slot = Value::Array(pages.into_iter().flatten().collect());
+        match operation.shape {
+            Shape::List(_) => {
+                let mut body = Vec::with_capacity(2 + written.iter().map(|w| w.len() + 1).sum::<usize>());
+                body.push(b'[');
+                for page in written.iter().filter(|page| !page.is_empty()) {
+                    if body.len() > 1 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(page);
+                }
+                body.push(b']');
+                Ok(Ok(Reply { body, status: None }))
+            }
+            Shape::Data(shape) => {
+                let mut data = first_data.unwrap_or_default();
+                if let Some(slot) = data.pointer_mut(paging.connection) {
+                    *slot = Value::Array(pages.into_iter().flatten().collect());
+                }
+                Ok(shape(data))
+            }
         }
-        Ok(data)
     }
 
     /// The transport's own 400, unless the operation's guard (run with the path parameters)

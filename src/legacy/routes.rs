@@ -58,8 +58,8 @@ pub struct Operation {
     pub guard: Option<&'static Document>,
     /// When the legacy list is a whole connection: the operation is repeated page by page.
     pub paging: Option<Paging>,
-    /// The legacy body (and a status other than `status`, if any) from the operation's `data`.
-    pub shape: fn(Value) -> Result<Reply, serde_json::Error>,
+    /// How the result becomes the legacy body.
+    pub shape: Shape,
     pub status: StatusCode,
     /// The response schema, for `/openapi.json`.
     pub response: fn(&mut Schemas) -> RefOr<Schema>,
@@ -73,7 +73,7 @@ impl Operation {
     const fn new(
         summary: &'static str,
         document: &'static Document,
-        shape: fn(Value) -> Result<Reply, serde_json::Error>,
+        shape: Shape,
         response: fn(&mut Schemas) -> RefOr<Schema>,
     ) -> Self {
         Operation {
@@ -139,6 +139,22 @@ pub enum Direction {
 
 /// The largest page the GraphQL API serves.
 pub const PAGE: u64 = crate::service::page::MAX_PAGE;
+
+/// How an operation's result becomes the legacy body.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// The body (and a status other than the operation's, if any) from the operation's `data`.
+    Data(fn(Value) -> Result<Reply, serde_json::Error>),
+    /// The body is the paged connection's nodes as a list, each node written by this as soon as
+    /// its page is read: a whole list (a room's history of thousands of messages) is never held
+    /// as values, as shaped items and as bytes at once. Only for a paged operation.
+    List(fn(&Value, &mut Vec<u8>) -> Result<(), serde_json::Error>),
+}
+
+/// One node of a list written as `T` ([`Shape::List`]).
+fn item<T: DeserializeOwned + Serialize>(node: &Value, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, &T::deserialize(node)?)
+}
 
 pub struct Reply {
     pub body: Vec<u8>,
@@ -451,7 +467,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "All users, ordered by id",
                 &USERS,
-                |data| reply::<Vec<shapes::User>>(&data, "/users"),
+                Shape::List(item::<shapes::User>),
                 many::<shapes::User>,
             )
         }),
@@ -463,7 +479,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "Register a user (open); the user gets an empty profile",
                 &REGISTER,
-                |data| reply::<shapes::User>(&data, "/register"),
+                Shape::Data(|data| reply::<shapes::User>(&data, "/register")),
                 one::<shapes::User>,
             )
         }),
@@ -488,7 +504,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "Exchange credentials for a refresh and an access token (open)",
                 &TOKEN,
-                |data| reply::<shapes::TokenPair>(&data, "/tokenAuth"),
+                Shape::Data(|data| reply::<shapes::TokenPair>(&data, "/tokenAuth")),
                 one::<shapes::TokenPair>,
             )
         }),
@@ -511,7 +527,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "A new access token for a refresh token (open)",
                 &REFRESH,
-                |data| reply::<shapes::AccessToken>(&data, "/refreshToken"),
+                Shape::Data(|data| reply::<shapes::AccessToken>(&data, "/refreshToken")),
                 one::<shapes::AccessToken>,
             )
         }),
@@ -530,7 +546,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "The caller with their profile and their own posts, newest first",
                 &PROFILE,
-                |data| reply::<shapes::UserProfile>(&data, "/me"),
+                Shape::Data(|data| reply::<shapes::UserProfile>(&data, "/me")),
                 one::<shapes::UserProfile>,
             )
         }),
@@ -544,12 +560,7 @@ pub static ROUTES: &[Route] = &[
         authenticates: true,
         get: Some(Operation {
             paging: Some(Paging { connection: "/posts", direction: Direction::Forward }),
-            ..Operation::new(
-                "All posts, newest first",
-                &POSTS,
-                |data| reply::<Vec<shapes::Post>>(&data, "/posts"),
-                many::<shapes::Post>,
-            )
+            ..Operation::new("All posts, newest first", &POSTS, Shape::List(item::<shapes::Post>), many::<shapes::Post>)
         }),
         post: Some(Operation {
             fields: POST_FIELDS,
@@ -558,7 +569,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "Publish a post as the caller",
                 &CREATE_POST,
-                |data| reply::<shapes::Post>(&data, "/createPost"),
+                Shape::Data(|data| reply::<shapes::Post>(&data, "/createPost")),
                 one::<shapes::Post>,
             )
         }),
@@ -577,7 +588,7 @@ pub static ROUTES: &[Route] = &[
         get: Some(Operation::new(
             "The caller's rooms, by id",
             &MY_ROOMS_BY_CREATION,
-            |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
+            Shape::Data(|data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms")),
             many::<shapes::Room>,
         )),
         post: Some(Operation {
@@ -588,7 +599,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "Open the room with `recipient` (201), or return the existing one (200)",
                 &CREATE_ROOM,
-                created_room,
+                Shape::Data(created_room),
                 one::<shapes::Room>,
             )
         }),
@@ -624,7 +635,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "The room's history, oldest first (optionally the newest `limit` older than `before`)",
                 &MESSAGES,
-                |data| reply::<Vec<shapes::Message>>(&data, "/chatRoom/messages"),
+                Shape::List(item::<shapes::Message>),
                 many::<shapes::Message>,
             )
         }),
@@ -635,7 +646,7 @@ pub static ROUTES: &[Route] = &[
             ..Operation::new(
                 "Send a message to the room (also pushed to its live subscribers)",
                 &SEND_MESSAGE,
-                |data| reply::<shapes::Message>(&data, "/sendMessage"),
+                Shape::Data(|data| reply::<shapes::Message>(&data, "/sendMessage")),
                 one::<shapes::Message>,
             )
         }),
@@ -654,7 +665,7 @@ pub static ROUTES: &[Route] = &[
         get: Some(Operation::new(
             "The caller's rooms, most recent activity first",
             &MY_ROOMS,
-            |data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms"),
+            Shape::Data(|data| reply::<Vec<shapes::Room>>(&data, "/myChatRooms")),
             many::<shapes::Room>,
         )),
         post: None,
@@ -674,7 +685,7 @@ pub static ROUTES: &[Route] = &[
             variables: search_user_variables,
             guard: None,
             paging: Some(Paging { connection: "/user/posts", direction: Direction::Forward }),
-            shape: found_user,
+            shape: Shape::Data(found_user),
             status: StatusCode::OK,
             response: one::<shapes::FoundUser>,
             other_statuses: &[],
@@ -697,7 +708,7 @@ pub static ROUTES: &[Route] = &[
             variables: friend_variables,
             guard: None,
             paging: None,
-            shape: |data| friend_message(&data, "/addFriend/username", " добавлен в друзья."),
+            shape: Shape::Data(|data| friend_message(&data, "/addFriend/username", " добавлен в друзья.")),
             status: StatusCode::OK,
             response: one::<shapes::FriendMessage>,
             other_statuses: &[],
@@ -719,7 +730,7 @@ pub static ROUTES: &[Route] = &[
             variables: friend_variables,
             guard: None,
             paging: None,
-            shape: |data| friend_message(&data, "/removeFriend/username", " удален из друзей."),
+            shape: Shape::Data(|data| friend_message(&data, "/removeFriend/username", " удален из друзей.")),
             status: StatusCode::OK,
             response: one::<shapes::FriendMessage>,
             other_statuses: &[],
@@ -770,5 +781,35 @@ impl Route {
             body["actions"] = json!({ "POST": fields });
         }
         body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_list_shape_is_paged_and_writes_what_a_whole_list_would() {
+        for route in ROUTES {
+            for operation in [&route.get, &route.post].into_iter().flatten() {
+                if matches!(operation.shape, Shape::List(_)) {
+                    assert!(operation.paging.is_some(), "{} writes a list without paging", route.path);
+                }
+            }
+        }
+        // Item by item, comma-separated: the bytes of the whole list serialised at once.
+        let nodes = [
+            json!({"id": "1", "username": "ann", "email": "ann@example.com", "extra": true}),
+            json!({"id": "2", "username": "bob", "email": ""}),
+        ];
+        let mut written = Vec::new();
+        for node in &nodes {
+            if !written.is_empty() {
+                written.push(b',');
+            }
+            item::<shapes::User>(node, &mut written).unwrap();
+        }
+        let whole = serde_json::to_vec(&serde_json::from_value::<Vec<shapes::User>>(json!(nodes)).unwrap()).unwrap();
+        assert_eq!(format!("[{}]", String::from_utf8(written).unwrap()).into_bytes(), whole);
     }
 }
