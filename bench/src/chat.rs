@@ -90,8 +90,8 @@ impl Via {
     }
 }
 
-/// Runs the idle scenario of every kind of socket, then every rate of every kind. `bases`: the server's
-/// processes (one, or several sharing a database and a Redis bus).
+/// Runs the idle scenario of every kind of socket, then every rate of every kind. `bases`: the
+/// server's processes (one, or several sharing a database and a Redis bus).
 pub async fn run(bases: &[String], pids: &[u32], args: &ChatArgs, world: &World, run: &mut Run) -> anyhow::Result<()> {
     let base = bases.first().context("no base URL")?.as_str();
     let rooms: Vec<Room> = world

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    Directive, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    Directive, DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Response, Value, Variables};
 use futures_util::stream::BoxStream;
@@ -62,21 +62,14 @@ struct Plans(Vec<(Option<Name>, OperationType, Plan)>);
 impl Plans {
     fn of(document: &ExecutableDocument, variables: &Variables) -> Self {
         let collect = Collect { document, variables };
-        let plan = |operation: &async_graphql::parser::types::OperationDefinition| {
-            (operation.ty, collect.plan(&[&operation.selection_set.node]))
+        let plan = |name: Option<&Name>, operation: &OperationDefinition| {
+            (name.cloned(), operation.ty, collect.plan(&[&operation.selection_set.node]))
         };
         Plans(match &document.operations {
-            DocumentOperations::Single(operation) => {
-                let (ty, plan) = plan(&operation.node);
-                vec![(None, ty, plan)]
+            DocumentOperations::Single(operation) => vec![plan(None, &operation.node)],
+            DocumentOperations::Multiple(operations) => {
+                operations.iter().map(|(name, operation)| plan(Some(name), &operation.node)).collect()
             }
-            DocumentOperations::Multiple(operations) => operations
-                .iter()
-                .map(|(name, operation)| {
-                    let (ty, plan) = plan(&operation.node);
-                    (Some(name.clone()), ty, plan)
-                })
-                .collect(),
         })
     }
 
@@ -104,7 +97,7 @@ impl Plans {
 
 /// The response keys of a selection in order, each with the plan of its own value (none for
 /// a leaf).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug)]
 struct Plan(Vec<(Name, Plan)>);
 
 impl Plan {

@@ -291,18 +291,10 @@ impl Caller {
             };
             let count = nodes.len() as u64;
             match operation.shape {
-                Shape::List(item) => {
-                    let mut bytes = Vec::new();
-                    for node in &nodes {
-                        if !bytes.is_empty() {
-                            bytes.push(b',');
-                        }
-                        if let Err(err) = item(node, &mut bytes) {
-                            return Ok(Err(err));
-                        }
-                    }
-                    written.push(bytes);
-                }
+                Shape::List(item) => match routes::write_page(item, &nodes) {
+                    Ok(page) => written.push(page),
+                    Err(err) => return Ok(Err(err)),
+                },
                 Shape::Data(_) => pages.push(nodes),
             }
             remaining = remaining.map(|r| r.saturating_sub(count));
@@ -318,18 +310,7 @@ impl Caller {
             written.reverse();
         }
         match operation.shape {
-            Shape::List(_) => {
-                let mut body = Vec::with_capacity(2 + written.iter().map(|w| w.len() + 1).sum::<usize>());
-                body.push(b'[');
-                for page in written.iter().filter(|page| !page.is_empty()) {
-                    if body.len() > 1 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(page);
-                }
-                body.push(b']');
-                Ok(Ok(Reply { body, status: None }))
-            }
+            Shape::List(_) => Ok(Ok(Reply { body: routes::list_body(&written), status: None })),
             Shape::Data(shape) => {
                 let mut data = first_data.unwrap_or_default();
                 if let Some(slot) = data.pointer_mut(paging.connection) {

@@ -156,6 +156,36 @@ fn item<T: DeserializeOwned + Serialize>(node: &Value, out: &mut Vec<u8>) -> Res
     serde_json::to_writer(out, &T::deserialize(node)?)
 }
 
+/// A page of a [`Shape::List`]: its nodes written by `item`, comma-separated.
+pub fn write_page(
+    item: fn(&Value, &mut Vec<u8>) -> Result<(), serde_json::Error>,
+    nodes: &[Value],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut page = Vec::new();
+    for node in nodes {
+        if !page.is_empty() {
+            page.push(b',');
+        }
+        item(node, &mut page)?;
+    }
+    Ok(page)
+}
+
+/// The body of a [`Shape::List`]: its written pages, in order, as one JSON list (the bytes
+/// `serde_json` gives the whole list).
+pub fn list_body(pages: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 + pages.iter().map(|page| page.len() + 1).sum::<usize>());
+    body.push(b'[');
+    for page in pages.iter().filter(|page| !page.is_empty()) {
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(page);
+    }
+    body.push(b']');
+    body
+}
+
 pub struct Reply {
     pub body: Vec<u8>,
     pub status: Option<StatusCode>,
@@ -797,19 +827,17 @@ mod tests {
                 }
             }
         }
-        // Item by item, comma-separated: the bytes of the whole list serialised at once.
+        // Page by page, an empty page among them: the bytes of the whole list serialised at once.
         let nodes = [
             json!({"id": "1", "username": "ann", "email": "ann@example.com", "extra": true}),
             json!({"id": "2", "username": "bob", "email": ""}),
+            json!({"id": "3", "username": "cy", "email": "cy@example.com"}),
         ];
-        let mut written = Vec::new();
-        for node in &nodes {
-            if !written.is_empty() {
-                written.push(b',');
-            }
-            item::<shapes::User>(node, &mut written).unwrap();
-        }
+        let item = item::<shapes::User>;
+        let pages = [nodes[..2].to_vec(), Vec::new(), nodes[2..].to_vec()];
+        let written: Vec<Vec<u8>> = pages.iter().map(|page| write_page(item, page).unwrap()).collect();
         let whole = serde_json::to_vec(&serde_json::from_value::<Vec<shapes::User>>(json!(nodes)).unwrap()).unwrap();
-        assert_eq!(format!("[{}]", String::from_utf8(written).unwrap()).into_bytes(), whole);
+        assert_eq!(String::from_utf8(list_body(&written)).unwrap(), String::from_utf8(whole).unwrap());
+        assert_eq!(list_body(&[]), b"[]");
     }
 }

@@ -281,7 +281,7 @@ pub async fn room_events(
 ) -> Result<Option<EventFeed>, DbErr> {
     // The member's topic carries everything the member may see, typing and presence included.
     let receiver = bus.subscribe(Topic::Member(viewer)).await;
-    let current = last_seq(db, room.id).await?;
+    let (current, _) = room_positions(db, room.id, None).await?;
     let member_ids = crate::service::chat::member_ids(db, room.id).await?;
     let mut tracker = Tracker::new(Scope::Member(viewer), HashMap::from([(room.id, current)]));
     tracker.only = Some(OnlyRoom { room_id: room.id, member_ids: member_ids.clone() });
@@ -387,16 +387,6 @@ async fn room_positions(
         None => None,
     };
     Ok((current, baseline))
-}
-
-async fn last_seq(db: &DatabaseConnection, room_id: i64) -> Result<i64, DbErr> {
-    let current: Option<i64> = chat_room::Entity::find_by_id(room_id)
-        .select_only()
-        .column(chat_room::Column::LastSeq)
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(current.unwrap_or(0))
 }
 
 /// The rooms of a user: id, `last_seq`, name.
